@@ -1,0 +1,414 @@
+//! Denials: every reason a request can be refused, and the one mapping from a denial to the
+//! HTTP reply (status, headers, RFC 9457 problem body).
+//!
+//! The reply names the check that failed and nothing else: no token, key, schema or value. The
+//! detail meant for operators travels in [`Denial::log_detail`] and goes to the audit log only.
+
+use serde::Serialize;
+
+/// Why a request was (or, in report mode, would have been) refused. The `code()` is a stable
+/// name used in problem bodies, audit lines and metric names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// No route matches the request and `unmatched` is `deny`.
+    RouteNotFound,
+    /// A route matches the path but not the method.
+    MethodNotAllowed,
+    /// The request path cannot be normalised safely (encoded slash, bad escape, control byte).
+    PathInvalid,
+    /// No token where a route requires one.
+    JwtMissing,
+    /// The token is not a well-formed JWS compact JWT (segments, base64url, JSON, size).
+    JwtMalformed,
+    /// `exp` is in the past beyond the allowed clock skew.
+    JwtExpired,
+    /// `nbf` (or `iat`) is in the future beyond the allowed clock skew.
+    JwtNotYetValid,
+    /// `exp - iat` (or `exp - now`) exceeds the provider's `max_lifetime_seconds`.
+    JwtLifetimeTooLong,
+    /// The signature does not verify with the selected key.
+    JwtBadSignature,
+    /// No key in the provider's key set has the token's `kid`.
+    JwtUnknownKid,
+    /// The token's `alg` is `none`, not in the allow-list, or not the key's algorithm.
+    JwtAlgNotAllowed,
+    /// The token carries a `crit` header parameter meshguard does not understand.
+    JwtCritUnsupported,
+    /// The token is a JWE or a nested JWT.
+    JwtUnsupportedType,
+    /// `iss` differs from the provider's issuer.
+    JwtIssuerMismatch,
+    /// `aud` contains none of the provider's audiences.
+    JwtAudienceMismatch,
+    /// The token lacks a scope the route requires.
+    JwtInsufficientScope,
+    /// A claim the route constrains is absent or has a value outside the allowed set.
+    JwtClaimMismatch,
+    /// The provider's keys are not available (first JWKS fetch pending or failed).
+    JwksUnavailable,
+    /// The route requires mTLS and the peer presented no client certificate.
+    PeerNotMtls,
+    /// The peer presented a certificate with no valid SPIFFE ID.
+    PeerIdentityMissing,
+    /// The peer's SPIFFE ID is denied or not allowed on this route.
+    PeerNotAllowed,
+    /// Object-level authorization: the addressed object is not the caller's.
+    OwnerMismatch,
+    /// The token is not bound to the mTLS peer presenting it.
+    TokenNotBoundToPeer,
+    /// The body or a parameter does not validate against the route's schema.
+    SchemaViolation,
+    /// The body is not well-formed JSON (or not UTF-8, or has duplicate keys).
+    JsonMalformed,
+    /// The JSON body exceeds a threat limit (depth, keys, array length, string length).
+    JsonLimits,
+    /// A query parameter appears more than once where the schema allows one value.
+    ParamDuplicate,
+    /// A header rule failed (required, forbidden, pattern).
+    HeaderInvalid,
+    /// The client set a field it may not set (unknown or read-only).
+    MassAssignment,
+    /// The content type is not in the route's allow-list.
+    UnsupportedMediaType,
+    /// The body exceeds the route's `max_body_bytes`.
+    BodyTooLarge,
+    /// A rate limit is exhausted.
+    RateLimited,
+    /// The key is locked out after repeated authentication failures.
+    LockedOut,
+    /// meshguard could not decide (a host call failed); fail closed.
+    Internal,
+}
+
+impl Reason {
+    /// Every reason, for pre-defining metrics and for documentation tests.
+    pub const ALL: [Reason; 34] = [
+        Reason::RouteNotFound,
+        Reason::MethodNotAllowed,
+        Reason::PathInvalid,
+        Reason::JwtMissing,
+        Reason::JwtMalformed,
+        Reason::JwtExpired,
+        Reason::JwtNotYetValid,
+        Reason::JwtLifetimeTooLong,
+        Reason::JwtBadSignature,
+        Reason::JwtUnknownKid,
+        Reason::JwtAlgNotAllowed,
+        Reason::JwtCritUnsupported,
+        Reason::JwtUnsupportedType,
+        Reason::JwtIssuerMismatch,
+        Reason::JwtAudienceMismatch,
+        Reason::JwtInsufficientScope,
+        Reason::JwtClaimMismatch,
+        Reason::JwksUnavailable,
+        Reason::PeerNotMtls,
+        Reason::PeerIdentityMissing,
+        Reason::PeerNotAllowed,
+        Reason::OwnerMismatch,
+        Reason::TokenNotBoundToPeer,
+        Reason::SchemaViolation,
+        Reason::JsonMalformed,
+        Reason::JsonLimits,
+        Reason::ParamDuplicate,
+        Reason::HeaderInvalid,
+        Reason::MassAssignment,
+        Reason::UnsupportedMediaType,
+        Reason::BodyTooLarge,
+        Reason::RateLimited,
+        Reason::LockedOut,
+        Reason::Internal,
+    ];
+
+    /// Stable snake_case code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::RouteNotFound => "route_not_found",
+            Reason::MethodNotAllowed => "method_not_allowed",
+            Reason::PathInvalid => "path_invalid",
+            Reason::JwtMissing => "jwt_missing",
+            Reason::JwtMalformed => "jwt_malformed",
+            Reason::JwtExpired => "jwt_expired",
+            Reason::JwtNotYetValid => "jwt_not_yet_valid",
+            Reason::JwtLifetimeTooLong => "jwt_lifetime_too_long",
+            Reason::JwtBadSignature => "jwt_bad_signature",
+            Reason::JwtUnknownKid => "jwt_unknown_kid",
+            Reason::JwtAlgNotAllowed => "jwt_alg_not_allowed",
+            Reason::JwtCritUnsupported => "jwt_crit_unsupported",
+            Reason::JwtUnsupportedType => "jwt_unsupported_type",
+            Reason::JwtIssuerMismatch => "jwt_issuer_mismatch",
+            Reason::JwtAudienceMismatch => "jwt_audience_mismatch",
+            Reason::JwtInsufficientScope => "jwt_insufficient_scope",
+            Reason::JwtClaimMismatch => "jwt_claim_mismatch",
+            Reason::JwksUnavailable => "jwks_unavailable",
+            Reason::PeerNotMtls => "peer_not_mtls",
+            Reason::PeerIdentityMissing => "peer_identity_missing",
+            Reason::PeerNotAllowed => "peer_not_allowed",
+            Reason::OwnerMismatch => "owner_mismatch",
+            Reason::TokenNotBoundToPeer => "token_not_bound_to_peer",
+            Reason::SchemaViolation => "schema_violation",
+            Reason::JsonMalformed => "json_malformed",
+            Reason::JsonLimits => "json_limits",
+            Reason::ParamDuplicate => "param_duplicate",
+            Reason::HeaderInvalid => "header_invalid",
+            Reason::MassAssignment => "mass_assignment",
+            Reason::UnsupportedMediaType => "unsupported_media_type",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::RateLimited => "rate_limited",
+            Reason::LockedOut => "locked_out",
+            Reason::Internal => "internal",
+        }
+    }
+
+    /// HTTP status for this reason.
+    pub fn status(self) -> u16 {
+        match self {
+            Reason::RouteNotFound => 404,
+            Reason::MethodNotAllowed => 405,
+            Reason::PathInvalid
+            | Reason::SchemaViolation
+            | Reason::JsonMalformed
+            | Reason::JsonLimits
+            | Reason::ParamDuplicate
+            | Reason::HeaderInvalid
+            | Reason::MassAssignment => 400,
+            Reason::JwtMissing
+            | Reason::JwtMalformed
+            | Reason::JwtExpired
+            | Reason::JwtNotYetValid
+            | Reason::JwtLifetimeTooLong
+            | Reason::JwtBadSignature
+            | Reason::JwtUnknownKid
+            | Reason::JwtAlgNotAllowed
+            | Reason::JwtCritUnsupported
+            | Reason::JwtUnsupportedType
+            | Reason::JwtIssuerMismatch
+            | Reason::JwtAudienceMismatch
+            | Reason::TokenNotBoundToPeer => 401,
+            Reason::JwtInsufficientScope
+            | Reason::JwtClaimMismatch
+            | Reason::PeerNotMtls
+            | Reason::PeerIdentityMissing
+            | Reason::PeerNotAllowed
+            | Reason::OwnerMismatch => 403,
+            Reason::UnsupportedMediaType => 415,
+            Reason::BodyTooLarge => 413,
+            Reason::RateLimited | Reason::LockedOut => 429,
+            Reason::JwksUnavailable | Reason::Internal => 503,
+        }
+    }
+
+    /// Short human title for the problem body.
+    pub fn title(self) -> &'static str {
+        match self {
+            Reason::RouteNotFound => "No route matches this request",
+            Reason::MethodNotAllowed => "Method not allowed on this route",
+            Reason::PathInvalid => "Request path is not acceptable",
+            Reason::JwtMissing => "Authentication required",
+            Reason::JwtMalformed => "Token is malformed",
+            Reason::JwtExpired => "Token has expired",
+            Reason::JwtNotYetValid => "Token is not yet valid",
+            Reason::JwtLifetimeTooLong => "Token lifetime is too long",
+            Reason::JwtBadSignature => "Token signature is invalid",
+            Reason::JwtUnknownKid => "Token key is unknown",
+            Reason::JwtAlgNotAllowed => "Token algorithm is not allowed",
+            Reason::JwtCritUnsupported => "Token has unsupported critical headers",
+            Reason::JwtUnsupportedType => "Token type is not supported",
+            Reason::JwtIssuerMismatch => "Token issuer is not accepted",
+            Reason::JwtAudienceMismatch => "Token audience is not accepted",
+            Reason::JwtInsufficientScope => "Token lacks a required scope",
+            Reason::JwtClaimMismatch => "Token claims do not permit this request",
+            Reason::JwksUnavailable => "Token keys are unavailable",
+            Reason::PeerNotMtls => "Mutual TLS is required",
+            Reason::PeerIdentityMissing => "Peer has no workload identity",
+            Reason::PeerNotAllowed => "Peer is not allowed",
+            Reason::OwnerMismatch => "Object does not belong to the caller",
+            Reason::TokenNotBoundToPeer => "Token is not bound to this peer",
+            Reason::SchemaViolation => "Request does not match the schema",
+            Reason::JsonMalformed => "Request body is not valid JSON",
+            Reason::JsonLimits => "Request body exceeds JSON limits",
+            Reason::ParamDuplicate => "Query parameter repeated",
+            Reason::HeaderInvalid => "Request header is not acceptable",
+            Reason::MassAssignment => "Request sets fields it may not set",
+            Reason::UnsupportedMediaType => "Unsupported media type",
+            Reason::BodyTooLarge => "Request body is too large",
+            Reason::RateLimited => "Too many requests",
+            Reason::LockedOut => "Temporarily locked out",
+            Reason::Internal => "Request could not be checked",
+        }
+    }
+
+    /// True for authentication failures (401 with `error="invalid_token"` unless the token is
+    /// simply missing). Lockout counting uses this.
+    pub fn is_authn_failure(self) -> bool {
+        self.status() == 401
+    }
+}
+
+/// A refusal produced by a check, before it is turned into a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// The failing check.
+    pub reason: Reason,
+    /// Client-safe detail (a JSON pointer and a keyword, a parameter name): never a value.
+    pub detail: Option<String>,
+    /// Extra reply headers (`WWW-Authenticate`, `Retry-After`, `Allow`, `RateLimit`...).
+    pub headers: Vec<(String, String)>,
+    /// Operator detail for the audit log only (never a token, key or body).
+    pub log_detail: Option<String>,
+}
+
+impl Denial {
+    /// A denial with no detail.
+    pub fn new(reason: Reason) -> Self {
+        Self {
+            reason,
+            detail: None,
+            headers: Vec::new(),
+            log_detail: None,
+        }
+    }
+    /// Adds client-safe detail.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+    /// Adds operator-only detail for the audit log.
+    pub fn with_log_detail(mut self, detail: impl Into<String>) -> Self {
+        self.log_detail = Some(detail.into());
+        self
+    }
+    /// Adds a reply header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// The HTTP reply for a denial: what the adapter sends with `send_http_response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers, content type first.
+    pub headers: Vec<(String, String)>,
+    /// `application/problem+json` body.
+    pub body: Vec<u8>,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+/// The problem type URI for a reason (`urn:meshguard:problem:<code>`).
+pub fn problem_type(reason: Reason) -> String {
+    format!("urn:meshguard:problem:{}", reason.code())
+}
+
+/// Maps a denial to its reply: status, `application/problem+json` body (RFC 9457), and headers,
+/// including `WWW-Authenticate` (RFC 6750) for 401s and for scope/claim 403s.
+pub fn reply(denial: &Denial, request_id: Option<&str>) -> Reply {
+    let reason = denial.reason;
+    let status = reason.status();
+    let problem = Problem {
+        kind: problem_type(reason),
+        title: reason.title(),
+        status,
+        detail: denial.detail.as_deref(),
+        reason: reason.code(),
+        request_id: request_id.filter(|id| is_safe_request_id(id)),
+    };
+    let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
+    let mut headers = vec![
+        (
+            "content-type".to_string(),
+            "application/problem+json".to_string(),
+        ),
+        ("cache-control".to_string(), "no-store".to_string()),
+    ];
+    if let Some(challenge) = www_authenticate(reason) {
+        if !denial
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("www-authenticate"))
+        {
+            headers.push(("www-authenticate".to_string(), challenge));
+        }
+    }
+    headers.extend(denial.headers.iter().cloned());
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// The default RFC 6750 challenge for a reason, if it has one.
+pub fn www_authenticate(reason: Reason) -> Option<String> {
+    match reason {
+        // RFC 6750 §3.1: no error code when the request lacks any authentication information.
+        Reason::JwtMissing => Some("Bearer realm=\"meshguard\"".to_string()),
+        Reason::JwksUnavailable => None,
+        Reason::JwtInsufficientScope | Reason::JwtClaimMismatch => Some(
+            "Bearer realm=\"meshguard\", error=\"insufficient_scope\"".to_string(),
+        ),
+        r if r.status() == 401 => Some(format!(
+            "Bearer realm=\"meshguard\", error=\"invalid_token\", error_description=\"{}\"",
+            r.title()
+        )),
+        _ => None,
+    }
+}
+
+/// Request ids are echoed only when they look like ids (no injection into the body).
+fn is_safe_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_distinct_code() {
+        let mut codes: Vec<_> = Reason::ALL.iter().map(|r| r.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), Reason::ALL.len());
+    }
+
+    #[test]
+    fn expired_token_is_401_with_invalid_token_challenge() {
+        let r = reply(&Denial::new(Reason::JwtExpired), Some("abc-1"));
+        assert_eq!(r.status, 401);
+        let challenge = r
+            .headers
+            .iter()
+            .find(|(k, _)| k == "www-authenticate")
+            .map(|(_, v)| v.as_str());
+        assert!(challenge.is_some_and(|c| c.contains("error=\"invalid_token\"")));
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        assert_eq!(body["reason"], "jwt_expired");
+        assert_eq!(body["status"], 401);
+        assert_eq!(body["request_id"], "abc-1");
+    }
+
+    #[test]
+    fn request_id_with_markup_is_not_echoed() {
+        let r = reply(&Denial::new(Reason::RouteNotFound), Some("<script>"));
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        assert!(body.get("request_id").is_none());
+    }
+}
