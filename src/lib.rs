@@ -6,3 +6,5 @@
 pub mod config;
 pub mod error;
 pub mod host;
+pub mod policy;
+pub mod routing;
