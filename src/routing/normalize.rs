@@ -63,6 +63,10 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+fn upper_hex(nibble: u8) -> char {
+    char::from_digit(u32::from(nibble), 16).map_or('0', |c| c.to_ascii_uppercase())
+}
+
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
@@ -91,8 +95,8 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
                     out.push(char::from(decoded));
                 } else {
                     out.push('%');
-                    out.push(char::from(b"0123456789ABCDEF"[usize::from(hi)]));
-                    out.push(char::from(b"0123456789ABCDEF"[usize::from(lo)]));
+                    out.push(upper_hex(hi));
+                    out.push(upper_hex(lo));
                 }
                 i += 3;
             }
