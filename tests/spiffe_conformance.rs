@@ -5,6 +5,13 @@
 //! `MESHGUARD_REFERENCE` environment variable (the reference folder or the file itself).
 //! The test prints how many vectors it ran (`cargo test --test spiffe_conformance -- --nocapture`).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::path::PathBuf;
 
 use meshguard::identity::peer::{peer_identity, IdentitySource, NoIdentityCause, PeerFacts};
