@@ -5,10 +5,15 @@
 //! Everything here is pure: the adapter snapshots host facts into [`peer::PeerFacts`], the
 //! compiled rules come from [`config`], and [`authz`] answers with `Result<(), Denial>`.
 
+pub mod authz;
+pub mod config;
+pub mod forward;
 pub mod matcher;
 pub mod peer;
 pub mod spiffe;
 
+pub use authz::{check_binding, check_owner, check_peers, OwnerInputs};
+pub use forward::ForwardIdentity;
 pub use matcher::{PeerPattern, PeerSet};
 pub use peer::{peer_identity, CertDigest, IdentitySource, PeerFacts, PeerIdentity};
 pub use spiffe::{SpiffeId, SpiffeIdError, TrustDomain};
