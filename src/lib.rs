@@ -8,6 +8,7 @@ pub mod config;
 pub mod decide;
 pub mod error;
 pub mod host;
+pub mod identity;
 pub mod metrics;
 pub mod policy;
 pub mod routing;
