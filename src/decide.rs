@@ -9,8 +9,10 @@
 
 use crate::error::{Denial, Reason};
 use crate::host::{Clock, SharedStore};
+use crate::identity::authz::{check_binding, check_owner, check_peers, OwnerInputs};
+use crate::identity::{peer_identity, CertDigest, IdentitySource, PeerFacts, PeerIdentity};
 use crate::policy::{Lookup, Mode, Policy, Route, Unmatched, UNMATCHED_ROUTE};
-use crate::routing::{normalize, Params};
+use crate::routing::{normalize, query, Params};
 
 /// The request as the adapter snapshots it in the headers phase.
 #[derive(Debug, Clone, Default)]
@@ -136,18 +138,131 @@ pub struct Event {
 }
 
 /// Checks in the headers phase, in the order they run (cheapest first).
-pub const HEADER_STAGES: &[Stage] = &[];
+pub const HEADER_STAGES: &[Stage] = &[Stage::Peers, Stage::Binding, Stage::Owner];
 
 /// Checks that need the buffered body, in the order they run.
-pub const BODY_STAGES: &[Stage] = &[];
+pub const BODY_STAGES: &[Stage] = &[Stage::OwnerBody];
 
 /// One check of the pipeline. Feature modules add variants and an arm in [`run_stage`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {}
+pub enum Stage {
+    /// `routes[].peers`: mTLS and SPIFFE ID allow/deny.
+    Peers,
+    /// `routes[].binding`: the token belongs to the mTLS peer.
+    Binding,
+    /// `routes[].owner` from a path or query parameter.
+    Owner,
+    /// `routes[].owner` from a top-level body field.
+    OwnerBody,
+}
 
 /// Runs one check against the matched route.
-fn run_stage(stage: Stage, _cx: &mut StageCx<'_>) -> Step {
-    match stage {}
+fn run_stage(stage: Stage, cx: &mut StageCx<'_>) -> Step {
+    let result = match stage {
+        Stage::Peers => match &cx.route.peers {
+            Some(rule) => {
+                let identity = cx.peer.identity(cx.env.props, rule.source()).clone();
+                if let Some(id) = identity.id() {
+                    cx.principal.peer = Some(id.as_str().to_string());
+                }
+                check_peers(rule, &identity)
+            }
+            None => Ok(()),
+        },
+        Stage::Binding => match &cx.route.binding {
+            Some(rule) => {
+                let source = route_identity_source(cx.route);
+                let identity = cx.peer.identity(cx.env.props, source).clone();
+                let digest = if rule.needs_cert_digest() {
+                    cx.peer.digest(cx.env.props)
+                } else {
+                    None
+                };
+                check_binding(
+                    rule,
+                    &identity,
+                    digest.as_ref(),
+                    cx.principal.claims.as_ref(),
+                )
+            }
+            None => Ok(()),
+        },
+        Stage::Owner | Stage::OwnerBody => match &cx.route.owner {
+            Some(rule) if rule.needs_body() == (stage == Stage::OwnerBody) => owner_check(rule, cx),
+            _ => Ok(()),
+        },
+    };
+    match result {
+        Ok(()) => Step::Next,
+        Err(denial) => Step::Deny(denial),
+    }
+}
+
+fn owner_check(
+    rule: &crate::identity::authz::OwnerRule,
+    cx: &mut StageCx<'_>,
+) -> Result<(), Denial> {
+    let query_pairs = query::pairs(cx.query).unwrap_or_default();
+    let body: Option<serde_json::Value> = cx.body.and_then(|b| serde_json::from_slice(b).ok());
+    let inputs = OwnerInputs {
+        path_params: cx.params,
+        query: &query_pairs,
+        body: body.as_ref(),
+    };
+    check_owner(rule, &inputs, cx.principal.claims.as_ref())
+}
+
+/// The identity source a route reads peers from (its `peers.source`, else the connection).
+fn route_identity_source(route: &Route) -> IdentitySource {
+    route
+        .peers
+        .as_ref()
+        .map_or(IdentitySource::Connection, |p| p.source())
+}
+
+/// The peer's identity and certificate digest, read from the host at most once per request.
+#[derive(Debug, Default)]
+pub struct PeerCache {
+    identity: Option<(IdentitySource, PeerIdentity)>,
+    digest: Option<Option<CertDigest>>,
+}
+
+impl PeerCache {
+    /// The peer identity from `source`, reading host properties on first use.
+    pub fn identity(&mut self, props: &dyn Properties, source: IdentitySource) -> &PeerIdentity {
+        let stale = !matches!(&self.identity, Some((s, _)) if *s == source);
+        if stale {
+            let facts = match source {
+                IdentitySource::Connection => PeerFacts {
+                    mtls: props
+                        .get(&["connection", "mtls"])
+                        .and_then(|b| crate::identity::peer::mtls_from_property(&b)),
+                    uri_san: props.get(&["connection", "uri_san_peer_certificate"]),
+                    ..PeerFacts::default()
+                },
+                IdentitySource::IstioPeerPrincipal => PeerFacts {
+                    principal_filter_state: props.get(&["io.istio.peer_principal"]),
+                    ..PeerFacts::default()
+                },
+            };
+            self.identity = Some((source, peer_identity(&facts, source)));
+        }
+        match &self.identity {
+            Some((_, id)) => id,
+            None => &PeerIdentity::NoMtls,
+        }
+    }
+
+    /// The SHA-256 digest of the peer certificate, if the host has one.
+    pub fn digest(&mut self, props: &dyn Properties) -> Option<CertDigest> {
+        if self.digest.is_none() {
+            let d = props
+                .get(&["connection", "sha256_peer_certificate_digest"])
+                .and_then(|raw| CertDigest::from_property(&raw));
+            self.digest = Some(d);
+        }
+        self.digest.clone().flatten()
+    }
 }
 
 /// What a stage sees: the route, the exchange so far, the request, and the host.
@@ -168,6 +283,8 @@ pub struct StageCx<'a> {
     pub principal: &'a mut Principal,
     /// Header changes to apply if the request goes on.
     pub header_ops: &'a mut Vec<HeaderOp>,
+    /// The peer, read from the host on first use.
+    pub peer: &'a mut PeerCache,
 }
 
 /// Where the pipeline is.
@@ -187,6 +304,7 @@ pub struct Exchange {
     params: Params,
     query: String,
     principal: Principal,
+    peer: PeerCache,
     header_ops: Vec<HeaderOp>,
     events: Vec<Event>,
     reported: bool,
@@ -204,6 +322,7 @@ impl Default for Exchange {
             params: Vec::new(),
             query: String::new(),
             principal: Principal::default(),
+            peer: PeerCache::default(),
             header_ops: Vec::new(),
             events: Vec::new(),
             reported: false,
@@ -265,7 +384,9 @@ impl Exchange {
                 // Before routing there is no route mode: the global mode decides.
                 self.mode = policy.mode;
                 let denial = Denial::new(Reason::PathInvalid).with_detail(e.describe());
-                return self.fail(denial).unwrap_or_else(|| self.finish());
+                return self
+                    .fail(denial)
+                    .unwrap_or_else(|| self.finish(policy, env));
             }
         };
         self.query = normal.query.clone();
@@ -283,19 +404,20 @@ impl Exchange {
             Lookup::MethodNotAllowed(allow) => {
                 self.mode = policy.mode;
                 if policy.unmatched == Unmatched::Allow {
-                    return self.finish();
+                    return self.finish(policy, env);
                 }
                 let denial =
                     Denial::new(Reason::MethodNotAllowed).with_header("allow", allow.join(", "));
-                self.fail(denial).unwrap_or_else(|| self.finish())
+                self.fail(denial)
+                    .unwrap_or_else(|| self.finish(policy, env))
             }
             Lookup::NotFound => {
                 self.mode = policy.mode;
                 if policy.unmatched == Unmatched::Allow {
-                    return self.finish();
+                    return self.finish(policy, env);
                 }
                 self.fail(Denial::new(Reason::RouteNotFound))
-                    .unwrap_or_else(|| self.finish())
+                    .unwrap_or_else(|| self.finish(policy, env))
             }
         }
     }
@@ -333,7 +455,7 @@ impl Exchange {
         env: &Env<'_>,
     ) -> Verdict {
         let Some(route) = self.route.and_then(|i| policy.route(i)) else {
-            return self.finish();
+            return self.finish(policy, env);
         };
         loop {
             let (stage, body_phase) = match self.phase {
@@ -350,9 +472,9 @@ impl Exchange {
                 },
                 Phase::Body(i) => match BODY_STAGES.get(i) {
                     Some(s) => (*s, true),
-                    None => return self.finish(),
+                    None => return self.finish(policy, env),
                 },
-                Phase::Done => return self.finish(),
+                Phase::Done => return self.finish(policy, env),
             };
             let mut cx = StageCx {
                 route,
@@ -363,6 +485,7 @@ impl Exchange {
                 query: &self.query,
                 principal: &mut self.principal,
                 header_ops: &mut self.header_ops,
+                peer: &mut self.peer,
             };
             match run_stage(stage, &mut cx) {
                 Step::Next => {}
@@ -378,6 +501,28 @@ impl Exchange {
                 Phase::Body(i) => Phase::Body(i.saturating_add(1)),
                 Phase::Done => Phase::Done,
             };
+        }
+    }
+
+    /// Removes incoming copies of the identity headers and sets them from what was verified.
+    fn forward_identity(&mut self, policy: &Policy, env: &Env<'_>) {
+        let Some(fwd) = &policy.forward_identity else {
+            return;
+        };
+        let source = self
+            .route
+            .and_then(|i| policy.route(i))
+            .map_or(IdentitySource::Connection, route_identity_source);
+        let identity = self.peer.identity(env.props, source).clone();
+        if let Some(id) = identity.id() {
+            self.principal.peer = Some(id.as_str().to_string());
+        }
+        let plan = fwd.plan(identity.id(), self.principal.claims.as_ref());
+        for h in plan.remove {
+            self.header_ops.push(HeaderOp::Remove(h.to_string()));
+        }
+        for (h, v) in plan.set {
+            self.header_ops.push(HeaderOp::Set(h.to_string(), v));
         }
     }
 
@@ -408,10 +553,13 @@ impl Exchange {
         }
     }
 
-    fn finish(&mut self) -> Verdict {
+    fn finish(&mut self, policy: &Policy, env: &Env<'_>) -> Verdict {
         self.phase = Phase::Done;
         if let Some(denial) = &self.denial {
             return Verdict::Deny(denial.clone());
+        }
+        if self.final_decision.is_none() {
+            self.forward_identity(policy, env);
         }
         if self.final_decision.is_none() {
             let decision = if self.reported {
@@ -433,6 +581,6 @@ impl Exchange {
 }
 
 /// Whether a route has checks that need the body.
-fn route_needs_body(_route: &Route) -> bool {
-    false
+fn route_needs_body(route: &Route) -> bool {
+    route.owner.as_ref().is_some_and(|o| o.needs_body())
 }

@@ -1,6 +1,8 @@
 //! The immutable compiled policy: what every request is checked against. Built only by
 //! [`crate::config::compile`], shared read-only by all streams of a VM.
 
+use crate::identity::authz::{BindingRule, OwnerRule, PeerRule};
+use crate::identity::ForwardIdentity;
 use crate::routing::{host_of, HostPattern, NormalPath, Params, PathMatcher};
 
 /// Enforcement mode of a route (or the global default).
@@ -56,6 +58,12 @@ pub struct Route {
     pub hosts: Option<Vec<HostPattern>>,
     /// Path matcher.
     pub path: PathMatcher,
+    /// mTLS peer rule.
+    pub peers: Option<PeerRule>,
+    /// Object-level authorization rule.
+    pub owner: Option<OwnerRule>,
+    /// Token-to-peer binding rule.
+    pub binding: Option<BindingRule>,
 }
 
 impl Route {
@@ -93,6 +101,8 @@ pub struct Policy {
     pub log_allows: bool,
     /// Ordered routes.
     pub routes: Vec<Route>,
+    /// Identity headers set upstream (incoming copies always removed).
+    pub forward_identity: Option<ForwardIdentity>,
 }
 
 impl Policy {

@@ -161,3 +161,103 @@ fn audit_line_has_template_not_raw_path() {
     assert!(line.contains("\"kind\":\"meshguard.audit\""));
     assert!(line.contains("\"request_id\":\"rid-1\""));
 }
+
+mod peers {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Props(HashMap<String, Vec<u8>>);
+    impl Properties for Props {
+        fn get(&self, path: &[&str]) -> Option<Vec<u8>> {
+            self.0.get(&path.join(".")).cloned()
+        }
+    }
+
+    fn peer(id: Option<&str>) -> Props {
+        let mut m = HashMap::new();
+        m.insert("connection.mtls".to_string(), vec![u8::from(id.is_some())]);
+        if let Some(id) = id {
+            m.insert(
+                "connection.uri_san_peer_certificate".to_string(),
+                id.as_bytes().to_vec(),
+            );
+        }
+        Props(m)
+    }
+
+    fn run(p: &Policy, r: &RequestFacts, props: &Props) -> (Verdict, Exchange) {
+        let clock = FakeClock::at_secs(1_700_000_000);
+        let store = MemStore::default();
+        let env = Env {
+            clock: &clock,
+            store: &store,
+            props,
+        };
+        let mut ex = Exchange::new();
+        let v = ex.on_headers(p, r, &env);
+        (v, ex)
+    }
+
+    const CFG: &str = r#"{"forward_identity":{"peer_header":"x-peer-id"},"routes":[
+      {"name":"orders","match":{"prefix":"/orders"},
+       "peers":{"require_mtls":true,"allow":["spiffe://cluster.local/ns/shop/*"],"deny":["spiffe://cluster.local/ns/shop/sa/legacy"]}},
+      {"name":"open","match":{"prefix":"/open"}}]}"#;
+
+    #[test]
+    fn allowed_workload_passes_and_is_forwarded() {
+        let p = policy(CFG);
+        let (v, mut ex) = run(
+            &p,
+            &req("GET", "/orders/1"),
+            &peer(Some("spiffe://cluster.local/ns/shop/sa/frontend")),
+        );
+        assert_eq!(v, Verdict::Allow);
+        let ops = ex.take_header_ops();
+        assert!(ops.contains(&meshguard::decide::HeaderOp::Remove("x-peer-id".into())));
+        assert!(ops.contains(&meshguard::decide::HeaderOp::Set(
+            "x-peer-id".into(),
+            "spiffe://cluster.local/ns/shop/sa/frontend".into()
+        )));
+        assert_eq!(
+            ex.principal().peer.as_deref(),
+            Some("spiffe://cluster.local/ns/shop/sa/frontend")
+        );
+    }
+
+    #[test]
+    fn plaintext_peer_is_refused_where_mtls_is_required() {
+        let p = policy(CFG);
+        let (v, _) = run(&p, &req("GET", "/orders/1"), &peer(None));
+        assert_eq!(reason_of(&v), Some(Reason::PeerNotMtls));
+    }
+
+    #[test]
+    fn denied_and_foreign_workloads_are_403() {
+        let p = policy(CFG);
+        let (v, _) = run(
+            &p,
+            &req("GET", "/orders/1"),
+            &peer(Some("spiffe://cluster.local/ns/shop/sa/legacy")),
+        );
+        assert_eq!(reason_of(&v), Some(Reason::PeerNotAllowed));
+        let (v, _) = run(
+            &p,
+            &req("GET", "/orders/1"),
+            &peer(Some("spiffe://evil.example/ns/shop/sa/frontend")),
+        );
+        assert_eq!(reason_of(&v), Some(Reason::PeerNotAllowed));
+        let (v, _) = run(&p, &req("GET", "/orders/1"), &peer(Some("https://x")));
+        assert_eq!(reason_of(&v), Some(Reason::PeerIdentityMissing));
+    }
+
+    #[test]
+    fn forwarded_header_is_stripped_even_without_a_peer() {
+        let p = policy(CFG);
+        let (v, mut ex) = run(&p, &req("GET", "/open/x"), &peer(None));
+        assert_eq!(v, Verdict::Allow);
+        assert_eq!(
+            ex.take_header_ops(),
+            vec![meshguard::decide::HeaderOp::Remove("x-peer-id".into())]
+        );
+    }
+}

@@ -3,6 +3,9 @@
 
 use super::error::{index, join, ConfigError};
 use super::raw::{RawConfig, RawMatch, RawMode, RawRoute, RawUnmatched};
+use crate::identity::config::{
+    compile_binding, compile_forward_identity, compile_owner, compile_peers,
+};
 use crate::policy::{Mode, Policy, Route, RouteName, Unmatched};
 use crate::routing::{matcher::parse_method, HostPattern, PathMatcher};
 
@@ -78,6 +81,11 @@ pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
         },
         log_allows: raw.audit.log_allows,
         routes,
+        forward_identity: raw
+            .forward_identity
+            .as_ref()
+            .map(|f| compile_forward_identity(f, "forward_identity"))
+            .transpose()?,
     })
 }
 
@@ -90,12 +98,30 @@ fn compile_route(r: &RawRoute, global: Mode, at: &str) -> Result<Route, ConfigEr
     })?;
     let m_at = join(at, "match");
     let (path, methods, hosts) = compile_match(&r.matcher, &m_at)?;
+    let peers = r
+        .peers
+        .as_ref()
+        .map(|p| compile_peers(p, &join(at, "peers")))
+        .transpose()?;
+    let owner = r
+        .owner
+        .as_ref()
+        .map(|o| compile_owner(o, &join(at, "owner"), &path.params()))
+        .transpose()?;
+    let binding = r
+        .binding
+        .as_ref()
+        .map(|b| compile_binding(b, &join(at, "binding")))
+        .transpose()?;
     Ok(Route {
         name,
         mode: r.mode.map(mode).unwrap_or(global),
         methods,
         hosts,
         path,
+        peers,
+        owner,
+        binding,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Raw plugin configuration, exactly as users write it (see README and ../shared/CONFIG.md).
 //! Unknown fields are errors. Only [`super::compile`] turns these into a policy.
 
+use crate::identity::config::{RawBinding, RawForwardIdentity, RawOwner, RawPeers};
 use serde::Deserialize;
 
 /// Enforcement mode.
@@ -41,6 +42,9 @@ pub struct RawConfig {
     /// Ordered routes; the first match applies.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// Headers that carry the peer SPIFFE ID and token subject upstream.
+    #[serde(default)]
+    pub forward_identity: Option<RawForwardIdentity>,
 }
 
 /// Audit-log options.
@@ -64,6 +68,15 @@ pub struct RawRoute {
     /// Overrides the global mode for this route.
     #[serde(default)]
     pub mode: Option<RawMode>,
+    /// mTLS peer identity requirements.
+    #[serde(default)]
+    pub peers: Option<RawPeers>,
+    /// Object-level authorization.
+    #[serde(default)]
+    pub owner: Option<RawOwner>,
+    /// Token bound to the mTLS peer.
+    #[serde(default)]
+    pub binding: Option<RawBinding>,
 }
 
 /// A route's match: exactly one of `path` / `prefix`; `methods` and `hosts` optional.
