@@ -1,0 +1,4 @@
+//! Local rate limiting and abuse controls (work in progress: see later commits).
+
+pub mod gcra;
+pub mod headers;
