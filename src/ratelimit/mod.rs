@@ -4,3 +4,4 @@ pub mod client_ip;
 pub mod gcra;
 pub mod headers;
 pub mod key;
+pub mod table;
