@@ -55,14 +55,15 @@ pub fn policy_member(name: &str, quota: &Quota) -> String {
     )
 }
 
-/// One `RateLimit` list member: `"name";r=<remaining>;t=<seconds until full>`.
-pub fn rate_member(name: &str, remaining: u64, reset_us: u64) -> String {
-    format!(
-        "{};r={};t={}",
-        sf_string(name),
-        remaining,
-        ceil_secs(reset_us)
-    )
+/// One `RateLimit` list member, `"name";r=<remaining>;t=<seconds until full>`, for a name
+/// already quoted by [`sf_string`] (done once at configure time: this runs per request).
+pub fn rate_member(quoted_name: &str, remaining: u64, reset_us: u64) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(quoted_name.len().saturating_add(32));
+    out.push_str(quoted_name);
+    // Writing to a String cannot fail.
+    let _ = write!(out, ";r={remaining};t={}", ceil_secs(reset_us));
+    out
 }
 
 #[cfg(test)]
@@ -93,8 +94,11 @@ mod tests {
 
     #[test]
     fn rate_member_reports_remaining_and_reset() {
-        assert_eq!(rate_member("default", 3, 400_000), "\"default\";r=3;t=1");
-        assert_eq!(rate_member("default", 10, 0), "\"default\";r=10;t=0");
+        assert_eq!(
+            rate_member("\"default\"", 3, 400_000),
+            "\"default\";r=3;t=1"
+        );
+        assert_eq!(rate_member("\"default\"", 10, 0), "\"default\";r=10;t=0");
     }
 
     #[test]

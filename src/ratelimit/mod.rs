@@ -126,14 +126,21 @@ impl RateDecision {
 pub struct RouteLimits {
     route: String,
     limits: Vec<RateLimit>,
+    /// Per limit, the audit detail of its denial (built once, not per request).
+    log_details: Vec<String>,
 }
 
 impl RouteLimits {
     /// Limits for the route named `route`, evaluated in the given order.
     pub fn new(route: &str, limits: Vec<RateLimit>) -> Self {
+        let log_details = limits
+            .iter()
+            .map(|l| format!("rate limit {} on route {route}", l.name()))
+            .collect();
         Self {
             route: route.to_string(),
             limits,
+            log_details,
         }
     }
 
@@ -192,14 +199,18 @@ impl RouteLimits {
                         Outcome::Allowed
                     } else if enforce {
                         decision.denial =
-                            Some(self.limited(limit, d.remaining, d.reset_us, d.retry_after_us));
+                            Some(self.limited(i, limit, d.remaining, d.reset_us, d.retry_after_us));
                         Outcome::Limited
                     } else {
                         Outcome::ReportLimited
                     };
                     if limit.response_headers() && outcome != Outcome::Limited {
                         policies.push(limit.policy_member());
-                        rates.push(headers::rate_member(limit.name(), d.remaining, d.reset_us));
+                        rates.push(headers::rate_member(
+                            limit.quoted_name(),
+                            d.remaining,
+                            d.reset_us,
+                        ));
                     }
                     (outcome, c.place == Place::Overflow, c.attempts)
                 }
@@ -250,7 +261,14 @@ impl RouteLimits {
         decision
     }
 
-    fn limited(&self, limit: &RateLimit, remaining: u64, reset_us: u64, retry_us: u64) -> Denial {
+    fn limited(
+        &self,
+        i: usize,
+        limit: &RateLimit,
+        remaining: u64,
+        reset_us: u64,
+        retry_us: u64,
+    ) -> Denial {
         Denial::new(Reason::RateLimited)
             .with_header(
                 headers::RETRY_AFTER,
@@ -259,13 +277,9 @@ impl RouteLimits {
             .with_header(headers::RATELIMIT_POLICY, limit.policy_member())
             .with_header(
                 headers::RATELIMIT,
-                headers::rate_member(limit.name(), remaining, reset_us),
+                headers::rate_member(limit.quoted_name(), remaining, reset_us),
             )
-            .with_log_detail(format!(
-                "rate limit {} on route {}",
-                limit.name(),
-                self.route
-            ))
+            .with_log_detail(self.log_details.get(i).cloned().unwrap_or_default())
     }
 
     fn contended(&self, limit: &RateLimit) -> Denial {

@@ -55,6 +55,7 @@ pub struct RateLimit {
     response_headers: bool,
     table: Table,
     policy_member: String,
+    quoted_name: String,
 }
 
 /// The result of charging one request to one limit.
@@ -80,6 +81,7 @@ impl RateLimit {
         max_keys: u32,
     ) -> Self {
         let policy_member = headers::policy_member(&name, &quota);
+        let quoted_name = headers::sf_string(&name);
         Self {
             name,
             key,
@@ -89,6 +91,7 @@ impl RateLimit {
             response_headers: false,
             table: Table::new(PREFIX, table_identity, max_keys),
             policy_member,
+            quoted_name,
         }
     }
 
@@ -135,6 +138,10 @@ impl RateLimit {
     /// The precomputed `RateLimit-Policy` member.
     pub fn policy_member(&self) -> &str {
         &self.policy_member
+    }
+    /// The name as a structured-field string, for `RateLimit` members.
+    pub fn quoted_name(&self) -> &str {
+        &self.quoted_name
     }
     /// The shared table (slot count, key names).
     pub fn table(&self) -> &Table {
