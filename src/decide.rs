@@ -12,6 +12,7 @@ use crate::host::{Clock, SharedStore};
 use crate::identity::authz::{check_binding, check_owner, check_peers, OwnerInputs};
 use crate::identity::{peer_identity, CertDigest, IdentitySource, PeerFacts, PeerIdentity};
 use crate::policy::{Lookup, Mode, Policy, Route, Unmatched, UNMATCHED_ROUTE};
+use crate::ratelimit::{KeyFacts, Outcome};
 use crate::routing::{normalize, query, Params};
 
 /// The request as the adapter snapshots it in the headers phase.
@@ -113,6 +114,8 @@ pub enum Decision {
     Deny,
     /// Would have been denied; passed because of report mode.
     Report,
+    /// A key was locked out after repeated authentication failures (audit only).
+    Lock,
 }
 
 impl Decision {
@@ -122,6 +125,7 @@ impl Decision {
             Decision::Allow => "allow",
             Decision::Deny => "deny",
             Decision::Report => "report",
+            Decision::Lock => "lock",
         }
     }
 }
@@ -138,10 +142,16 @@ pub struct Event {
 }
 
 /// Checks in the headers phase, in the order they run (cheapest first).
-pub const HEADER_STAGES: &[Stage] = &[Stage::Peers, Stage::Binding, Stage::Owner];
+pub const HEADER_STAGES: &[Stage] = &[
+    Stage::Peers,
+    Stage::Lockout,
+    Stage::Binding,
+    Stage::Owner,
+    Stage::RateLimit,
+];
 
 /// Checks that need the buffered body, in the order they run.
-pub const BODY_STAGES: &[Stage] = &[Stage::OwnerBody];
+pub const BODY_STAGES: &[Stage] = &[Stage::LockoutBody, Stage::OwnerBody];
 
 /// One check of the pipeline. Feature modules add variants and an arm in [`run_stage`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +164,12 @@ pub enum Stage {
     Owner,
     /// `routes[].owner` from a top-level body field.
     OwnerBody,
+    /// `routes[].lockout` on keys known from the headers.
+    Lockout,
+    /// `routes[].lockout` with a `body:` key, once the body is parsed.
+    LockoutBody,
+    /// `routes[].rate_limits`.
+    RateLimit,
 }
 
 /// Runs one check against the matched route.
@@ -191,6 +207,51 @@ fn run_stage(stage: Stage, cx: &mut StageCx<'_>) -> Step {
             Some(rule) if rule.needs_body() == (stage == Stage::OwnerBody) => owner_check(rule, cx),
             _ => Ok(()),
         },
+        Stage::Lockout | Stage::LockoutBody => match &cx.route.lockout {
+            Some(rule) if rule.needs_body() == (stage == Stage::LockoutBody) => {
+                let ip = cx.client_ip();
+                let body = cx.body_object();
+                let facts = cx.key_facts(ip.as_deref(), body.as_ref());
+                let d = rule.check(&facts, cx.env.clock, cx.env.store);
+                if d.report_locked {
+                    cx.reports
+                        .push(Denial::new(Reason::LockedOut).with_log_detail(format!(
+                            "lockout (report) by key {}",
+                            d.locked_keys.join(",")
+                        )));
+                }
+                d.denial.map_or(Ok(()), Err)
+            }
+            _ => Ok(()),
+        },
+        Stage::RateLimit => {
+            if cx.route.rate_limits.is_empty() {
+                Ok(())
+            } else {
+                let ip = cx.client_ip();
+                let facts = cx.key_facts(ip.as_deref(), None);
+                let d = cx
+                    .route
+                    .rate_limits
+                    .check(&facts, cx.env.clock, cx.env.store);
+                for i in d.report_hits() {
+                    let name = cx
+                        .route
+                        .rate_limits
+                        .limits()
+                        .get(i)
+                        .map_or("", |l| l.name());
+                    cx.reports.push(
+                        Denial::new(Reason::RateLimited)
+                            .with_log_detail(format!("rate limit {name} (report)")),
+                    );
+                }
+                cx.limit_outcomes
+                    .extend(d.outcomes.iter().map(|o| (o.limit, o.outcome)));
+                cx.response_headers.extend(d.response_headers);
+                d.denial.map_or(Ok(()), Err)
+            }
+        }
     };
     match result {
         Ok(()) => Step::Next,
@@ -285,6 +346,67 @@ pub struct StageCx<'a> {
     pub header_ops: &'a mut Vec<HeaderOp>,
     /// The peer, read from the host on first use.
     pub peer: &'a mut PeerCache,
+    /// The policy (for policy-wide settings such as `client_ip`).
+    pub policy: &'a Policy,
+    /// Client address, resolved on first use.
+    pub client_ip: &'a mut Option<Option<String>>,
+    /// Would-be denials of checks that have their own report mode (rate limits, lockout).
+    pub reports: &'a mut Vec<Denial>,
+    /// Per-limit outcomes for metrics.
+    pub limit_outcomes: &'a mut Vec<(usize, Outcome)>,
+    /// Headers to add to the response if the request goes on.
+    pub response_headers: &'a mut Vec<(String, String)>,
+}
+
+impl StageCx<'_> {
+    /// The client address per the policy's `client_ip`, resolved once per request.
+    pub fn client_ip(&mut self) -> Option<String> {
+        if self.client_ip.is_none() {
+            let source = self
+                .env
+                .props
+                .get(&["source", "address"])
+                .and_then(|b| String::from_utf8(b).ok());
+            let xff: Vec<&str> = self
+                .facts
+                .headers
+                .iter()
+                .filter(|(k, _)| k == "x-forwarded-for")
+                .map(|(_, v)| v.as_str())
+                .collect();
+            let xff = (!xff.is_empty()).then(|| xff.join(","));
+            *self.client_ip = Some(
+                self.policy
+                    .client_ip
+                    .resolve(source.as_deref(), xff.as_deref()),
+            );
+        }
+        self.client_ip.clone().flatten()
+    }
+
+    /// The body as a JSON object, when there is one.
+    pub fn body_object(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        match self.body.and_then(|b| serde_json::from_slice(b).ok()) {
+            Some(serde_json::Value::Object(m)) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Rate-limit and lockout key inputs for this request.
+    pub fn key_facts<'k>(
+        &'k self,
+        ip: Option<&'k str>,
+        body: Option<&'k serde_json::Map<String, serde_json::Value>>,
+    ) -> KeyFacts<'k> {
+        KeyFacts {
+            client_ip: ip,
+            route: self.route.name.as_str(),
+            peer: self.principal.peer.as_deref(),
+            headers: &self.facts.headers,
+            claims: self.principal.claims.as_ref(),
+            body,
+        }
+    }
 }
 
 /// Where the pipeline is.
@@ -305,6 +427,11 @@ pub struct Exchange {
     query: String,
     principal: Principal,
     peer: PeerCache,
+    client_ip: Option<Option<String>>,
+    reports: Vec<Denial>,
+    limit_outcomes: Vec<(usize, Outcome)>,
+    response_headers: Vec<(String, String)>,
+    body_object: Option<serde_json::Map<String, serde_json::Value>>,
     header_ops: Vec<HeaderOp>,
     events: Vec<Event>,
     reported: bool,
@@ -323,6 +450,11 @@ impl Default for Exchange {
             query: String::new(),
             principal: Principal::default(),
             peer: PeerCache::default(),
+            client_ip: None,
+            reports: Vec::new(),
+            limit_outcomes: Vec::new(),
+            response_headers: Vec::new(),
+            body_object: None,
             header_ops: Vec::new(),
             events: Vec::new(),
             reported: false,
@@ -486,11 +618,29 @@ impl Exchange {
                 principal: &mut self.principal,
                 header_ops: &mut self.header_ops,
                 peer: &mut self.peer,
+                policy,
+                client_ip: &mut self.client_ip,
+                reports: &mut self.reports,
+                limit_outcomes: &mut self.limit_outcomes,
+                response_headers: &mut self.response_headers,
             };
-            match run_stage(stage, &mut cx) {
+            if body_phase && self.body_object.is_none() {
+                self.body_object = cx.body_object();
+            }
+            let step = run_stage(stage, &mut cx);
+            for denial in std::mem::take(&mut self.reports) {
+                self.events.push(Event {
+                    decision: Decision::Report,
+                    reason: Some(denial.reason),
+                    log_detail: denial.log_detail,
+                });
+                self.reported = true;
+            }
+            match step {
                 Step::Next => {}
                 Step::Wait => return Verdict::Wait,
                 Step::Deny(denial) => {
+                    self.count_auth_failure(route, &denial, env);
                     if let Some(v) = self.fail(denial) {
                         return v;
                     }
@@ -501,6 +651,80 @@ impl Exchange {
                 Phase::Body(i) => Phase::Body(i.saturating_add(1)),
                 Phase::Done => Phase::Done,
             };
+        }
+    }
+
+    /// Drains per-limit outcomes (limit index, outcome) for metrics.
+    pub fn take_limit_outcomes(&mut self) -> Vec<(usize, Outcome)> {
+        std::mem::take(&mut self.limit_outcomes)
+    }
+
+    /// Response phase: the headers to add to the response (rate-limit headers), after counting an
+    /// upstream authentication failure toward the route's lockout when configured.
+    pub fn on_response(
+        &mut self,
+        policy: &Policy,
+        facts: &RequestFacts,
+        status: u16,
+        env: &Env<'_>,
+    ) -> Vec<(String, String)> {
+        // Our own replies pass through here too; they were counted when they were decided.
+        if self.final_decision == Some(Decision::Deny) {
+            return Vec::new();
+        }
+        if let Some(rule) = self
+            .route
+            .and_then(|i| policy.route(i))
+            .and_then(|r| r.lockout.as_ref())
+        {
+            if rule.counts_upstream_status(status) {
+                let ip = self.client_ip.clone().flatten();
+                let route_name = self.route_name(policy);
+                let facts = KeyFacts {
+                    client_ip: ip.as_deref(),
+                    route: route_name,
+                    peer: self.principal.peer.as_deref(),
+                    headers: &facts.headers,
+                    claims: self.principal.claims.as_ref(),
+                    body: self.body_object.as_ref(),
+                };
+                let records = rule.record_failure(&facts, env.clock, env.store);
+                self.note_locks(&records);
+            }
+        }
+        std::mem::take(&mut self.response_headers)
+    }
+
+    /// Counts one of our own authentication failures toward the route's lockout.
+    fn count_auth_failure(&mut self, route: &Route, denial: &Denial, env: &Env<'_>) {
+        let Some(rule) = &route.lockout else {
+            return;
+        };
+        if !rule.counts_denial(denial.reason) {
+            return;
+        }
+        let ip = self.client_ip.clone().flatten();
+        let facts = KeyFacts {
+            client_ip: ip.as_deref(),
+            route: route.name.as_str(),
+            peer: self.principal.peer.as_deref(),
+            headers: &[],
+            claims: self.principal.claims.as_ref(),
+            body: self.body_object.as_ref(),
+        };
+        let records = rule.record_failure(&facts, env.clock, env.store);
+        self.note_locks(&records);
+    }
+
+    fn note_locks(&mut self, records: &[crate::ratelimit::lockout::FailureRecord]) {
+        for r in records {
+            if let Some(until) = r.locked_until_ms {
+                self.events.push(Event {
+                    decision: Decision::Lock,
+                    reason: Some(Reason::LockedOut),
+                    log_detail: Some(format!("key {} locked until ts_ms {until}", r.key)),
+                });
+            }
         }
     }
 
@@ -583,4 +807,5 @@ impl Exchange {
 /// Whether a route has checks that need the body.
 fn route_needs_body(route: &Route) -> bool {
     route.owner.as_ref().is_some_and(|o| o.needs_body())
+        || route.lockout.as_ref().is_some_and(|l| l.needs_body())
 }

@@ -5,6 +5,7 @@
 
 use crate::decide::Decision;
 use crate::error::Reason;
+use crate::ratelimit::Outcome;
 
 /// Configurations accepted by this VM.
 pub const CONFIG_ACCEPTED: &str = "meshguard.config.accepted";
@@ -22,4 +23,20 @@ pub fn route(route: &str, decision: Decision) -> String {
 /// Denials (and report-mode would-be denials) by reason: `meshguard.reason.<code>.<deny|report>`.
 pub fn reason(reason: Reason, decision: Decision) -> String {
     format!("meshguard.reason.{}.{}", reason.code(), decision.as_str())
+}
+
+/// Rate-limit outcomes: `meshguard.ratelimit.<route>.<limit>.<outcome>`. Characters of the limit
+/// name outside `[A-Za-z0-9_-]` become `_`.
+pub fn rate_limit(route: &str, limit: &str, outcome: Outcome) -> String {
+    let limit: String = limit
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("meshguard.ratelimit.{route}.{limit}.{}", outcome.code())
 }

@@ -3,6 +3,7 @@
 
 use crate::identity::authz::{BindingRule, OwnerRule, PeerRule};
 use crate::identity::ForwardIdentity;
+use crate::ratelimit::{ClientIpPolicy, LockoutPolicy, RouteLimits};
 use crate::routing::{host_of, HostPattern, NormalPath, Params, PathMatcher};
 
 /// Enforcement mode of a route (or the global default).
@@ -64,6 +65,10 @@ pub struct Route {
     pub owner: Option<OwnerRule>,
     /// Token-to-peer binding rule.
     pub binding: Option<BindingRule>,
+    /// Rate limits (empty: none).
+    pub rate_limits: RouteLimits,
+    /// Authentication-failure lockout.
+    pub lockout: Option<LockoutPolicy>,
 }
 
 impl Route {
@@ -103,6 +108,8 @@ pub struct Policy {
     pub routes: Vec<Route>,
     /// Identity headers set upstream (incoming copies always removed).
     pub forward_identity: Option<ForwardIdentity>,
+    /// How the client address is found.
+    pub client_ip: ClientIpPolicy,
 }
 
 impl Policy {

@@ -4,6 +4,7 @@ use crate::decide::Decision;
 use crate::error::Reason;
 use crate::metrics as names;
 use crate::policy::Policy;
+use crate::ratelimit::Outcome;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
@@ -22,6 +23,8 @@ fn decision_index(d: Decision) -> usize {
         Decision::Allow => 0,
         Decision::Deny => 1,
         Decision::Report => 2,
+        // Lock events are audit lines only; no slot holds a counter for them.
+        Decision::Lock => 3,
     }
 }
 
@@ -30,6 +33,8 @@ pub(crate) struct Metrics {
     routes: Vec<[Option<u32>; 3]>,
     unmatched: [Option<u32>; 3],
     reasons: Vec<[Option<u32>; 3]>,
+    /// Per route, per limit, per outcome (in `Outcome::ALL` order).
+    limits: Vec<Vec<Vec<Option<u32>>>>,
 }
 
 impl Metrics {
@@ -56,7 +61,39 @@ impl Metrics {
                     ids
                 })
                 .collect(),
+            limits: policy
+                .routes
+                .iter()
+                .map(|r| {
+                    r.rate_limits
+                        .limits()
+                        .iter()
+                        .map(|l| {
+                            Outcome::ALL
+                                .iter()
+                                .map(|o| counter(&names::rate_limit(r.name.as_str(), l.name(), *o)))
+                                .collect()
+                        })
+                        .collect()
+                })
+                .collect(),
         }
+    }
+
+    /// Counts a rate-limit outcome.
+    pub(crate) fn limit(&self, route: Option<usize>, limit: usize, outcome: Outcome) {
+        let id = route
+            .and_then(|r| self.limits.get(r))
+            .and_then(|ls| ls.get(limit))
+            .and_then(|os| {
+                Outcome::ALL
+                    .iter()
+                    .position(|o| *o == outcome)
+                    .and_then(|i| os.get(i))
+            })
+            .copied()
+            .flatten();
+        bump(id);
     }
 
     /// Counts a request's final decision on its route.

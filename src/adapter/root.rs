@@ -1,6 +1,7 @@
 //! Root context: compiles the plugin configuration once per configure and hands the immutable
 //! policy to every stream.
 
+use super::host::HostStore;
 use super::metrics::{config_outcome, Metrics};
 use super::stream::Stream;
 use super::{GIT_HASH, VERSION};
@@ -46,6 +47,26 @@ impl RootContext for Root {
             .unwrap_or_default();
         match crate::config::compile(&bytes) {
             Ok(policy) => {
+                // Shared tables are created before any request can race to create them.
+                for route in &policy.routes {
+                    let prepared = route.rate_limits.prepare(&HostStore).and_then(|_| {
+                        route
+                            .lockout
+                            .as_ref()
+                            .map_or(Ok(0), |l| l.prepare(&HostStore))
+                    });
+                    if prepared.is_err() {
+                        log(
+                            LogLevel::Error,
+                            &format!(
+                                "meshguard config rejected: routes.{}: shared data unavailable for rate-limit tables",
+                                route.name.as_str()
+                            ),
+                        );
+                        config_outcome(false);
+                        return false;
+                    }
+                }
                 let metrics = Metrics::define(&policy);
                 log(
                     LogLevel::Info,

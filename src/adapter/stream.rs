@@ -106,6 +106,11 @@ impl Stream {
                 }
             }
         }
+        for (limit, outcome) in self.ex.take_limit_outcomes() {
+            self.shared
+                .metrics
+                .limit(self.ex.route_index(), limit, outcome);
+        }
         if !self.counted {
             if let Some(decision) = self.ex.final_decision() {
                 self.shared.metrics.request(self.ex.route_index(), decision);
@@ -166,6 +171,27 @@ impl HttpContext for Stream {
         if self.awaiting_body {
             return self.body_done();
         }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let status = hostcalls::get_map_value(MapType::HttpResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(0);
+        let env = Env {
+            clock: &HostClock,
+            store: &HostStore,
+            props: &HostProps,
+        };
+        let add = self
+            .ex
+            .on_response(&self.shared.policy, &self.facts, status, &env);
+        for (k, v) in &add {
+            let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, k, v);
+        }
+        self.emit();
         Action::Continue
     }
 }

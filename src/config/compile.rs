@@ -7,6 +7,9 @@ use crate::identity::config::{
     compile_binding, compile_forward_identity, compile_owner, compile_peers,
 };
 use crate::policy::{Mode, Policy, Route, RouteName, Unmatched};
+use crate::ratelimit::config::{
+    compile_client_ip, compile_lockout, compile_rate_limits, Mode as LimitMode,
+};
 use crate::routing::{matcher::parse_method, HostPattern, PathMatcher};
 
 /// Largest plugin configuration accepted, in bytes.
@@ -86,6 +89,7 @@ pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
             .as_ref()
             .map(|f| compile_forward_identity(f, "forward_identity"))
             .transpose()?,
+        client_ip: compile_client_ip(raw.client_ip.as_ref(), "client_ip")?,
     })
 }
 
@@ -113,15 +117,33 @@ fn compile_route(r: &RawRoute, global: Mode, at: &str) -> Result<Route, ConfigEr
         .as_ref()
         .map(|b| compile_binding(b, &join(at, "binding")))
         .transpose()?;
+    let route_mode = r.mode.map(mode).unwrap_or(global);
+    let limit_mode = match route_mode {
+        Mode::Enforce => LimitMode::Enforce,
+        Mode::Report => LimitMode::Report,
+    };
+    let rate_limits = compile_rate_limits(
+        &r.rate_limits,
+        &join(at, "rate_limits"),
+        name.as_str(),
+        limit_mode,
+    )?;
+    let lockout = r
+        .lockout
+        .as_ref()
+        .map(|l| compile_lockout(l, &join(at, "lockout"), name.as_str(), limit_mode))
+        .transpose()?;
     Ok(Route {
         name,
-        mode: r.mode.map(mode).unwrap_or(global),
+        mode: route_mode,
         methods,
         hosts,
         path,
         peers,
         owner,
         binding,
+        rate_limits,
+        lockout,
     })
 }
 

@@ -2,6 +2,7 @@
 //! Unknown fields are errors. Only [`super::compile`] turns these into a policy.
 
 use crate::identity::config::{RawBinding, RawForwardIdentity, RawOwner, RawPeers};
+use crate::ratelimit::config::{RawClientIp, RawLockout, RawRateLimit};
 use serde::Deserialize;
 
 /// Enforcement mode.
@@ -45,6 +46,9 @@ pub struct RawConfig {
     /// Headers that carry the peer SPIFFE ID and token subject upstream.
     #[serde(default)]
     pub forward_identity: Option<RawForwardIdentity>,
+    /// Where the client address comes from (connection or trusted `x-forwarded-for` hops).
+    #[serde(default)]
+    pub client_ip: Option<RawClientIp>,
 }
 
 /// Audit-log options.
@@ -77,6 +81,12 @@ pub struct RawRoute {
     /// Token bound to the mTLS peer.
     #[serde(default)]
     pub binding: Option<RawBinding>,
+    /// Token-bucket limits, checked in order.
+    #[serde(default)]
+    pub rate_limits: Vec<RawRateLimit>,
+    /// Brute-force lockout after repeated authentication failures.
+    #[serde(default)]
+    pub lockout: Option<RawLockout>,
 }
 
 /// A route's match: exactly one of `path` / `prefix`; `methods` and `hosts` optional.
