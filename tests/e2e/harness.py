@@ -470,7 +470,9 @@ class EnvoyError(RuntimeError):
 class Envoy:
     """One Envoy process. Use as a context manager or call start()/stop(); stop() is idempotent and
     also runs at interpreter exit. Keyword arguments are those of `bootstrap()` plus `concurrency`,
-    `log_level`, `component_log_level` and `workdir`; pass `config=` to run a ready-made bootstrap."""
+    `log_level`, `component_log_level` and `workdir`; pass `config=` to run a ready-made bootstrap
+    (a dict, written as JSON, or the path of a JSON/YAML file). `port` is the listener named `main`,
+    else the first one; `listener_ports` has them all by name."""
 
     def __init__(
         self,
@@ -479,10 +481,11 @@ class Envoy:
         log_level: str = "info",
         component_log_level: str | None = None,
         workdir: Path | str | None = None,
-        config: dict[str, Any] | None = None,
+        config: dict[str, Any] | str | Path | None = None,
         **bootstrap_args: Any,
     ):
         self.config = config if config is not None else bootstrap(**bootstrap_args)
+        self.listener_ports: dict[str, int] = {}
         self.concurrency = concurrency
         self.log_level = log_level
         self.component_log_level = component_log_level
@@ -501,7 +504,10 @@ class Envoy:
 
     def start(self) -> "Envoy":
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(json.dumps(self.config, indent=1))
+        if isinstance(self.config, dict):
+            self.config_path.write_text(json.dumps(self.config, indent=1))
+        else:
+            self.config_path = Path(self.config).resolve()
         self._admin_address_path.unlink(missing_ok=True)
         args = [
             envoy_binary(),
@@ -552,17 +558,20 @@ class Envoy:
                 except OSError:
                     status, body = 0, ""
                 if status == 200 and body.strip() == "LIVE":
-                    self.port = self._listener_port("main")
+                    self._read_listener_ports()
                     return
             time.sleep(0.05)
         raise EnvoyError(f"envoy not ready within {READY_TIMEOUT_S}s:\n{self.log_tail()}")
 
-    def _listener_port(self, name: str) -> int:
+    def _read_listener_ports(self) -> None:
         listeners = self.admin_json("/listeners?format=json")
         for item in listeners.get("listener_statuses", []):
-            if item.get("name") == name:
-                return int(item["local_address"]["socket_address"]["port_value"])
-        raise EnvoyError(f"listener {name!r} not found in {listeners}")
+            address = item.get("local_address", {}).get("socket_address", {})
+            if "port_value" in address:
+                self.listener_ports[item["name"]] = int(address["port_value"])
+        if not self.listener_ports:
+            raise EnvoyError(f"no listener with a port in {listeners}")
+        self.port = self.listener_ports.get("main", next(iter(self.listener_ports.values())))
 
     def stop(self) -> None:
         with _LIVE_LOCK:
