@@ -3,6 +3,8 @@
 - `upstream`: one echo upstream for the whole session.
 - `meshguard_wasm`: path of the built module; tests that need it skip (with the reason) when the file
   is missing or exports no proxy-wasm ABI, so the harness self-tests still run on their own.
+- `offline_validator`: runs the native `meshguard-validate` on a plugin config; skips when there is no
+  such binary yet (or it is still a stub that prints nothing).
 - `module_envoys` / `envoys`: factories `start(**Envoy kwargs) -> Envoy` whose Envoys are stopped at the
   end of the module / test, even when the test fails. `upstream_port` defaults to the echo upstream.
 
@@ -11,9 +13,13 @@ When a test fails, the tail of every Envoy log it used is attached to the report
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -46,6 +52,55 @@ def meshguard_wasm() -> Path:
     if not harness.is_proxy_wasm_module(path):
         pytest.skip(f"{path} exports no proxy-wasm ABI (the adapter is not in this build)")
     return path
+
+
+def _build_validator() -> str | None:
+    """Path of the meshguard-validate executable ($MESHGUARD_VALIDATE, else built with cargo), or
+    None when the crate has no such binary."""
+    env = os.environ.get("MESHGUARD_VALIDATE")
+    if env:
+        return env
+    cargo = shutil.which("cargo")
+    if not cargo:
+        return None
+    proc = subprocess.run(
+        [cargo, "build", "-q", "--bin", "meshguard-validate", "--message-format=json"],
+        cwd=harness.REPO_ROOT, capture_output=True, text=True, timeout=1200,
+    )
+    if proc.returncode != 0:
+        if "no bin target named" in proc.stderr:
+            return None
+        raise RuntimeError(f"cargo build --bin meshguard-validate failed:\n{proc.stderr[-3000:]}")
+    for line in proc.stdout.splitlines():
+        try:
+            msg = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable") and \
+                msg.get("target", {}).get("name") == "meshguard-validate":
+            return msg["executable"]
+    return None
+
+
+@pytest.fixture(scope="session")
+def offline_validator() -> Callable[[Any], tuple[int, str]]:
+    binary = _build_validator()
+    if not binary:
+        pytest.skip("no meshguard-validate binary in this crate")
+
+    def run(plugin_config: Any) -> tuple[int, str]:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            f.write(harness.plugin_config_string(plugin_config))
+        try:
+            proc = subprocess.run([binary, f.name], capture_output=True, text=True, timeout=60)
+            return proc.returncode, (proc.stdout + proc.stderr).strip()
+        finally:
+            os.unlink(f.name)
+
+    code, out = run(harness.DEMO_PLUGIN_CONFIG)
+    if code == 0 and not out:
+        pytest.skip("meshguard-validate is still a stub (prints nothing)")
+    return run
 
 
 def _factory(

@@ -39,6 +39,19 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = float(os.environ.get("MESHGUARD_READY_TIMEOUT", "60"))
 
 
+# The plugin config of the demo (envoy/demo.yaml, istio/wasmplugin.yaml): foundation features only.
+DEMO_PLUGIN_CONFIG = {
+    "mode": "enforce",
+    "unmatched": "deny",
+    "routes": [
+        {"name": "health", "match": {"methods": ["GET"], "path": "/healthz"}},
+        {"name": "public", "match": {"prefix": "/public/"}},
+        {"name": "get-user", "match": {"methods": ["GET"], "path": "/users/{id}"}},
+        {"name": "beta", "match": {"prefix": "/beta/"}, "mode": "report"},
+    ],
+}
+
+
 # --------------------------------------------------------------------------------------------------
 # Locations
 
