@@ -675,7 +675,13 @@ class Envoy:
             return ""
 
     def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
+        """The last `lines` log lines that matter: the module's ([wasm]) and warnings or worse
+        (Envoy's start-up inventory is left out)."""
+        keep = [
+            line for line in self.log_text().splitlines()
+            if any(tag in line for tag in ("[wasm]", "[warning]", "[error]", "[critical]"))
+        ]
+        return "\n".join(keep[-lines:])
 
     def audit_lines(self) -> list[dict[str, Any]]:
         """Every meshguard audit record in the log so far, oldest first."""
