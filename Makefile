@@ -13,13 +13,17 @@ DEPS_STAMP   := $(VENV)/.deps-stamp
 CONFIG       ?=
 PYTEST_ARGS  ?=
 
-.PHONY: help deps build validate lint unit e2e test run clean
+.PHONY: help deps toolchain build validate lint unit e2e test run clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-deps: $(DEPS_STAMP) ## Install what builds and tests need (wasm target, clang, .venv with Envoy); idempotent
-	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+deps: toolchain $(DEPS_STAMP) ## Install what builds and tests need (toolchain, .venv with Envoy and pytest); idempotent
+
+toolchain: ## Rust wasm32-wasip1 target, rustfmt/clippy, and clang (builds ring for wasm); idempotent
+	@rustup target list --installed | grep -x '$(WASM_TARGET)' >/dev/null || rustup target add $(WASM_TARGET)
+	@rustup component list --installed | grep '^clippy' >/dev/null || rustup component add clippy
+	@rustup component list --installed | grep '^rustfmt' >/dev/null || rustup component add rustfmt
 	@command -v clang >/dev/null || { \
 	  echo "installing clang (needed to build ring for wasm)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -30,7 +34,7 @@ $(DEPS_STAMP): tests/requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 	@touch $@
 
-build: ## Build the wasm module into dist/meshguard.wasm and print its size
+build: toolchain ## Build the wasm module into dist/meshguard.wasm and print its size
 	cargo build --release --lib --target $(WASM_TARGET)
 	@mkdir -p dist
 	@cp $(WASM_OUT) $(WASM)
@@ -40,7 +44,7 @@ validate: ## Check a plugin config offline: make validate CONFIG=file.json
 	@[ -n "$(CONFIG)" ] || { echo "usage: make validate CONFIG=file.json" >&2; exit 2; }
 	cargo run -q --bin meshguard-validate -- $(CONFIG)
 
-lint: ## rustfmt check and clippy (native, all targets; and the wasm lib), warnings are errors
+lint: toolchain ## rustfmt check and clippy (native, all targets; and the wasm lib), warnings are errors
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target $(WASM_TARGET) -- -D warnings

@@ -208,3 +208,12 @@ def test_wasm_export_reader_needs_the_proxy_wasm_abi(tmp_path):
     mod.write_bytes(b"\0asm\x01\0\0\0" + export_section(["proxy_abi_version_0_2_1", "proxy_on_context_create"]))
     assert harness.wasm_exports(mod) == {"proxy_abi_version_0_2_1", "proxy_on_context_create"}
     assert harness.is_proxy_wasm_module(mod)
+
+
+def test_concurrency_and_extra_clusters_reach_envoy(envoys, upstream):
+    jwks = harness.static_cluster("jwks", upstream.port)
+    envoy = envoys(with_wasm=False, concurrency=2, extra_clusters=[jwks])
+    info = envoy.admin_json("/server_info")
+    assert int(info["command_line_options"]["concurrency"]) == 2
+    clusters = {c["name"] for c in envoy.admin_json("/clusters?format=json")["cluster_statuses"]}
+    assert {"echo", "jwks"} <= clusters
