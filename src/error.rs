@@ -357,9 +357,9 @@ pub fn www_authenticate(reason: Reason) -> Option<String> {
         // RFC 6750 §3.1: no error code when the request lacks any authentication information.
         Reason::JwtMissing => Some("Bearer realm=\"meshguard\"".to_string()),
         Reason::JwksUnavailable => None,
-        Reason::JwtInsufficientScope | Reason::JwtClaimMismatch => Some(
-            "Bearer realm=\"meshguard\", error=\"insufficient_scope\"".to_string(),
-        ),
+        Reason::JwtInsufficientScope | Reason::JwtClaimMismatch => {
+            Some("Bearer realm=\"meshguard\", error=\"insufficient_scope\"".to_string())
+        }
         r if r.status() == 401 => Some(format!(
             "Bearer realm=\"meshguard\", error=\"invalid_token\", error_description=\"{}\"",
             r.title()

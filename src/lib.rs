@@ -3,6 +3,15 @@
 //! The crate is a pure core (config, policy, decisions) that builds and tests natively, plus a
 //! thin proxy-wasm adapter (`adapter`) compiled only for wasm32.
 
+pub mod audit;
 pub mod config;
+pub mod decide;
 pub mod error;
 pub mod host;
+pub mod identity;
+pub mod metrics;
+pub mod policy;
+pub mod routing;
+
+#[cfg(target_arch = "wasm32")]
+mod adapter;

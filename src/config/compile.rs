@@ -1,0 +1,263 @@
+//! Raw config -> [`Policy`]: parses JSON (unknown fields rejected), validates every field, and
+//! compiles matchers once. Every error names the JSON path of the field at fault.
+
+use super::error::{index, join, ConfigError};
+use super::raw::{RawConfig, RawMatch, RawMode, RawRoute, RawUnmatched};
+use crate::identity::config::{
+    compile_binding, compile_forward_identity, compile_owner, compile_peers,
+};
+use crate::policy::{Mode, Policy, Route, RouteName, Unmatched};
+use crate::routing::{matcher::parse_method, HostPattern, PathMatcher};
+
+/// Largest plugin configuration accepted, in bytes.
+pub const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
+
+/// Parses and compiles a plugin configuration (JSON bytes) into a policy.
+pub fn compile(bytes: &[u8]) -> Result<Policy, ConfigError> {
+    let raw = parse(bytes)?;
+    compile_raw(&raw)
+}
+
+/// Parses JSON into raw config, mapping serde errors to the JSON path of the offending field.
+pub fn parse(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ConfigError::new(
+            "",
+            "plugin configuration is empty (expected a JSON object)",
+        ));
+    }
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::new(
+            "",
+            format!("plugin configuration is over {MAX_CONFIG_BYTES} bytes"),
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        ConfigError::new(path, strip_position(&e.inner().to_string()))
+    })?;
+    de.end()
+        .map_err(|e| ConfigError::new("", strip_position(&e.to_string())))?;
+    Ok(raw)
+}
+
+/// serde_json appends " at line L column C"; the JSON path already says where.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg.get(..i).unwrap_or(msg).to_string(),
+        None => msg.to_string(),
+    }
+}
+
+fn mode(raw: RawMode) -> Mode {
+    match raw {
+        RawMode::Enforce => Mode::Enforce,
+        RawMode::Report => Mode::Report,
+    }
+}
+
+/// Compiles parsed raw config.
+pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
+    let global = mode(raw.mode);
+    let mut routes: Vec<Route> = Vec::with_capacity(raw.routes.len());
+    for (i, r) in raw.routes.iter().enumerate() {
+        let at = index("routes", i);
+        let route = compile_route(r, global, &at)?;
+        if routes.iter().any(|x| x.name == route.name) {
+            return Err(ConfigError::new(
+                join(&at, "name"),
+                format!("duplicate route name {:?}", r.name),
+            ));
+        }
+        routes.push(route);
+    }
+    Ok(Policy {
+        mode: global,
+        unmatched: match raw.unmatched {
+            RawUnmatched::Deny => Unmatched::Deny,
+            RawUnmatched::Allow => Unmatched::Allow,
+        },
+        log_allows: raw.audit.log_allows,
+        routes,
+        forward_identity: raw
+            .forward_identity
+            .as_ref()
+            .map(|f| compile_forward_identity(f, "forward_identity"))
+            .transpose()?,
+    })
+}
+
+fn compile_route(r: &RawRoute, global: Mode, at: &str) -> Result<Route, ConfigError> {
+    let name = RouteName::parse(&r.name).ok_or_else(|| {
+        ConfigError::new(
+            join(at, "name"),
+            format!("{:?} must be 1-64 characters of [A-Za-z0-9_-]", r.name),
+        )
+    })?;
+    let m_at = join(at, "match");
+    let (path, methods, hosts) = compile_match(&r.matcher, &m_at)?;
+    let peers = r
+        .peers
+        .as_ref()
+        .map(|p| compile_peers(p, &join(at, "peers")))
+        .transpose()?;
+    let owner = r
+        .owner
+        .as_ref()
+        .map(|o| compile_owner(o, &join(at, "owner"), &path.params()))
+        .transpose()?;
+    let binding = r
+        .binding
+        .as_ref()
+        .map(|b| compile_binding(b, &join(at, "binding")))
+        .transpose()?;
+    Ok(Route {
+        name,
+        mode: r.mode.map(mode).unwrap_or(global),
+        methods,
+        hosts,
+        path,
+        peers,
+        owner,
+        binding,
+    })
+}
+
+type CompiledMatch = (PathMatcher, Option<Vec<String>>, Option<Vec<HostPattern>>);
+
+fn compile_match(m: &RawMatch, at: &str) -> Result<CompiledMatch, ConfigError> {
+    let path = match (&m.path, &m.prefix) {
+        (Some(p), None) => PathMatcher::path(p, &join(at, "path"))?,
+        (None, Some(p)) => PathMatcher::prefix(p, &join(at, "prefix"))?,
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                at,
+                "set exactly one of \"path\" and \"prefix\", not both",
+            ))
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                at,
+                "set exactly one of \"path\" and \"prefix\"",
+            ))
+        }
+    };
+    let methods = match &m.methods {
+        None => None,
+        Some(list) if list.is_empty() => {
+            return Err(ConfigError::new(
+                join(at, "methods"),
+                "empty list matches nothing; omit it to match any method",
+            ))
+        }
+        Some(list) => Some(
+            list.iter()
+                .enumerate()
+                .map(|(i, s)| parse_method(s, &index(&join(at, "methods"), i)))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let hosts = match &m.hosts {
+        None => None,
+        Some(list) if list.is_empty() => {
+            return Err(ConfigError::new(
+                join(at, "hosts"),
+                "empty list matches nothing; omit it to match any host",
+            ))
+        }
+        Some(list) => Some(
+            list.iter()
+                .enumerate()
+                .map(|(i, s)| HostPattern::parse(s, &index(&join(at, "hosts"), i)))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    Ok((path, methods, hosts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(json: &str) -> String {
+        match compile(json.as_bytes()) {
+            Ok(_) => "accepted".to_string(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn accepts_contract_foundation_fields() {
+        let p = compile(
+            br#"{"mode":"report","unmatched":"allow","routes":[
+                {"name":"get-user","match":{"methods":["GET"],"path":"/users/{id}","hosts":["*.example.com"]},"mode":"enforce"},
+                {"name":"pub","match":{"prefix":"/public/"}}]}"#,
+        );
+        let p = p.map_err(|e| e.to_string());
+        assert!(p.is_ok(), "{p:?}");
+        if let Ok(p) = p {
+            assert_eq!(p.routes.len(), 2);
+            assert_eq!(p.mode, Mode::Report);
+            assert_eq!(p.routes.first().map(|r| r.mode), Some(Mode::Enforce));
+            assert_eq!(p.routes.get(1).map(|r| r.mode), Some(Mode::Report));
+        }
+    }
+
+    #[test]
+    fn bad_template_is_refused_with_its_path() {
+        assert_eq!(
+            err(
+                r#"{"routes":[{"name":"a","match":{"path":"/a"}},{"name":"b","match":{"path":"/b"}},{"name":"c","match":{"path":"/users/{id"}}]}"#
+            ),
+            "routes[2].match.path: unclosed '{' in \"/users/{id\""
+        );
+    }
+
+    #[test]
+    fn unknown_field_is_refused_with_its_path() {
+        let e = err(r#"{"routes":[{"name":"a","match":{"path":"/a","method":["GET"]}}]}"#);
+        assert!(e.starts_with("routes[0].match"), "{e}");
+        assert!(e.contains("unknown field `method`"), "{e}");
+        let e = err(r#"{"modes":"enforce"}"#);
+        assert!(e.contains("unknown field `modes`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_refused_with_its_path() {
+        let e = err(r#"{"routes":5}"#);
+        assert!(e.starts_with("routes: invalid type"), "{e}");
+        let e = err(r#"{"routes":[{"name":"a","match":{"path":"/a"},"mode":"block"}]}"#);
+        assert!(
+            e.starts_with("routes[0].mode: unknown variant `block`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn other_mistakes_are_refused() {
+        assert!(err("").contains("empty"));
+        assert!(err("{} x").contains("trailing"));
+        assert!(err(r#"{"routes":[{"name":"a b","match":{"path":"/a"}}]}"#)
+            .starts_with("routes[0].name"));
+        assert!(err(
+            r#"{"routes":[{"name":"a","match":{"path":"/a"}},{"name":"a","match":{"path":"/b"}}]}"#
+        )
+        .starts_with("routes[1].name: duplicate"));
+        assert!(err(r#"{"routes":[{"name":"a","match":{}}]}"#)
+            .starts_with("routes[0].match: set exactly one"));
+        assert!(
+            err(r#"{"routes":[{"name":"a","match":{"path":"/a","prefix":"/b"}}]}"#)
+                .starts_with("routes[0].match: set exactly one")
+        );
+        assert!(
+            err(r#"{"routes":[{"name":"a","match":{"path":"/a","methods":["get"]}}]}"#)
+                .starts_with("routes[0].match.methods[0]")
+        );
+        assert!(
+            err(r#"{"routes":[{"name":"a","match":{"path":"/a","hosts":["a.com:80"]}}]}"#)
+                .starts_with("routes[0].match.hosts[0]")
+        );
+    }
+}

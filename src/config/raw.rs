@@ -1,0 +1,98 @@
+//! Raw plugin configuration, exactly as users write it (see README and ../shared/CONFIG.md).
+//! Unknown fields are errors. Only [`super::compile`] turns these into a policy.
+
+use crate::identity::config::{RawBinding, RawForwardIdentity, RawOwner, RawPeers};
+use serde::Deserialize;
+
+/// Enforcement mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RawMode {
+    /// Denials are enforced (default).
+    #[default]
+    Enforce,
+    /// Denials are logged and counted; the request goes on.
+    Report,
+}
+
+/// What happens to a request no route matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RawUnmatched {
+    /// 404 problem (default).
+    #[default]
+    Deny,
+    /// The request goes on unchecked.
+    Allow,
+}
+
+/// The whole plugin configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Global mode; a route's `mode` overrides it.
+    #[serde(default)]
+    pub mode: RawMode,
+    /// Unmatched-request policy.
+    #[serde(default)]
+    pub unmatched: RawUnmatched,
+    /// Audit-log options.
+    #[serde(default)]
+    pub audit: RawAudit,
+    /// Ordered routes; the first match applies.
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    /// Headers that carry the peer SPIFFE ID and token subject upstream.
+    #[serde(default)]
+    pub forward_identity: Option<RawForwardIdentity>,
+}
+
+/// Audit-log options.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Also log one line per allowed request (default false: denials and report-mode hits only).
+    #[serde(default)]
+    pub log_allows: bool,
+}
+
+/// One route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Unique name, `[A-Za-z0-9_-]`, used in audit lines and metric names.
+    pub name: String,
+    /// Which requests the route applies to.
+    #[serde(rename = "match")]
+    pub matcher: RawMatch,
+    /// Overrides the global mode for this route.
+    #[serde(default)]
+    pub mode: Option<RawMode>,
+    /// mTLS peer identity requirements.
+    #[serde(default)]
+    pub peers: Option<RawPeers>,
+    /// Object-level authorization.
+    #[serde(default)]
+    pub owner: Option<RawOwner>,
+    /// Token bound to the mTLS peer.
+    #[serde(default)]
+    pub binding: Option<RawBinding>,
+}
+
+/// A route's match: exactly one of `path` / `prefix`; `methods` and `hosts` optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    /// Upper-case methods; any when absent.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Exact path or template with `{param}` segments.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Segment-boundary path prefix.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Host names or `*.` wildcards; any when absent.
+    #[serde(default)]
+    pub hosts: Option<Vec<String>>,
+}

@@ -1,0 +1,586 @@
+//! The decision pipeline: request facts in, verdict out. Pure: host access goes through [`Env`].
+//!
+//! A request is matched to a route, then the route's checks run in a fixed order, cheapest
+//! first ([`HEADER_STAGES`], then [`BODY_STAGES`] once the body is buffered). A check returns a
+//! [`Step`]; a denial on a route in report mode is recorded and the pipeline goes on. A stage
+//! that must wait (keys not fetched yet) returns [`Step::Wait`]; the adapter calls
+//! [`Exchange::resume`] later and the pipeline restarts at that stage. Every denial and would-be
+//! denial becomes an [`Event`] that the adapter turns into an audit line and counters.
+
+use crate::error::{Denial, Reason};
+use crate::host::{Clock, SharedStore};
+use crate::identity::authz::{check_binding, check_owner, check_peers, OwnerInputs};
+use crate::identity::{peer_identity, CertDigest, IdentitySource, PeerFacts, PeerIdentity};
+use crate::policy::{Lookup, Mode, Policy, Route, Unmatched, UNMATCHED_ROUTE};
+use crate::routing::{normalize, query, Params};
+
+/// The request as the adapter snapshots it in the headers phase.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFacts {
+    /// `:method`.
+    pub method: String,
+    /// Raw `:path`, query included.
+    pub path: String,
+    /// `:authority` (or `host`).
+    pub authority: String,
+    /// All request headers, names lower-case as Envoy gives them, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestFacts {
+    /// The first value of a header (name lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    /// `x-request-id`, set by Envoy's connection manager.
+    pub fn request_id(&self) -> Option<&str> {
+        self.header("x-request-id")
+    }
+}
+
+/// Host properties (Envoy attributes such as `connection.mtls`), read lazily by the stages that
+/// need them.
+pub trait Properties {
+    /// The raw bytes of a property path, `None` if absent.
+    fn get(&self, path: &[&str]) -> Option<Vec<u8>>;
+}
+
+/// Everything a stage may ask the host for.
+pub struct Env<'a> {
+    /// Host time.
+    pub clock: &'a dyn Clock,
+    /// Process-wide shared data.
+    pub store: &'a dyn SharedStore,
+    /// Envoy attributes.
+    pub props: &'a dyn Properties,
+}
+
+/// A change to the request headers, applied by the adapter when the request goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderOp {
+    /// Replace (or add) a header.
+    Set(String, String),
+    /// Remove every copy of a header.
+    Remove(String),
+}
+
+/// Who the caller is, as far as the stages have established it.
+#[derive(Debug, Clone, Default)]
+pub struct Principal {
+    /// Verified SPIFFE ID of the mTLS peer.
+    pub peer: Option<String>,
+    /// `iss` of the verified token.
+    pub issuer: Option<String>,
+    /// `sub` of the verified token.
+    pub subject: Option<String>,
+    /// Claims of the verified token.
+    pub claims: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// What a single check concluded.
+#[derive(Debug)]
+pub enum Step {
+    /// Passed; go to the next check.
+    Next,
+    /// Failed.
+    Deny(Denial),
+    /// Cannot decide yet (e.g. keys being fetched): call [`Exchange::resume`] later.
+    Wait,
+}
+
+/// What the adapter must do with the request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let it through after applying [`Exchange::take_header_ops`].
+    Allow,
+    /// Refuse it with this denial (see [`crate::error::reply`]).
+    Deny(Denial),
+    /// Buffer the whole body, then call [`Exchange::on_body`].
+    NeedBody,
+    /// Hold the request; call [`Exchange::resume`] when the awaited dependency changes.
+    Wait,
+}
+
+/// The decision recorded for an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed.
+    Allow,
+    /// Denied (enforced).
+    Deny,
+    /// Would have been denied; passed because of report mode.
+    Report,
+}
+
+impl Decision {
+    /// Lower-case name used in audit lines and metric names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::Report => "report",
+        }
+    }
+}
+
+/// An audit-worthy outcome: a denial, a report-mode would-be denial, or a final allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// What happened.
+    pub decision: Decision,
+    /// Why (absent for allows).
+    pub reason: Option<Reason>,
+    /// Operator detail for the audit log.
+    pub log_detail: Option<String>,
+}
+
+/// Checks in the headers phase, in the order they run (cheapest first).
+pub const HEADER_STAGES: &[Stage] = &[Stage::Peers, Stage::Binding, Stage::Owner];
+
+/// Checks that need the buffered body, in the order they run.
+pub const BODY_STAGES: &[Stage] = &[Stage::OwnerBody];
+
+/// One check of the pipeline. Feature modules add variants and an arm in [`run_stage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// `routes[].peers`: mTLS and SPIFFE ID allow/deny.
+    Peers,
+    /// `routes[].binding`: the token belongs to the mTLS peer.
+    Binding,
+    /// `routes[].owner` from a path or query parameter.
+    Owner,
+    /// `routes[].owner` from a top-level body field.
+    OwnerBody,
+}
+
+/// Runs one check against the matched route.
+fn run_stage(stage: Stage, cx: &mut StageCx<'_>) -> Step {
+    let result = match stage {
+        Stage::Peers => match &cx.route.peers {
+            Some(rule) => {
+                let identity = cx.peer.identity(cx.env.props, rule.source()).clone();
+                if let Some(id) = identity.id() {
+                    cx.principal.peer = Some(id.as_str().to_string());
+                }
+                check_peers(rule, &identity)
+            }
+            None => Ok(()),
+        },
+        Stage::Binding => match &cx.route.binding {
+            Some(rule) => {
+                let source = route_identity_source(cx.route);
+                let identity = cx.peer.identity(cx.env.props, source).clone();
+                let digest = if rule.needs_cert_digest() {
+                    cx.peer.digest(cx.env.props)
+                } else {
+                    None
+                };
+                check_binding(
+                    rule,
+                    &identity,
+                    digest.as_ref(),
+                    cx.principal.claims.as_ref(),
+                )
+            }
+            None => Ok(()),
+        },
+        Stage::Owner | Stage::OwnerBody => match &cx.route.owner {
+            Some(rule) if rule.needs_body() == (stage == Stage::OwnerBody) => owner_check(rule, cx),
+            _ => Ok(()),
+        },
+    };
+    match result {
+        Ok(()) => Step::Next,
+        Err(denial) => Step::Deny(denial),
+    }
+}
+
+fn owner_check(
+    rule: &crate::identity::authz::OwnerRule,
+    cx: &mut StageCx<'_>,
+) -> Result<(), Denial> {
+    let query_pairs = query::pairs(cx.query).unwrap_or_default();
+    let body: Option<serde_json::Value> = cx.body.and_then(|b| serde_json::from_slice(b).ok());
+    let inputs = OwnerInputs {
+        path_params: cx.params,
+        query: &query_pairs,
+        body: body.as_ref(),
+    };
+    check_owner(rule, &inputs, cx.principal.claims.as_ref())
+}
+
+/// The identity source a route reads peers from (its `peers.source`, else the connection).
+fn route_identity_source(route: &Route) -> IdentitySource {
+    route
+        .peers
+        .as_ref()
+        .map_or(IdentitySource::Connection, |p| p.source())
+}
+
+/// The peer's identity and certificate digest, read from the host at most once per request.
+#[derive(Debug, Default)]
+pub struct PeerCache {
+    identity: Option<(IdentitySource, PeerIdentity)>,
+    digest: Option<Option<CertDigest>>,
+}
+
+impl PeerCache {
+    /// The peer identity from `source`, reading host properties on first use.
+    pub fn identity(&mut self, props: &dyn Properties, source: IdentitySource) -> &PeerIdentity {
+        let stale = !matches!(&self.identity, Some((s, _)) if *s == source);
+        if stale {
+            let facts = match source {
+                IdentitySource::Connection => PeerFacts {
+                    mtls: props
+                        .get(&["connection", "mtls"])
+                        .and_then(|b| crate::identity::peer::mtls_from_property(&b)),
+                    uri_san: props.get(&["connection", "uri_san_peer_certificate"]),
+                    ..PeerFacts::default()
+                },
+                IdentitySource::IstioPeerPrincipal => PeerFacts {
+                    principal_filter_state: props.get(&["io.istio.peer_principal"]),
+                    ..PeerFacts::default()
+                },
+            };
+            self.identity = Some((source, peer_identity(&facts, source)));
+        }
+        match &self.identity {
+            Some((_, id)) => id,
+            None => &PeerIdentity::NoMtls,
+        }
+    }
+
+    /// The SHA-256 digest of the peer certificate, if the host has one.
+    pub fn digest(&mut self, props: &dyn Properties) -> Option<CertDigest> {
+        if self.digest.is_none() {
+            let d = props
+                .get(&["connection", "sha256_peer_certificate_digest"])
+                .and_then(|raw| CertDigest::from_property(&raw));
+            self.digest = Some(d);
+        }
+        self.digest.clone().flatten()
+    }
+}
+
+/// What a stage sees: the route, the exchange so far, the request, and the host.
+pub struct StageCx<'a> {
+    /// The matched route.
+    pub route: &'a Route,
+    /// The request facts.
+    pub facts: &'a RequestFacts,
+    /// The buffered body (body stages only).
+    pub body: Option<&'a [u8]>,
+    /// Host access.
+    pub env: &'a Env<'a>,
+    /// Path parameters of the matched template.
+    pub params: &'a Params,
+    /// Raw query string.
+    pub query: &'a str,
+    /// Principal established so far (stages fill it in).
+    pub principal: &'a mut Principal,
+    /// Header changes to apply if the request goes on.
+    pub header_ops: &'a mut Vec<HeaderOp>,
+    /// The peer, read from the host on first use.
+    pub peer: &'a mut PeerCache,
+}
+
+/// Where the pipeline is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Headers(usize),
+    Body(usize),
+    Done,
+}
+
+/// Per-request pipeline state, owned by the adapter's stream context.
+#[derive(Debug)]
+pub struct Exchange {
+    route: Option<usize>,
+    mode: Mode,
+    template: String,
+    params: Params,
+    query: String,
+    principal: Principal,
+    peer: PeerCache,
+    header_ops: Vec<HeaderOp>,
+    events: Vec<Event>,
+    reported: bool,
+    phase: Phase,
+    final_decision: Option<Decision>,
+    denial: Option<Denial>,
+}
+
+impl Default for Exchange {
+    fn default() -> Self {
+        Self {
+            route: None,
+            mode: Mode::Enforce,
+            template: String::new(),
+            params: Vec::new(),
+            query: String::new(),
+            principal: Principal::default(),
+            peer: PeerCache::default(),
+            header_ops: Vec::new(),
+            events: Vec::new(),
+            reported: false,
+            phase: Phase::Headers(0),
+            final_decision: None,
+            denial: None,
+        }
+    }
+}
+
+impl Exchange {
+    /// A fresh exchange.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Name of the matched route (`_unmatched` before or without a match).
+    pub fn route_name<'p>(&self, policy: &'p Policy) -> &'p str {
+        self.route
+            .and_then(|i| policy.route(i))
+            .map_or(UNMATCHED_ROUTE, |r| r.name.as_str())
+    }
+
+    /// Index of the matched route.
+    pub fn route_index(&self) -> Option<usize> {
+        self.route
+    }
+
+    /// The matched route's path form (template, exact path or prefix), for audit lines.
+    pub fn template(&self) -> &str {
+        &self.template
+    }
+
+    /// The principal established so far.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The final decision, once reached.
+    pub fn final_decision(&self) -> Option<Decision> {
+        self.final_decision
+    }
+
+    /// Drains the recorded events.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Drains the header changes to apply.
+    pub fn take_header_ops(&mut self) -> Vec<HeaderOp> {
+        std::mem::take(&mut self.header_ops)
+    }
+
+    /// Headers phase: match the route and run the header checks.
+    pub fn on_headers(&mut self, policy: &Policy, facts: &RequestFacts, env: &Env<'_>) -> Verdict {
+        let normal = match normalize(&facts.path) {
+            Ok(n) => n,
+            Err(e) => {
+                // Before routing there is no route mode: the global mode decides.
+                self.mode = policy.mode;
+                let denial = Denial::new(Reason::PathInvalid).with_detail(e.describe());
+                return self
+                    .fail(denial)
+                    .unwrap_or_else(|| self.finish(policy, env));
+            }
+        };
+        self.query = normal.query.clone();
+        match policy.lookup(&facts.method, &facts.authority, &normal) {
+            Lookup::Matched(i, params) => {
+                self.route = Some(i);
+                self.params = params;
+                if let Some(route) = policy.route(i) {
+                    self.mode = route.mode;
+                    self.template = route.path.template().to_string();
+                }
+                self.phase = Phase::Headers(0);
+                self.run(policy, facts, None, env)
+            }
+            Lookup::MethodNotAllowed(allow) => {
+                self.mode = policy.mode;
+                if policy.unmatched == Unmatched::Allow {
+                    return self.finish(policy, env);
+                }
+                let denial =
+                    Denial::new(Reason::MethodNotAllowed).with_header("allow", allow.join(", "));
+                self.fail(denial)
+                    .unwrap_or_else(|| self.finish(policy, env))
+            }
+            Lookup::NotFound => {
+                self.mode = policy.mode;
+                if policy.unmatched == Unmatched::Allow {
+                    return self.finish(policy, env);
+                }
+                self.fail(Denial::new(Reason::RouteNotFound))
+                    .unwrap_or_else(|| self.finish(policy, env))
+            }
+        }
+    }
+
+    /// Body phase: run the body checks on the complete buffered body.
+    pub fn on_body(
+        &mut self,
+        policy: &Policy,
+        facts: &RequestFacts,
+        body: &[u8],
+        env: &Env<'_>,
+    ) -> Verdict {
+        if matches!(self.phase, Phase::Headers(_)) {
+            self.phase = Phase::Body(0);
+        }
+        self.run(policy, facts, Some(body), env)
+    }
+
+    /// Re-runs the stage that returned [`Step::Wait`], and the rest.
+    pub fn resume(
+        &mut self,
+        policy: &Policy,
+        facts: &RequestFacts,
+        body: Option<&[u8]>,
+        env: &Env<'_>,
+    ) -> Verdict {
+        self.run(policy, facts, body, env)
+    }
+
+    fn run(
+        &mut self,
+        policy: &Policy,
+        facts: &RequestFacts,
+        body: Option<&[u8]>,
+        env: &Env<'_>,
+    ) -> Verdict {
+        let Some(route) = self.route.and_then(|i| policy.route(i)) else {
+            return self.finish(policy, env);
+        };
+        loop {
+            let (stage, body_phase) = match self.phase {
+                Phase::Headers(i) => match HEADER_STAGES.get(i) {
+                    Some(s) => (*s, false),
+                    None => {
+                        if route_needs_body(route) && body.is_none() {
+                            self.phase = Phase::Body(0);
+                            return Verdict::NeedBody;
+                        }
+                        self.phase = Phase::Body(0);
+                        continue;
+                    }
+                },
+                Phase::Body(i) => match BODY_STAGES.get(i) {
+                    Some(s) => (*s, true),
+                    None => return self.finish(policy, env),
+                },
+                Phase::Done => return self.finish(policy, env),
+            };
+            let mut cx = StageCx {
+                route,
+                facts,
+                body: if body_phase { body } else { None },
+                env,
+                params: &self.params,
+                query: &self.query,
+                principal: &mut self.principal,
+                header_ops: &mut self.header_ops,
+                peer: &mut self.peer,
+            };
+            match run_stage(stage, &mut cx) {
+                Step::Next => {}
+                Step::Wait => return Verdict::Wait,
+                Step::Deny(denial) => {
+                    if let Some(v) = self.fail(denial) {
+                        return v;
+                    }
+                }
+            }
+            self.phase = match self.phase {
+                Phase::Headers(i) => Phase::Headers(i.saturating_add(1)),
+                Phase::Body(i) => Phase::Body(i.saturating_add(1)),
+                Phase::Done => Phase::Done,
+            };
+        }
+    }
+
+    /// Removes incoming copies of the identity headers and sets them from what was verified.
+    fn forward_identity(&mut self, policy: &Policy, env: &Env<'_>) {
+        let Some(fwd) = &policy.forward_identity else {
+            return;
+        };
+        let source = self
+            .route
+            .and_then(|i| policy.route(i))
+            .map_or(IdentitySource::Connection, route_identity_source);
+        let identity = self.peer.identity(env.props, source).clone();
+        if let Some(id) = identity.id() {
+            self.principal.peer = Some(id.as_str().to_string());
+        }
+        let plan = fwd.plan(identity.id(), self.principal.claims.as_ref());
+        for h in plan.remove {
+            self.header_ops.push(HeaderOp::Remove(h.to_string()));
+        }
+        for (h, v) in plan.set {
+            self.header_ops.push(HeaderOp::Set(h.to_string(), v));
+        }
+    }
+
+    /// Records a denial. Enforced: returns the deny verdict. Report mode: records a would-be
+    /// denial and returns `None` so the pipeline goes on.
+    fn fail(&mut self, denial: Denial) -> Option<Verdict> {
+        match self.mode {
+            Mode::Enforce => {
+                self.events.push(Event {
+                    decision: Decision::Deny,
+                    reason: Some(denial.reason),
+                    log_detail: denial.log_detail.clone(),
+                });
+                self.phase = Phase::Done;
+                self.final_decision = Some(Decision::Deny);
+                self.denial = Some(denial.clone());
+                Some(Verdict::Deny(denial))
+            }
+            Mode::Report => {
+                self.events.push(Event {
+                    decision: Decision::Report,
+                    reason: Some(denial.reason),
+                    log_detail: denial.log_detail,
+                });
+                self.reported = true;
+                None
+            }
+        }
+    }
+
+    fn finish(&mut self, policy: &Policy, env: &Env<'_>) -> Verdict {
+        self.phase = Phase::Done;
+        if let Some(denial) = &self.denial {
+            return Verdict::Deny(denial.clone());
+        }
+        if self.final_decision.is_none() {
+            self.forward_identity(policy, env);
+        }
+        if self.final_decision.is_none() {
+            let decision = if self.reported {
+                Decision::Report
+            } else {
+                Decision::Allow
+            };
+            self.final_decision = Some(decision);
+            if decision == Decision::Allow {
+                self.events.push(Event {
+                    decision,
+                    reason: None,
+                    log_detail: None,
+                });
+            }
+        }
+        Verdict::Allow
+    }
+}
+
+/// Whether a route has checks that need the body.
+fn route_needs_body(route: &Route) -> bool {
+    route.owner.as_ref().is_some_and(|o| o.needs_body())
+}

@@ -1,0 +1,140 @@
+//! The immutable compiled policy: what every request is checked against. Built only by
+//! [`crate::config::compile`], shared read-only by all streams of a VM.
+
+use crate::identity::authz::{BindingRule, OwnerRule, PeerRule};
+use crate::identity::ForwardIdentity;
+use crate::routing::{host_of, HostPattern, NormalPath, Params, PathMatcher};
+
+/// Enforcement mode of a route (or the global default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Denials are enforced.
+    Enforce,
+    /// Denials are logged and counted; the request goes on unchanged.
+    Report,
+}
+
+/// What happens to a request that matches no route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmatched {
+    /// 404 problem (`route_not_found`).
+    Deny,
+    /// Passes unchecked.
+    Allow,
+}
+
+/// A route name: unique, `[A-Za-z0-9_-]{1,64}`, safe for metric names and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RouteName(String);
+
+impl RouteName {
+    /// Validates a configured name.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| RouteName(s.to_string()))
+    }
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Name used in metrics and audit lines for requests that matched no route.
+pub const UNMATCHED_ROUTE: &str = "_unmatched";
+
+/// One compiled route.
+#[derive(Debug)]
+pub struct Route {
+    /// Unique name.
+    pub name: RouteName,
+    /// Effective mode (route override or global).
+    pub mode: Mode,
+    /// Allowed methods; `None` is any.
+    pub methods: Option<Vec<String>>,
+    /// Allowed hosts; `None` is any.
+    pub hosts: Option<Vec<HostPattern>>,
+    /// Path matcher.
+    pub path: PathMatcher,
+    /// mTLS peer rule.
+    pub peers: Option<PeerRule>,
+    /// Object-level authorization rule.
+    pub owner: Option<OwnerRule>,
+    /// Token-to-peer binding rule.
+    pub binding: Option<BindingRule>,
+}
+
+impl Route {
+    fn host_ok(&self, host: &str) -> bool {
+        self.hosts
+            .as_ref()
+            .is_none_or(|hs| hs.iter().any(|h| h.matches(host)))
+    }
+    fn method_ok(&self, method: &str) -> bool {
+        self.methods
+            .as_ref()
+            .is_none_or(|ms| ms.iter().any(|m| m == method))
+    }
+}
+
+/// The outcome of route lookup.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// Route index and captured path parameters.
+    Matched(usize, Params),
+    /// Some route matches host and path, none the method: the methods that would.
+    MethodNotAllowed(Vec<String>),
+    /// No route matches.
+    NotFound,
+}
+
+/// The compiled policy.
+#[derive(Debug)]
+pub struct Policy {
+    /// Global mode (routes carry their effective mode).
+    pub mode: Mode,
+    /// Unmatched-request policy.
+    pub unmatched: Unmatched,
+    /// Log allowed requests too.
+    pub log_allows: bool,
+    /// Ordered routes.
+    pub routes: Vec<Route>,
+    /// Identity headers set upstream (incoming copies always removed).
+    pub forward_identity: Option<ForwardIdentity>,
+}
+
+impl Policy {
+    /// Finds the first route matching method, authority and normalised path.
+    pub fn lookup(&self, method: &str, authority: &str, path: &NormalPath) -> Lookup {
+        let host = host_of(authority);
+        let mut allow: Vec<String> = Vec::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            if !route.host_ok(&host) {
+                continue;
+            }
+            let Some(params) = route.path.matches(path) else {
+                continue;
+            };
+            if route.method_ok(method) {
+                return Lookup::Matched(i, params);
+            }
+            for m in route.methods.iter().flatten() {
+                if !allow.contains(m) {
+                    allow.push(m.clone());
+                }
+            }
+        }
+        if allow.is_empty() {
+            Lookup::NotFound
+        } else {
+            Lookup::MethodNotAllowed(allow)
+        }
+    }
+
+    /// The route at an index from [`Lookup::Matched`].
+    pub fn route(&self, i: usize) -> Option<&Route> {
+        self.routes.get(i)
+    }
+}

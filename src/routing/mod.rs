@@ -1,0 +1,8 @@
+//! Routing: which configured route a request falls under, decided on the normalised path.
+
+pub mod matcher;
+pub mod normalize;
+pub mod query;
+
+pub use matcher::{host_of, HostPattern, Params, PathMatcher};
+pub use normalize::{normalize, NormalPath, PathError};

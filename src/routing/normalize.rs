@@ -1,0 +1,243 @@
+//! Request-path normalisation: the one view of the path that every route rule is matched on.
+//!
+//! What is normalised: percent-encoded unreserved characters are decoded (`%7Euser` -> `~user`,
+//! `%2e` -> `.`), other escapes are kept with upper-case hex, empty segments (`//`) and `.`
+//! segments are dropped, `..` removes the previous segment (never above the root). What is
+//! refused (`path_invalid`): an encoded `/` or `\` (`%2F`, `%5C`), a malformed escape, a raw
+//! backslash, control bytes, a fragment, a path not starting with `/`. A trailing `/` is kept,
+//! so `/users/1/` and `/users/1` stay different paths. The request sent upstream is unchanged.
+
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// The path does not start with `/`.
+    NotAbsolute,
+    /// `%` not followed by two hex digits.
+    BadEscape,
+    /// `%2F` or `%5C`: an encoded separator would let the path mean two things.
+    EncodedSeparator,
+    /// A raw backslash, control byte, or a `#` fragment.
+    ForbiddenByte,
+    /// The path is longer than [`MAX_PATH_BYTES`].
+    TooLong,
+}
+
+impl PathError {
+    /// Client-safe description.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PathError::NotAbsolute => "path must start with '/'",
+            PathError::BadEscape => "malformed percent-escape in path",
+            PathError::EncodedSeparator => "encoded '/' or '\\' in path",
+            PathError::ForbiddenByte => "forbidden character in path",
+            PathError::TooLong => "path too long",
+        }
+    }
+}
+
+/// Longest `:path` meshguard accepts (Envoy's default header limit is 60 KiB).
+pub const MAX_PATH_BYTES: usize = 16 * 1024;
+
+/// A normalised path with its query, split once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalPath {
+    /// The normalised path, always starting with `/`.
+    pub path: String,
+    /// The raw query string (after `?`, without it), untouched.
+    pub query: String,
+}
+
+impl NormalPath {
+    /// The path's segments (no empty segments, except none for `/`).
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        self.path.split('/').filter(|s| !s.is_empty())
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn upper_hex(nibble: u8) -> char {
+    char::from_digit(u32::from(nibble), 16).map_or('0', |c| c.to_ascii_uppercase())
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Decodes unreserved escapes and upper-cases the others; refuses what cannot be made safe.
+fn decode_unreserved(path: &str) -> Result<String, PathError> {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let hi = bytes.get(i + 1).copied().and_then(hex);
+                let lo = bytes.get(i + 2).copied().and_then(hex);
+                let (Some(hi), Some(lo)) = (hi, lo) else {
+                    return Err(PathError::BadEscape);
+                };
+                let decoded = (hi << 4) | lo;
+                if decoded == b'/' || decoded == b'\\' {
+                    return Err(PathError::EncodedSeparator);
+                }
+                if decoded < 0x20 || decoded == 0x7f {
+                    return Err(PathError::ForbiddenByte);
+                }
+                if is_unreserved(decoded) {
+                    out.push(char::from(decoded));
+                } else {
+                    out.push('%');
+                    out.push(upper_hex(hi));
+                    out.push(upper_hex(lo));
+                }
+                i += 3;
+            }
+            b'\\' | b'#' => return Err(PathError::ForbiddenByte),
+            b if b < 0x20 || b == 0x7f => return Err(PathError::ForbiddenByte),
+            _ => {
+                // Multi-byte UTF-8 is copied through whole: find the char at this boundary.
+                let rest = path.get(i..).unwrap_or("");
+                let Some(c) = rest.chars().next() else { break };
+                out.push(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Normalises a raw `:path` (which may carry a query) for route matching.
+pub fn normalize(raw: &str) -> Result<NormalPath, PathError> {
+    if raw.len() > MAX_PATH_BYTES {
+        return Err(PathError::TooLong);
+    }
+    let (path, query) = match raw.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (raw, ""),
+    };
+    if !path.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    if query.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'#') {
+        return Err(PathError::ForbiddenByte);
+    }
+    let decoded = decode_unreserved(path)?;
+    let mut stack: Vec<&str> = Vec::new();
+    let mut trailing = false;
+    for seg in decoded.split('/') {
+        trailing = false;
+        match seg {
+            "" => trailing = true,
+            "." => trailing = true,
+            ".." => {
+                stack.pop();
+                trailing = true;
+            }
+            s => stack.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for seg in &stack {
+        out.push('/');
+        out.push_str(seg);
+    }
+    if out.is_empty() || trailing {
+        out.push('/');
+    }
+    Ok(NormalPath {
+        path: out,
+        query: query.to_string(),
+    })
+}
+
+/// Fully percent-decodes a path segment (for parameter values); `None` if not UTF-8.
+pub fn decode_segment(seg: &str) -> Option<String> {
+    let bytes = seg.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hi = bytes.get(i + 1).copied().and_then(hex)?;
+            let lo = bytes.get(i + 2).copied().and_then(hex)?;
+            out.push((hi << 4) | lo);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(p: &str) -> String {
+        normalize(p)
+            .map(|n| n.path)
+            .unwrap_or_else(|e| format!("ERR {e:?}"))
+    }
+
+    #[test]
+    fn dot_segments_cannot_dodge_a_route() {
+        assert_eq!(n("/admin/../users/1"), "/users/1");
+        assert_eq!(n("/public/../admin"), "/admin");
+        assert_eq!(n("/a/./b"), "/a/b");
+        assert_eq!(n("/../../etc"), "/etc");
+        assert_eq!(n("/a/%2e%2e/b"), "/b");
+        assert_eq!(n("/a/%2E/b"), "/a/b");
+    }
+
+    #[test]
+    fn merges_slashes_and_keeps_trailing_slash() {
+        assert_eq!(n("//users///1"), "/users/1");
+        assert_eq!(n("/users/1/"), "/users/1/");
+        assert_eq!(n("/"), "/");
+        assert_eq!(n("/a/.."), "/");
+        assert_eq!(n("/a/b/.."), "/a/");
+    }
+
+    #[test]
+    fn decodes_only_unreserved_escapes() {
+        assert_eq!(n("/%7Euser/%41"), "/~user/A");
+        assert_eq!(n("/a%20b/%3f"), "/a%20b/%3F");
+    }
+
+    #[test]
+    fn refuses_ambiguous_paths() {
+        assert_eq!(normalize("/a%2Fb"), Err(PathError::EncodedSeparator));
+        assert_eq!(normalize("/a%5cb"), Err(PathError::EncodedSeparator));
+        assert_eq!(normalize("/a%zz"), Err(PathError::BadEscape));
+        assert_eq!(normalize("/a%2"), Err(PathError::BadEscape));
+        assert_eq!(normalize("/a\\b"), Err(PathError::ForbiddenByte));
+        assert_eq!(normalize("/a%00"), Err(PathError::ForbiddenByte));
+        assert_eq!(normalize("users"), Err(PathError::NotAbsolute));
+        assert_eq!(normalize("/a#frag"), Err(PathError::ForbiddenByte));
+    }
+
+    #[test]
+    fn splits_query_untouched() {
+        let p = normalize("/a/../b?x=1&y=%2F").unwrap_or_else(|_| NormalPath {
+            path: String::new(),
+            query: String::new(),
+        });
+        assert_eq!(p.path, "/b");
+        assert_eq!(p.query, "x=1&y=%2F");
+    }
+
+    #[test]
+    fn keeps_utf8_and_decodes_params() {
+        assert_eq!(n("/caf\u{e9}"), "/caf\u{e9}");
+        assert_eq!(decode_segment("a%20b").as_deref(), Some("a b"));
+        assert_eq!(decode_segment("%FF"), None);
+    }
+}

@@ -1,0 +1,263 @@
+//! The decision pipeline end to end in the core: routing, unmatched policy, report mode, events.
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+use meshguard::config::compile;
+use meshguard::decide::{Decision, Env, Exchange, Properties, RequestFacts, Verdict};
+use meshguard::error::Reason;
+use meshguard::host::fake::{FakeClock, MemStore};
+use meshguard::policy::Policy;
+
+struct NoProps;
+impl Properties for NoProps {
+    fn get(&self, _path: &[&str]) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+fn policy(json: &str) -> Policy {
+    match compile(json.as_bytes()) {
+        Ok(p) => p,
+        Err(e) => panic!("config refused: {e}"),
+    }
+}
+
+fn req(method: &str, path: &str) -> RequestFacts {
+    RequestFacts {
+        method: method.into(),
+        path: path.into(),
+        authority: "api.example.com".into(),
+        headers: vec![("x-request-id".into(), "rid-1".into())],
+    }
+}
+
+fn decide(p: &Policy, r: &RequestFacts) -> (Verdict, Exchange) {
+    let clock = FakeClock::at_secs(1_700_000_000);
+    let store = MemStore::default();
+    let env = Env {
+        clock: &clock,
+        store: &store,
+        props: &NoProps,
+    };
+    let mut ex = Exchange::new();
+    let v = ex.on_headers(p, r, &env);
+    (v, ex)
+}
+
+const ROUTES: &str = r#"{"routes":[
+  {"name":"get-user","match":{"methods":["GET"],"path":"/users/{id}"}},
+  {"name":"pub","match":{"prefix":"/public/"}},
+  {"name":"admin","match":{"prefix":"/admin","hosts":["admin.example.com"]}}]}"#;
+
+fn reason_of(v: &Verdict) -> Option<Reason> {
+    match v {
+        Verdict::Deny(d) => Some(d.reason),
+        _ => None,
+    }
+}
+
+#[test]
+fn matched_route_is_allowed_and_counted() {
+    let p = policy(ROUTES);
+    let (v, mut ex) = decide(&p, &req("GET", "/users/42?x=1"));
+    assert_eq!(v, Verdict::Allow);
+    assert_eq!(ex.route_name(&p), "get-user");
+    assert_eq!(ex.template(), "/users/{id}");
+    assert_eq!(ex.final_decision(), Some(Decision::Allow));
+    let events = ex.take_events();
+    assert_eq!(events.len(), 1);
+}
+
+#[test]
+fn unmatched_request_is_404_by_default() {
+    let p = policy(ROUTES);
+    let (v, ex) = decide(&p, &req("GET", "/nope"));
+    assert_eq!(reason_of(&v), Some(Reason::RouteNotFound));
+    assert_eq!(ex.route_name(&p), "_unmatched");
+    assert_eq!(ex.final_decision(), Some(Decision::Deny));
+}
+
+#[test]
+fn unmatched_allow_lets_requests_through() {
+    let p = policy(r#"{"unmatched":"allow","routes":[]}"#);
+    let (v, _) = decide(&p, &req("DELETE", "/anything"));
+    assert_eq!(v, Verdict::Allow);
+}
+
+#[test]
+fn wrong_method_is_405_with_allow_header() {
+    let p = policy(ROUTES);
+    let (v, _) = decide(&p, &req("DELETE", "/users/1"));
+    match v {
+        Verdict::Deny(d) => {
+            assert_eq!(d.reason, Reason::MethodNotAllowed);
+            assert!(d
+                .headers
+                .contains(&("allow".to_string(), "GET".to_string())));
+        }
+        other => panic!("expected 405, got {other:?}"),
+    }
+}
+
+#[test]
+fn dot_segments_cannot_reach_a_route_they_do_not_name() {
+    let p = policy(ROUTES);
+    let (v, ex) = decide(&p, &req("GET", "/public/../users/7"));
+    assert_eq!(v, Verdict::Allow);
+    assert_eq!(ex.route_name(&p), "get-user");
+    let (v, _) = decide(&p, &req("GET", "/public/%2e%2e/secret"));
+    assert_eq!(reason_of(&v), Some(Reason::RouteNotFound));
+}
+
+#[test]
+fn encoded_slash_is_400() {
+    let p = policy(ROUTES);
+    let (v, _) = decide(&p, &req("GET", "/users/a%2Fb"));
+    assert_eq!(reason_of(&v), Some(Reason::PathInvalid));
+}
+
+#[test]
+fn host_restricted_route_needs_its_host() {
+    let p = policy(ROUTES);
+    let (v, _) = decide(&p, &req("GET", "/admin/x"));
+    assert_eq!(reason_of(&v), Some(Reason::RouteNotFound));
+    let mut r = req("GET", "/admin/x");
+    r.authority = "Admin.Example.com:443".into();
+    let (v, _) = decide(&p, &r);
+    assert_eq!(v, Verdict::Allow);
+}
+
+#[test]
+fn global_report_mode_passes_would_be_denials_and_records_them() {
+    let p = policy(r#"{"mode":"report","routes":[]}"#);
+    let (v, mut ex) = decide(&p, &req("GET", "/nope"));
+    assert_eq!(v, Verdict::Allow);
+    assert_eq!(ex.final_decision(), Some(Decision::Report));
+    let events = ex.take_events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events.first().map(|e| e.decision), Some(Decision::Report));
+    assert_eq!(
+        events.first().and_then(|e| e.reason),
+        Some(Reason::RouteNotFound)
+    );
+}
+
+#[test]
+fn audit_line_has_template_not_raw_path() {
+    let p = policy(ROUTES);
+    let r = req("GET", "/users/42?token=secret");
+    let (_, mut ex) = decide(&p, &r);
+    let events = ex.take_events();
+    let e = events.first().cloned();
+    let line = e
+        .map(|e| meshguard::audit::line(&p, &ex, &r, &e, 5))
+        .unwrap_or_default();
+    assert!(line.contains("\"path\":\"/users/{id}\""), "{line}");
+    assert!(!line.contains("secret"));
+    assert!(line.contains("\"kind\":\"meshguard.audit\""));
+    assert!(line.contains("\"request_id\":\"rid-1\""));
+}
+
+mod peers {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Props(HashMap<String, Vec<u8>>);
+    impl Properties for Props {
+        fn get(&self, path: &[&str]) -> Option<Vec<u8>> {
+            self.0.get(&path.join(".")).cloned()
+        }
+    }
+
+    fn peer(id: Option<&str>) -> Props {
+        let mut m = HashMap::new();
+        m.insert("connection.mtls".to_string(), vec![u8::from(id.is_some())]);
+        if let Some(id) = id {
+            m.insert(
+                "connection.uri_san_peer_certificate".to_string(),
+                id.as_bytes().to_vec(),
+            );
+        }
+        Props(m)
+    }
+
+    fn run(p: &Policy, r: &RequestFacts, props: &Props) -> (Verdict, Exchange) {
+        let clock = FakeClock::at_secs(1_700_000_000);
+        let store = MemStore::default();
+        let env = Env {
+            clock: &clock,
+            store: &store,
+            props,
+        };
+        let mut ex = Exchange::new();
+        let v = ex.on_headers(p, r, &env);
+        (v, ex)
+    }
+
+    const CFG: &str = r#"{"forward_identity":{"peer_header":"x-peer-id"},"routes":[
+      {"name":"orders","match":{"prefix":"/orders"},
+       "peers":{"require_mtls":true,"allow":["spiffe://cluster.local/ns/shop/*"],"deny":["spiffe://cluster.local/ns/shop/sa/legacy"]}},
+      {"name":"open","match":{"prefix":"/open"}}]}"#;
+
+    #[test]
+    fn allowed_workload_passes_and_is_forwarded() {
+        let p = policy(CFG);
+        let (v, mut ex) = run(
+            &p,
+            &req("GET", "/orders/1"),
+            &peer(Some("spiffe://cluster.local/ns/shop/sa/frontend")),
+        );
+        assert_eq!(v, Verdict::Allow);
+        let ops = ex.take_header_ops();
+        assert!(ops.contains(&meshguard::decide::HeaderOp::Remove("x-peer-id".into())));
+        assert!(ops.contains(&meshguard::decide::HeaderOp::Set(
+            "x-peer-id".into(),
+            "spiffe://cluster.local/ns/shop/sa/frontend".into()
+        )));
+        assert_eq!(
+            ex.principal().peer.as_deref(),
+            Some("spiffe://cluster.local/ns/shop/sa/frontend")
+        );
+    }
+
+    #[test]
+    fn plaintext_peer_is_refused_where_mtls_is_required() {
+        let p = policy(CFG);
+        let (v, _) = run(&p, &req("GET", "/orders/1"), &peer(None));
+        assert_eq!(reason_of(&v), Some(Reason::PeerNotMtls));
+    }
+
+    #[test]
+    fn denied_and_foreign_workloads_are_403() {
+        let p = policy(CFG);
+        let (v, _) = run(
+            &p,
+            &req("GET", "/orders/1"),
+            &peer(Some("spiffe://cluster.local/ns/shop/sa/legacy")),
+        );
+        assert_eq!(reason_of(&v), Some(Reason::PeerNotAllowed));
+        let (v, _) = run(
+            &p,
+            &req("GET", "/orders/1"),
+            &peer(Some("spiffe://evil.example/ns/shop/sa/frontend")),
+        );
+        assert_eq!(reason_of(&v), Some(Reason::PeerNotAllowed));
+        let (v, _) = run(&p, &req("GET", "/orders/1"), &peer(Some("https://x")));
+        assert_eq!(reason_of(&v), Some(Reason::PeerIdentityMissing));
+    }
+
+    #[test]
+    fn forwarded_header_is_stripped_even_without_a_peer() {
+        let p = policy(CFG);
+        let (v, mut ex) = run(&p, &req("GET", "/open/x"), &peer(None));
+        assert_eq!(v, Verdict::Allow);
+        assert_eq!(
+            ex.take_header_ops(),
+            vec![meshguard::decide::HeaderOp::Remove("x-peer-id".into())]
+        );
+    }
+}
