@@ -107,7 +107,7 @@ def test_sidecar_yaml_validates_with_the_module(tmp_path, meshguard_wasm):
 def test_shipped_plugin_configs_pass_offline_validator(name, offline_validator):
     (entry,) = wasm_filters(yaml.safe_load((ENVOY_DIR / name).read_text()))
     code, out = offline_validator(plugin_config(entry))
-    assert (code, out) == (0, "ok"), out
+    assert code == 0 and len(out.splitlines()) == 1 and "ok" in out, out
 
 
 def test_demo_answers_its_sample_requests(meshguard_wasm):

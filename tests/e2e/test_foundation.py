@@ -24,7 +24,10 @@ MAIN = {
         {"name": "health", "match": {"methods": ["GET"], "path": "/healthz"}},
         {"name": "public", "match": {"prefix": "/public/"}},
         {"name": "get-user", "match": {"methods": ["GET"], "path": "/users/{id}"}},
-        {"name": "beta", "match": {"methods": ["GET"], "prefix": "/beta/"}, "mode": "report"},
+        # Plaintext requests fail `require_mtls`: a denial decided inside a matched route (405 and
+        # 404 are decided before any route applies, under `_unmatched`, in the global mode).
+        {"name": "mtls-only", "match": {"methods": ["GET"], "path": "/mtls/{id}"}, "peers": {"require_mtls": True}},
+        {"name": "beta", "match": {"prefix": "/beta/"}, "mode": "report", "peers": {"require_mtls": True}},
     ],
 }
 ALLOW_UNMATCHED = {
@@ -198,6 +201,7 @@ def test_encoded_slash_is_400_path_invalid(mg, upstream, path):
 
 
 def test_route_in_report_mode_passes_a_would_be_denial(mg, baseline, upstream):
+    """The beta route needs mTLS; in report mode a plaintext request still goes through."""
     headers = {"x-echo-status": "202"}
     expected = baseline.request("POST", "/beta/feature", headers=headers).status
     request_id = rid("route-report")
@@ -205,7 +209,8 @@ def test_route_in_report_mode_passes_a_would_be_denial(mg, baseline, upstream):
     assert resp.status == expected == 202
     assert reached_upstream(upstream, request_id)
     rec = mg.wait_audit(request_id=request_id)
-    assert (rec["decision"], rec["reason"], rec["route"]) == ("report", "method_not_allowed", "beta")
+    assert (rec["decision"], rec["reason"], rec["route"]) == ("report", "peer_not_mtls", "beta")
+    assert rec["status"] == 0  # the request went on
 
 
 def test_global_report_mode_passes_unmatched_and_method_mismatch(mg_report, baseline, upstream):
@@ -226,22 +231,31 @@ def test_global_report_mode_passes_unmatched_and_method_mismatch(mg_report, base
 def test_each_denial_logs_exactly_one_audit_line_without_secrets(mg):
     request_id = rid("audit")
     resp = mg.request(
-        "DELETE",
-        "/users/42?access_token=qs-secret-value",
+        "GET",
+        "/mtls/42?access_token=qs-secret-value",
         headers={"x-request-id": request_id, "authorization": "Bearer hdr-secret-token"},
     )
-    assert resp.status == 405
+    assert_problem(resp, 403, "peer_not_mtls", request_id)
     rec = mg.wait_audit(request_id=request_id)
     assert AUDIT_KEYS <= set(rec)
     assert rec["kind"] == "meshguard.audit"
     assert isinstance(rec["ts_ms"], int) and rec["ts_ms"] > 0
-    assert rec["route"] == "get-user"
-    assert rec["method"] == "DELETE"
-    assert rec["path"] == "/users/{id}"
-    assert (rec["decision"], rec["reason"], rec["status"]) == ("deny", "method_not_allowed", 405)
+    assert rec["route"] == "mtls-only"
+    assert rec["method"] == "GET"
+    assert rec["path"] == "/mtls/{id}"  # the template, not the raw path
+    assert (rec["decision"], rec["reason"], rec["status"]) == ("deny", "peer_not_mtls", 403)
     assert [r["request_id"] for r in mg.audit_lines()].count(request_id) == 1
     log = mg.log_text()
     assert "qs-secret-value" not in log and "hdr-secret-token" not in log
+
+
+def test_method_mismatch_audit_is_under_unmatched(mg):
+    request_id = rid("audit-405")
+    assert mg.request("DELETE", "/users/42?token=qs-secret-405", headers={"x-request-id": request_id}).status == 405
+    rec = mg.wait_audit(request_id=request_id)
+    assert (rec["route"], rec["decision"], rec["reason"], rec["status"]) == (
+        "_unmatched", "deny", "method_not_allowed", 405)
+    assert "qs-secret-405" not in mg.log_text()
 
 
 def test_unmatched_denial_audit_names_no_raw_path_or_query(mg):
@@ -281,8 +295,9 @@ def test_config_accepted_counter(mg):
     [
         ("GET", "/public/count", ["meshguard.route.public.allow"]),
         ("GET", "/not-routed", ["meshguard.route._unmatched.deny", "meshguard.reason.route_not_found.deny"]),
-        ("DELETE", "/users/1", ["meshguard.route.get-user.deny", "meshguard.reason.method_not_allowed.deny"]),
-        ("POST", "/beta/x", ["meshguard.route.beta.report", "meshguard.reason.method_not_allowed.report"]),
+        ("DELETE", "/users/1", ["meshguard.route._unmatched.deny", "meshguard.reason.method_not_allowed.deny"]),
+        ("GET", "/mtls/1", ["meshguard.route.mtls-only.deny", "meshguard.reason.peer_not_mtls.deny"]),
+        ("POST", "/beta/x", ["meshguard.route.beta.report", "meshguard.reason.peer_not_mtls.report"]),
         ("GET", "/users/1%2F2", ["meshguard.reason.path_invalid.deny"]),
     ],
 )
@@ -349,7 +364,7 @@ def test_bad_config_is_refused_by_envoy_validate_naming_the_field(meshguard_wasm
 def test_bad_config_is_refused_by_offline_validator_in_one_line(offline_validator, case):
     config, needles = BAD_CONFIGS[case]
     code, out = offline_validator(config)
-    assert code == 1
+    assert code == 1, out
     assert len(out.splitlines()) == 1, out
     assert all(n in out for n in needles), out
 
