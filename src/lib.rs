@@ -11,6 +11,7 @@ pub mod host;
 pub mod identity;
 pub mod metrics;
 pub mod policy;
+pub mod ratelimit;
 pub mod routing;
 
 #[cfg(target_arch = "wasm32")]

@@ -1,0 +1,422 @@
+//! Key expressions (`client_ip`, `route`, `peer`, `header:<name>`, `jwt:<claim>`,
+//! `body:<field>` and `+`-combinations such as `route+jwt:sub`) and the opaque key bytes they
+//! produce for one request.
+//!
+//! Missing components: when a request lacks a component (no token, no peer certificate, no such
+//! header or field), that component is replaced by the client address, tagged so that it can
+//! never equal a real value. Anonymous callers are thus limited per address with the same quota
+//! instead of escaping the limit or sharing one bucket with everybody. When even the client
+//! address is unknown, the component is the shared "unknown" value: such requests share one
+//! bucket. The key bytes are hashed and never logged or sent to the client.
+
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Most components in one key expression.
+pub const MAX_COMPONENTS: usize = 4;
+/// Longest header, claim or field name accepted in a key expression.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// The request facts a key can be built from, snapshotted by the adapter.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyFacts<'a> {
+    /// The client address from [`super::client_ip::ClientIpPolicy::resolve`].
+    pub client_ip: Option<&'a str>,
+    /// The matched route's name.
+    pub route: &'a str,
+    /// The mTLS peer's SPIFFE ID, when verified.
+    pub peer: Option<&'a str>,
+    /// Request headers; names are compared case-insensitively, the first match is used.
+    pub headers: &'a [(String, String)],
+    /// Claims of the verified token, when there is one.
+    pub claims: Option<&'a Map<String, Value>>,
+    /// Top-level fields of the parsed JSON body, when it has been parsed.
+    pub body: Option<&'a Map<String, Value>>,
+}
+
+impl<'a> KeyFacts<'a> {
+    /// Facts with only a route and a client address; the rest absent.
+    pub fn new(route: &'a str, client_ip: Option<&'a str>) -> Self {
+        Self {
+            client_ip,
+            route,
+            peer: None,
+            headers: &[],
+            claims: None,
+            body: None,
+        }
+    }
+}
+
+/// One part of a key expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Component {
+    /// The resolved client address.
+    ClientIp,
+    /// The route name: one bucket shared by every caller of the route.
+    Route,
+    /// The peer's SPIFFE ID.
+    Peer,
+    /// A request header (name stored lower case).
+    Header(String),
+    /// A top-level claim of the verified token.
+    Claim(String),
+    /// A top-level field of the JSON body (lockout keys only).
+    Body(String),
+}
+
+impl Component {
+    fn tag(&self) -> u8 {
+        match self {
+            Component::ClientIp => b'i',
+            Component::Route => b'r',
+            Component::Peer => b'p',
+            Component::Header(_) => b'h',
+            Component::Claim(_) => b'j',
+            Component::Body(_) => b'b',
+        }
+    }
+}
+
+/// Why a key expression is rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    /// The expression or one of its `+` parts is empty.
+    Empty,
+    /// A part is not one of the known forms.
+    Unknown(String),
+    /// `header:`, `jwt:` or `body:` without a name, or a name too long.
+    BadName(String),
+    /// A header name that is not an HTTP token.
+    BadHeaderName(String),
+    /// The same part appears twice.
+    Duplicate(String),
+    /// More than [`MAX_COMPONENTS`] parts.
+    TooManyParts,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::Empty => f.write_str("key is empty or has an empty part"),
+            KeyError::Unknown(p) => write!(
+                f,
+                "unknown key part \"{p}\": expected client_ip, route, peer, header:<name>, jwt:<claim> or body:<field>"
+            ),
+            KeyError::BadName(p) => write!(f, "key part \"{p}\" needs a name of 1 to {MAX_NAME_LEN} characters"),
+            KeyError::BadHeaderName(p) => write!(f, "key part \"{p}\" is not a valid header name"),
+            KeyError::Duplicate(p) => write!(f, "key part \"{p}\" appears twice"),
+            KeyError::TooManyParts => write!(f, "a key has at most {MAX_COMPONENTS} parts"),
+        }
+    }
+}
+
+/// A parsed key expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpec {
+    components: Vec<Component>,
+    text: String,
+}
+
+impl KeySpec {
+    /// Parses `client_ip`, `route+jwt:sub`, `header:x-api-key`...
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        if text.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        let mut components = Vec::new();
+        for part in text.split('+') {
+            let component = parse_component(part)?;
+            if components.contains(&component) {
+                return Err(KeyError::Duplicate(part.to_string()));
+            }
+            components.push(component);
+            if components.len() > MAX_COMPONENTS {
+                return Err(KeyError::TooManyParts);
+            }
+        }
+        Ok(Self {
+            components,
+            text: text.to_string(),
+        })
+    }
+
+    /// The expression as written in config (for names, logs and metrics; never a value).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The parts, in order.
+    pub fn components(&self) -> &[Component] {
+        &self.components
+    }
+
+    /// True when a part reads the request body.
+    pub fn needs_body(&self) -> bool {
+        self.components
+            .iter()
+            .any(|c| matches!(c, Component::Body(_)))
+    }
+
+    /// The key bytes for a request: each part as a tag, its name and its length-prefixed value,
+    /// so that no choice of values can make two different keys equal.
+    pub fn build(&self, facts: &KeyFacts<'_>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        for component in &self.components {
+            out.push(component.tag());
+            match component {
+                Component::Header(name) | Component::Claim(name) | Component::Body(name) => {
+                    push_field(&mut out, name.as_bytes());
+                }
+                Component::ClientIp | Component::Route | Component::Peer => {}
+            }
+            match value_of(component, facts) {
+                Some(Val::Text(s)) => {
+                    out.push(b's');
+                    push_field(&mut out, s.as_bytes());
+                }
+                Some(Val::Json(other)) => {
+                    // Numbers, booleans, arrays: their JSON text (serde_json's output is stable).
+                    out.push(b'v');
+                    push_field(&mut out, other.to_string().as_bytes());
+                }
+                None => push_missing(&mut out, facts.client_ip),
+            }
+        }
+        out
+    }
+}
+
+fn push_field(out: &mut Vec<u8>, bytes: &[u8]) {
+    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn push_missing(out: &mut Vec<u8>, client_ip: Option<&str>) {
+    match client_ip {
+        Some(ip) => {
+            out.push(b'F');
+            push_field(out, ip.as_bytes());
+        }
+        None => out.push(b'U'),
+    }
+}
+
+/// A borrowed part value.
+enum Val<'a> {
+    Text(&'a str),
+    Json(&'a Value),
+}
+
+/// The value of one part; `None` when the request lacks it (empty counts as missing).
+fn value_of<'a>(component: &Component, facts: &KeyFacts<'a>) -> Option<Val<'a>> {
+    let text = |s: &'a str| (!s.is_empty()).then_some(Val::Text(s));
+    match component {
+        Component::ClientIp => facts.client_ip.and_then(text),
+        Component::Route => text(facts.route),
+        Component::Peer => facts.peer.and_then(text),
+        Component::Header(name) => facts
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| text(v.as_str())),
+        Component::Claim(name) => facts.claims.and_then(|c| c.get(name)).and_then(present),
+        Component::Body(name) => facts.body.and_then(|b| b.get(name)).and_then(present),
+    }
+}
+
+/// Null and empty strings count as missing.
+fn present(value: &Value) -> Option<Val<'_>> {
+    match value {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => Some(Val::Text(s)),
+        v => Some(Val::Json(v)),
+    }
+}
+
+fn parse_component(part: &str) -> Result<Component, KeyError> {
+    match part {
+        "" => return Err(KeyError::Empty),
+        "client_ip" => return Ok(Component::ClientIp),
+        "route" => return Ok(Component::Route),
+        "peer" => return Ok(Component::Peer),
+        _ => {}
+    }
+    let (kind, name) = part
+        .split_once(':')
+        .ok_or_else(|| KeyError::Unknown(part.to_string()))?;
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(KeyError::BadName(part.to_string()));
+    }
+    match kind {
+        "header" => {
+            if !name.bytes().all(is_tchar) {
+                return Err(KeyError::BadHeaderName(part.to_string()));
+            }
+            Ok(Component::Header(name.to_ascii_lowercase()))
+        }
+        "jwt" => Ok(Component::Claim(name.to_string())),
+        "body" => Ok(Component::Body(name.to_string())),
+        _ => Err(KeyError::Unknown(part.to_string())),
+    }
+}
+
+/// RFC 9110 token characters.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*.^_`|~-".contains(&b)
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn parses_every_form_and_combinations() {
+        let k = KeySpec::parse("route+jwt:sub").unwrap();
+        assert_eq!(
+            k.components(),
+            &[Component::Route, Component::Claim("sub".into())]
+        );
+        let k = KeySpec::parse("header:X-Api-Key").unwrap();
+        assert_eq!(k.components(), &[Component::Header("x-api-key".into())]);
+        assert!(KeySpec::parse("client_ip+peer+body:username")
+            .unwrap()
+            .needs_body());
+    }
+
+    #[test]
+    fn rejects_bad_expressions() {
+        assert_eq!(KeySpec::parse(""), Err(KeyError::Empty));
+        assert_eq!(KeySpec::parse("route+"), Err(KeyError::Empty));
+        assert!(matches!(KeySpec::parse("ip"), Err(KeyError::Unknown(_))));
+        assert!(matches!(
+            KeySpec::parse("cookie:x"),
+            Err(KeyError::Unknown(_))
+        ));
+        assert!(matches!(KeySpec::parse("jwt:"), Err(KeyError::BadName(_))));
+        assert!(matches!(
+            KeySpec::parse("header:a b"),
+            Err(KeyError::BadHeaderName(_))
+        ));
+        assert!(matches!(
+            KeySpec::parse("route+route"),
+            Err(KeyError::Duplicate(_))
+        ));
+        assert_eq!(
+            KeySpec::parse("route+peer+client_ip+jwt:a+jwt:b"),
+            Err(KeyError::TooManyParts)
+        );
+    }
+
+    #[test]
+    fn different_values_give_different_keys() {
+        let spec = KeySpec::parse("jwt:sub").unwrap();
+        let a = claims(json!({"sub": "alice"}));
+        let b = claims(json!({"sub": "bob"}));
+        let facts_a = KeyFacts {
+            claims: Some(&a),
+            ..KeyFacts::new("r", Some("1.2.3.4"))
+        };
+        let facts_b = KeyFacts {
+            claims: Some(&b),
+            ..KeyFacts::new("r", Some("1.2.3.4"))
+        };
+        assert_ne!(spec.build(&facts_a), spec.build(&facts_b));
+        // Same subject from another address: same key.
+        let facts_c = KeyFacts {
+            claims: Some(&a),
+            ..KeyFacts::new("r", Some("9.9.9.9"))
+        };
+        assert_eq!(spec.build(&facts_a), spec.build(&facts_c));
+    }
+
+    #[test]
+    fn missing_component_falls_back_to_client_ip_without_colliding() {
+        let spec = KeySpec::parse("jwt:sub").unwrap();
+        let anon_1 = KeyFacts::new("r", Some("1.2.3.4"));
+        let anon_2 = KeyFacts::new("r", Some("5.6.7.8"));
+        assert_ne!(spec.build(&anon_1), spec.build(&anon_2));
+        // A token whose sub *is* the address string is not the anonymous caller.
+        let c = claims(json!({"sub": "1.2.3.4"}));
+        let spoof = KeyFacts {
+            claims: Some(&c),
+            ..anon_1
+        };
+        assert_ne!(spec.build(&anon_1), spec.build(&spoof));
+        // Unknown address: one shared bucket.
+        assert_eq!(
+            spec.build(&KeyFacts::new("r", None)),
+            spec.build(&KeyFacts::new("r", None))
+        );
+    }
+
+    #[test]
+    fn values_cannot_be_crafted_to_shift_parts() {
+        let spec = KeySpec::parse("header:a+header:b").unwrap();
+        let h1 = vec![
+            ("a".to_string(), "x".to_string()),
+            ("b".to_string(), "yz".to_string()),
+        ];
+        let h2 = vec![
+            ("a".to_string(), "xy".to_string()),
+            ("b".to_string(), "z".to_string()),
+        ];
+        let f1 = KeyFacts {
+            headers: &h1,
+            ..KeyFacts::new("r", None)
+        };
+        let f2 = KeyFacts {
+            headers: &h2,
+            ..KeyFacts::new("r", None)
+        };
+        assert_ne!(spec.build(&f1), spec.build(&f2));
+    }
+
+    #[test]
+    fn header_lookup_is_case_insensitive_and_uses_the_first_value() {
+        let spec = KeySpec::parse("header:x-api-key").unwrap();
+        let h1 = vec![
+            ("X-API-KEY".to_string(), "k1".to_string()),
+            ("x-api-key".to_string(), "k2".to_string()),
+        ];
+        let h2 = vec![("x-api-key".to_string(), "k1".to_string())];
+        let f1 = KeyFacts {
+            headers: &h1,
+            ..KeyFacts::new("r", None)
+        };
+        let f2 = KeyFacts {
+            headers: &h2,
+            ..KeyFacts::new("r", None)
+        };
+        assert_eq!(spec.build(&f1), spec.build(&f2));
+    }
+
+    #[test]
+    fn non_string_claims_are_keyed_by_their_json_text() {
+        let spec = KeySpec::parse("jwt:tenant").unwrap();
+        let a = claims(json!({"tenant": 7}));
+        let b = claims(json!({"tenant": "7"}));
+        let fa = KeyFacts {
+            claims: Some(&a),
+            ..KeyFacts::new("r", None)
+        };
+        let fb = KeyFacts {
+            claims: Some(&b),
+            ..KeyFacts::new("r", None)
+        };
+        assert_ne!(spec.build(&fa), spec.build(&fb));
+    }
+}
