@@ -6,6 +6,7 @@ What it gives a test:
 - `Envoy`: builds a bootstrap as JSON (admin and listener on port 0), starts Envoy in its own process
   group, waits for readiness, and always kills the group at stop (also at interpreter exit and when the
   test runner dies). Helpers read the admin API, the log, meshguard audit lines and stats.
+- `StubServer`: canned answers by path (e.g. a JWKS endpoint behind an extra cluster), with hit counts.
 - `validate(plugin_config)`: `envoy --mode validate` on a bootstrap carrying that plugin config.
 
 Nothing here uses a fixed port or asserts on wall-clock time; waits are bounded polls.
@@ -143,15 +144,17 @@ def _kill_all() -> None:
 atexit.register(_kill_all)
 
 _PR_SET_PDEATHSIG = 1
+try:
+    # Looked up here, not in the child: dlopen after fork can deadlock on a lock held by another thread.
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux/glibc: the process group kill still applies
+    _prctl = None
 
 
 def _die_with_parent() -> None:
     """Runs in the child before exec: SIGKILL it if the test runner dies (even by SIGKILL)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except Exception:  # noqa: BLE001 - best effort; the process group kill still applies
-        pass
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
 def _kill_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
@@ -292,6 +295,86 @@ class EchoUpstream:
         self._server.server_close()
 
     def __enter__(self) -> "EchoUpstream":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _StubHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "meshguard-stub"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        stub: StubServer = self.server.stub  # type: ignore[attr-defined]
+        path = self.path.split("?", 1)[0]
+        status, headers, body, delay_s = stub._answer(path)
+        if delay_s:
+            time.sleep(delay_s)
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class StubServer:
+    """HTTP/1.1 server on 127.0.0.1 answering GETs from a table a test can change while it runs
+    (a JWKS endpoint, say): `set(path, body, status=200, headers=..., delay_s=0)`; `hits(path)`
+    counts requests. Unknown paths get 404. Point an Envoy cluster at it with `static_cluster()`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self._server = ThreadingHTTPServer((host, port), _StubHandler)
+        self._server.daemon_threads = True
+        self._server.stub = self  # type: ignore[attr-defined]
+        self._lock = threading.Lock()
+        self._routes: dict[str, tuple[int, dict[str, str], bytes, float]] = {}
+        self._hits: dict[str, int] = {}
+        self._thread = threading.Thread(target=self._server.serve_forever, name="stub-server", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def set(
+        self,
+        path: str,
+        body: bytes | str | dict | list,
+        *,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        delay_s: float = 0.0,
+    ) -> None:
+        if isinstance(body, (dict, list)):
+            body, ctype = json.dumps(body).encode(), "application/json"
+        else:
+            body, ctype = (body.encode() if isinstance(body, str) else body), "application/octet-stream"
+        with self._lock:
+            self._routes[path] = (status, {"content-type": ctype, **(headers or {})}, body, delay_s)
+
+    def hits(self, path: str) -> int:
+        with self._lock:
+            return self._hits.get(path, 0)
+
+    def _answer(self, path: str) -> tuple[int, dict[str, str], bytes, float]:
+        with self._lock:
+            self._hits[path] = self._hits.get(path, 0) + 1
+            return self._routes.get(path, (404, {"content-type": "text/plain"}, b"not found", 0.0))
+
+    def start(self) -> "StubServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> "StubServer":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

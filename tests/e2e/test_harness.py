@@ -217,3 +217,17 @@ def test_concurrency_and_extra_clusters_reach_envoy(envoys, upstream):
     assert int(info["command_line_options"]["concurrency"]) == 2
     clusters = {c["name"] for c in envoy.admin_json("/clusters?format=json")["cluster_statuses"]}
     assert {"echo", "jwks"} <= clusters
+
+
+def test_stub_server_answers_from_its_table_through_an_extra_cluster(envoys):
+    with harness.StubServer() as stub:
+        stub.set("/.well-known/jwks.json", {"keys": []})
+        # Route everything to the stub's cluster to prove Envoy reaches it; modules use dispatch calls.
+        config = harness.bootstrap(with_wasm=False, upstream_port=stub.port)
+        envoy = envoys(config=config)
+        resp = envoy.request("GET", "/.well-known/jwks.json?x=1")
+        assert (resp.status, resp.json()) == (200, {"keys": []})
+        assert envoy.request("GET", "/other").status == 404
+        stub.set("/.well-known/jwks.json", "down", status=503)
+        assert envoy.request("GET", "/.well-known/jwks.json").status == 503
+        assert stub.hits("/.well-known/jwks.json") == 2
