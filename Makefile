@@ -35,7 +35,7 @@ $(DEPS_STAMP): tests/requirements.txt
 	@touch $@
 
 build: toolchain ## Build the wasm module into dist/meshguard.wasm and print its size
-	cargo build --release --lib --target $(WASM_TARGET)
+	MESHGUARD_GIT_HASH=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) cargo build --release --lib --target $(WASM_TARGET)
 	@mkdir -p dist
 	@cp $(WASM_OUT) $(WASM)
 	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes"
