@@ -3,13 +3,68 @@
 
 use super::host::HostStore;
 use super::metrics::{config_outcome, Metrics};
-use super::stream::Stream;
+use super::stream::{Stream, StreamState};
 use super::{GIT_HASH, VERSION};
 use crate::policy::Policy;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
-use std::rc::Rc;
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+/// Streams paused until a dependency (JWKS keys) changes, by context id.
+#[derive(Default)]
+pub(crate) struct Waiters {
+    list: RefCell<Vec<(u32, Weak<RefCell<StreamState>>)>>,
+}
+
+impl Waiters {
+    /// Registers a paused stream (once).
+    pub(crate) fn add(&self, id: u32, state: Weak<RefCell<StreamState>>) {
+        if let Ok(mut list) = self.list.try_borrow_mut() {
+            if !list.iter().any(|(i, _)| *i == id) {
+                list.push((id, state));
+            }
+        }
+    }
+
+    /// Re-runs every waiting stream; finished ones are answered or resumed and dropped from the
+    /// list. Streams that are gone (client went away) are dropped too.
+    pub(crate) fn retry_all(&self) {
+        let pending = match self.list.try_borrow_mut() {
+            Ok(mut list) => std::mem::take(&mut *list),
+            Err(_) => return,
+        };
+        let mut still = Vec::new();
+        for (id, weak) in pending {
+            let Some(state) = weak.upgrade() else {
+                continue;
+            };
+            if hostcalls::set_effective_context(id).is_err() {
+                continue;
+            }
+            let outcome = match state.try_borrow_mut() {
+                Ok(mut s) => s.retry(),
+                Err(_) => None,
+            };
+            match outcome {
+                None => still.push((id, weak)),
+                Some(true) => {
+                    let _ = hostcalls::resume_http_request();
+                }
+                Some(false) => {}
+            }
+        }
+        if let Ok(mut list) = self.list.try_borrow_mut() {
+            list.extend(still);
+        }
+    }
+
+    /// True when no stream waits.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.try_borrow().map_or(true, |l| l.is_empty())
+    }
+}
 
 /// What every stream of this configuration shares, read-only.
 pub(crate) struct Shared {
@@ -23,6 +78,7 @@ pub(crate) struct Shared {
 #[derive(Default)]
 pub(crate) struct Root {
     shared: Option<Rc<Shared>>,
+    waiters: Rc<Waiters>,
 }
 
 fn log(level: LogLevel, msg: &str) {
@@ -92,7 +148,11 @@ impl RootContext for Root {
         // Without an accepted configuration no context is created; Envoy's fail-closed setting
         // then governs the request (the VM never starts serving with a bad config anyway).
         let shared = self.shared.clone()?;
-        Some(Box::new(Stream::new(context_id, shared)))
+        Some(Box::new(Stream::new(
+            context_id,
+            shared,
+            Rc::clone(&self.waiters),
+        )))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -1,7 +1,11 @@
 //! Stream (HTTP) context: snapshot the request, ask the core, apply the verdict with one helper.
+//!
+//! The stream's state lives behind `Rc<RefCell<_>>` so that the root context can drive a stream
+//! that is waiting (for JWKS keys): it re-runs the pipeline and applies the verdict after
+//! switching the host's effective context to that stream.
 
 use super::host::{HostClock, HostProps, HostStore};
-use super::root::Shared;
+use super::root::{Shared, Waiters};
 use crate::audit;
 use crate::decide::{Env, Exchange, HeaderOp, RequestFacts, Verdict};
 use crate::error::reply;
@@ -9,33 +13,46 @@ use crate::host::Clock;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 /// Largest body meshguard buffers for body checks when a route sets no limit.
 const DEFAULT_MAX_BUFFER: usize = 1024 * 1024;
 
-/// One HTTP stream.
-pub(crate) struct Stream {
-    _id: u32,
+/// Where the stream is, as far as the adapter is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// Not held by meshguard.
+    No,
+    /// Headers held while the pipeline waits (keys being fetched).
+    Waiting,
+    /// Buffering the body for body checks.
+    Body,
+    /// Body complete and held while the pipeline waits.
+    WaitingWithBody,
+}
+
+/// The state of one stream, shared with the root context's waiter list.
+pub(crate) struct StreamState {
     shared: Rc<Shared>,
     ex: Exchange,
     facts: RequestFacts,
-    awaiting_body: bool,
+    body: Option<Vec<u8>>,
+    held: Held,
+    /// The whole body arrived while the stream was held waiting (Envoy buffered it).
+    body_ended_while_waiting: bool,
     counted: bool,
 }
 
-impl Stream {
-    pub(crate) fn new(id: u32, shared: Rc<Shared>) -> Self {
-        Stream {
-            _id: id,
-            shared,
-            ex: Exchange::new(),
-            facts: RequestFacts::default(),
-            awaiting_body: false,
-            counted: false,
-        }
+fn env() -> Env<'static> {
+    Env {
+        clock: &HostClock,
+        store: &HostStore,
+        props: &HostProps,
     }
+}
 
+impl StreamState {
     fn snapshot(&mut self) {
         let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
         let mut facts = RequestFacts::default();
@@ -66,6 +83,7 @@ impl Stream {
                         }
                     };
                 }
+                self.held = Held::No;
                 Action::Continue
             }
             Verdict::Deny(denial) => {
@@ -80,13 +98,21 @@ impl Stream {
                 {
                     let _ = hostcalls::log(LogLevel::Error, "meshguard: could not send reply");
                 }
+                self.held = Held::No;
                 Action::Pause
             }
             Verdict::NeedBody => {
-                self.awaiting_body = true;
+                self.held = Held::Body;
                 Action::Pause
             }
-            Verdict::Wait => Action::Pause,
+            Verdict::Wait => {
+                self.held = if self.body.is_some() {
+                    Held::WaitingWithBody
+                } else {
+                    Held::Waiting
+                };
+                Action::Pause
+            }
         }
     }
 
@@ -120,20 +146,91 @@ impl Stream {
     }
 
     fn body_done(&mut self) -> Action {
-        self.awaiting_body = false;
-        let size = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, DEFAULT_MAX_BUFFER)
+        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, DEFAULT_MAX_BUFFER)
             .ok()
             .flatten()
             .unwrap_or_default();
-        let env = Env {
-            clock: &HostClock,
-            store: &HostStore,
-            props: &HostProps,
-        };
         let verdict = self
             .ex
-            .on_body(&self.shared.policy, &self.facts, &size, &env);
+            .on_body(&self.shared.policy, &self.facts, &body, &env());
+        self.body = Some(body);
         self.advance(verdict)
+    }
+
+    /// Re-runs a waiting pipeline. Returns `None` while it still waits, else whether the
+    /// request may continue (the caller resumes it) or was answered.
+    pub(crate) fn retry(&mut self) -> Option<bool> {
+        if !matches!(self.held, Held::Waiting | Held::WaitingWithBody) {
+            return None;
+        }
+        let verdict = self.ex.resume(
+            &self.shared.policy,
+            &self.facts,
+            self.body.as_deref(),
+            &env(),
+        );
+        let action = self.advance(verdict);
+        if self.held == Held::Body && self.body_ended_while_waiting {
+            // The body is already buffered: resuming would pass it on unchecked, so check it now.
+            return match self.body_done() {
+                Action::Continue => Some(true),
+                _ => match self.held {
+                    Held::Waiting | Held::WaitingWithBody => None,
+                    _ => Some(false),
+                },
+            };
+        }
+        match action {
+            Action::Continue => Some(true),
+            _ => match self.held {
+                Held::Waiting | Held::WaitingWithBody => None,
+                // Now buffering the body: resume so that body callbacks arrive.
+                Held::Body => Some(true),
+                Held::No => Some(false),
+            },
+        }
+    }
+}
+
+/// One HTTP stream.
+pub(crate) struct Stream {
+    id: u32,
+    state: Rc<RefCell<StreamState>>,
+    waiters: Rc<Waiters>,
+}
+
+impl Stream {
+    pub(crate) fn new(id: u32, shared: Rc<Shared>, waiters: Rc<Waiters>) -> Self {
+        Stream {
+            id,
+            state: Rc::new(RefCell::new(StreamState {
+                shared,
+                ex: Exchange::new(),
+                facts: RequestFacts::default(),
+                body: None,
+                held: Held::No,
+                body_ended_while_waiting: false,
+                counted: false,
+            })),
+            waiters,
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut StreamState) -> R, fallback: R) -> R {
+        match self.state.try_borrow_mut() {
+            Ok(mut s) => f(&mut s),
+            Err(_) => fallback,
+        }
+    }
+
+    fn register_if_waiting(&self) {
+        let waiting = self
+            .state
+            .try_borrow()
+            .is_ok_and(|s| matches!(s.held, Held::Waiting | Held::WaitingWithBody));
+        if waiting {
+            self.waiters.add(self.id, Rc::downgrade(&self.state));
+        }
     }
 }
 
@@ -141,37 +238,55 @@ impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.snapshot();
-        let env = Env {
-            clock: &HostClock,
-            store: &HostStore,
-            props: &HostProps,
-        };
-        let verdict = self.ex.on_headers(&self.shared.policy, &self.facts, &env);
-        let action = self.advance(verdict);
-        if self.awaiting_body && end_of_stream {
-            // No body will come: check the empty body now.
-            return self.body_done();
-        }
+        let action = self.with(
+            |s| {
+                s.snapshot();
+                let verdict = s.ex.on_headers(&s.shared.policy, &s.facts, &env());
+                let action = s.advance(verdict);
+                if s.held == Held::Body && end_of_stream {
+                    // No body will come: check the empty body now.
+                    return s.body_done();
+                }
+                action
+            },
+            Action::Pause,
+        );
+        self.register_if_waiting();
         action
     }
 
     fn on_http_request_body(&mut self, _body_size: usize, end_of_stream: bool) -> Action {
-        if !self.awaiting_body {
-            return Action::Continue;
-        }
-        if !end_of_stream {
-            // Keep buffering; with HTTP/2 trailers the end arrives in the trailers callback.
-            return Action::Pause;
-        }
-        self.body_done()
+        let action = self.with(
+            |s| match s.held {
+                Held::No => Action::Continue,
+                // With HTTP/2 trailers the end arrives in the trailers callback.
+                Held::Body if !end_of_stream => Action::Pause,
+                Held::Body => s.body_done(),
+                Held::Waiting | Held::WaitingWithBody => {
+                    s.body_ended_while_waiting |= end_of_stream;
+                    Action::Pause
+                }
+            },
+            Action::Pause,
+        );
+        self.register_if_waiting();
+        action
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        if self.awaiting_body {
-            return self.body_done();
-        }
-        Action::Continue
+        let action = self.with(
+            |s| match s.held {
+                Held::Body => s.body_done(),
+                Held::No => Action::Continue,
+                Held::Waiting | Held::WaitingWithBody => {
+                    s.body_ended_while_waiting = true;
+                    Action::Pause
+                }
+            },
+            Action::Pause,
+        );
+        self.register_if_waiting();
+        action
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -180,18 +295,16 @@ impl HttpContext for Stream {
             .flatten()
             .and_then(|s| s.parse::<u16>().ok())
             .unwrap_or(0);
-        let env = Env {
-            clock: &HostClock,
-            store: &HostStore,
-            props: &HostProps,
-        };
-        let add = self
-            .ex
-            .on_response(&self.shared.policy, &self.facts, status, &env);
-        for (k, v) in &add {
-            let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, k, v);
-        }
-        self.emit();
+        self.with(
+            |s| {
+                let add = s.ex.on_response(&s.shared.policy, &s.facts, status, &env());
+                for (k, v) in &add {
+                    let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, k, v);
+                }
+                s.emit();
+            },
+            (),
+        );
         Action::Continue
     }
 }
