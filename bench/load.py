@@ -245,7 +245,6 @@ def run_wrk(
     token: str | None = None,
     tokens_file: Path | None = None,
     offset: int = 0,
-    max_tokens: int = 0,
     body_file: Path | None = None,
 ) -> dict:
     """One bounded wrk run; every request comes from wrk_requests.lua, so the load generator does
@@ -270,7 +269,6 @@ def run_wrk(
         method,
         str(body_file) if body_file else "-",
         token or "-",
-        str(max_tokens),
     ]
     p = procs.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

