@@ -18,8 +18,8 @@ API_PATH = "/api/items"
 SCOPE_READ = "items:read"
 SCOPE_WRITE = "items:write"
 # High enough that nothing is ever limited, low enough for any sane validation of the field.
-RL_REQUESTS = 1_000_000
-RL_BURST = 1_000_000
+RL_REQUESTS = 100_000
+RL_BURST = 100_000
 
 # The 1 KiB body the full policy validates; see body_1k().
 ITEM_SCHEMA = {
@@ -320,22 +320,22 @@ def mg_full_policy(jwks: dict, jwks_mode: str) -> dict:
     }
 
 
-def wasm_filter(wasm_path: str, policy: dict) -> dict:
+def wasm_filter(wasm_path: str, policy: dict | None, name: str = "meshguard") -> dict:
     return {
         "name": "envoy.filters.http.wasm",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {
-                "name": "meshguard",
-                "root_id": "meshguard",
+                "name": name,
+                "root_id": name,
                 "vm_config": {
-                    "vm_id": "meshguard",
+                    "vm_id": name,
                     "runtime": "envoy.wasm.runtime.v8",
                     "code": {"local": {"filename": wasm_path}},
                 },
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": json.dumps(policy, separators=(",", ":")),
+                    "value": "" if policy is None else json.dumps(policy, separators=(",", ":")),
                 },
                 "fail_open": False,
             },
@@ -350,6 +350,7 @@ def setup_bootstrap(
     setup: str,
     *,
     wasm_path: str,
+    noop_wasm_path: str,
     jwks: dict,
     jwks_mode: str,
     jwks_port: int,
@@ -357,7 +358,7 @@ def setup_bootstrap(
 ) -> dict:
     """The Envoy-under-test bootstrap for one setup (see SETUPS in run.py)."""
     clusters = []
-    if jwks_mode == "remote" and setup not in ("baseline", "mg-routes"):
+    if jwks_mode == "remote" and setup not in ("baseline", "wasm-noop", "mg-routes"):
         clusters.append(_static_cluster("jwks", jwks_port))
     if upstream_port is None:
         action = direct_response()
@@ -366,6 +367,8 @@ def setup_bootstrap(
         clusters.append(_static_cluster("upstream", upstream_port))
     if setup == "baseline":
         filters = []
+    elif setup == "wasm-noop":
+        filters = [wasm_filter(noop_wasm_path, None, name="noop")]
     elif setup == "native-nocache":
         filters = native_filters(jwks, jwks_mode, jwks_port, cache=False)
     elif setup == "native-cache":

@@ -34,11 +34,14 @@ from load import Envoy, EnvoyError, Procs, http_request, run_wrk
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
+NOOP_TARGET_DIR = REPO / "target" / "bench-noop"
+NOOP_WASM = NOOP_TARGET_DIR / "wasm32-wasip1" / "release" / "meshguard_bench_noop.wasm"
 ALG_SLUGS = {"rs256": "RS256", "es256": "ES256", "eddsa": "EdDSA"}
 
 # Setups in the order every round runs them. "jwt": its workloads carry tokens.
 SETUPS = {
     "baseline": "no security filter",
+    "wasm-noop": "a proxy-wasm filter that does nothing (bench/noop): the wasm floor",
     "native-nocache": "jwt_authn + rbac + local_ratelimit, no jwt_cache_config",
     "native-cache": "jwt_authn (jwt_cache_config) + rbac + local_ratelimit",
     "mg-routes": "meshguard, route table only (foundation)",
@@ -69,7 +72,7 @@ def jwt_workloads(method: str) -> list:
 def setup_workloads(setup: str) -> list:
     if setup == "baseline":
         return [Workload("GET"), Workload("POST")]
-    if setup == "mg-routes":
+    if setup in ("wasm-noop", "mg-routes"):
         return [Workload("GET")]
     if setup == "mg-full":
         return jwt_workloads("POST")
@@ -225,6 +228,10 @@ class Bench:
             for s in MG_SETUPS:
                 if s in states:
                     states[s].status, states[s].note = "skipped", f"module not found: {self.wasm}"
+        if "wasm-noop" in states:
+            err = self.build_noop()
+            if err:
+                states["wasm-noop"].status, states["wasm-noop"].note = "skipped", err
         if any(s in JWT_SETUPS for s in states):
             from keys import JwksServer, prepare_tokens
 
@@ -251,10 +258,28 @@ class Bench:
                         st.note += " (it validates with local_jwks: try --jwks local)"
         return states
 
+    def build_noop(self) -> str:
+        """Builds bench/noop (seconds; cargo's cache makes later runs instant); '' or why not."""
+        if not shutil.which("cargo"):
+            return "cargo not found: cannot build bench/noop"
+        self.log("building the no-op wasm filter (bench/noop) ...")
+        try:
+            r = subprocess.run(
+                ["cargo", "build", "-q", "--release", "--target", "wasm32-wasip1",
+                 "--manifest-path", str(BENCH_DIR / "noop" / "Cargo.toml"),
+                 "--target-dir", str(NOOP_TARGET_DIR)],
+                capture_output=True, text=True, timeout=900)
+        except subprocess.TimeoutExpired:
+            return "building bench/noop timed out"
+        if r.returncode != 0 or not NOOP_WASM.is_file():
+            return "building bench/noop failed: " + (r.stderr.strip().splitlines() or ["?"])[-1]
+        return ""
+
     def make_envoy(self, setup: str, rnd: int, jwks_mode: str | None = None) -> Envoy:
         boot = envoycfg.setup_bootstrap(
             setup,
             wasm_path=str(self.wasm),
+            noop_wasm_path=str(NOOP_WASM),
             jwks=self.jwks,
             jwks_mode=jwks_mode or self.args.jwks,
             jwks_port=self.jwks_server.port if self.jwks_server else 0,
@@ -571,6 +596,13 @@ def render(bench: Bench, states: dict, summary: dict, meta: dict) -> str:
                      f"{fmt(r['native_nocache_added'])} | {fmt(r['native_cache_added'])} | "
                      f"{fmt(r['mg_over_nocache'], '.2f')} | {fmt(r['mg_over_cache'], '.2f')} | "
                      f"{fmt(r['mg_full_added'])} |")
+    floor = summary["variants"].get("wasm-noop/get", {}).get("added_cpu_us")
+    routes = summary["variants"].get("mg-routes/get", {}).get("added_cpu_us")
+    if floor is not None:
+        L.append("")
+        L.append(f"Wasm floor: a no-op proxy-wasm filter adds {floor:.1f} us/req"
+                 + (f"; meshguard with its route table only adds {routes:.1f} us/req "
+                    f"({routes - floor:.1f} above the floor)." if routes is not None else "."))
     L.append("")
     L.append("## Targets")
     L.append("")
