@@ -86,6 +86,11 @@ def http_request(
         conn.close()
 
 
+def nice_prefix(nice: int) -> list:
+    """`nice -n N` (exec's its command: the pid stays the one we started), or nothing."""
+    return ["nice", "-n", str(nice)] if nice else []
+
+
 class EnvoyError(RuntimeError):
     pass
 
@@ -93,8 +98,11 @@ class EnvoyError(RuntimeError):
 class Envoy:
     """One Envoy process: --concurrency 1, pinned to one CPU, admin and listener on port 0."""
 
-    def __init__(self, binary: str, bootstrap: dict, workdir: Path, name: str, cpu: int):
+    def __init__(
+        self, binary: str, bootstrap: dict, workdir: Path, name: str, cpu: int, nice: int = 0
+    ):
         self.binary = binary
+        self.nice = nice
         self.bootstrap = bootstrap
         self.workdir = workdir
         self.name = name
@@ -148,7 +156,7 @@ class Envoy:
         self.t_start = time.monotonic()
         log = open(self.log_path, "ab")
         self.proc = procs.popen(
-            ["taskset", "-c", str(self.cpu)] + self._argv(),
+            nice_prefix(self.nice) + ["taskset", "-c", str(self.cpu)] + self._argv(),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -246,11 +254,12 @@ def run_wrk(
     tokens_file: Path | None = None,
     offset: int = 0,
     body_file: Path | None = None,
+    nice: int = 0,
 ) -> dict:
     """One bounded wrk run; every request comes from wrk_requests.lua, so the load generator does
     the same work per request in every variant. Returns the numbers printed by the script's done()."""
     duration = max(1, int(seconds))
-    argv = [
+    argv = nice_prefix(nice) + [
         "taskset",
         "-c",
         str(cpu),

@@ -138,6 +138,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "target/wasm32-wasip1/release/meshguard.wasm)")
     p.add_argument("--envoy-cpu", type=int, default=env_default("BENCH_ENVOY_CPU", 0, int))
     p.add_argument("--load-cpu", type=int, default=env_default("BENCH_LOAD_CPU", 1, int))
+    p.add_argument("--nice", type=int, default=env_default("BENCH_NICE", 0, int),
+                   help="run Envoy and wrk under `nice -n N`; a negative N (needs root) keeps "
+                   "other work on a shared machine from preempting them (BENCH_NICE, 0)")
     p.add_argument("--out", default=env_default("BENCH_OUT", str(BENCH_DIR / "results")),
                    help="results directory (BENCH_OUT, bench/results)")
     p.add_argument("--keep", action="store_true", help="keep Envoy configs and logs")
@@ -242,7 +245,7 @@ class Bench:
             self.jwks = {"keys": []}
         if a.upstream == "proxy":
             self.upstream = Envoy(self.envoy_bin, envoycfg.upstream_bootstrap(), self.work,
-                                  "upstream", a.load_cpu)
+                                  "upstream", a.load_cpu, a.nice)
             self.upstream.start(self.procs)
             self.upstream.wait_listening()
         for st in states.values():
@@ -285,7 +288,8 @@ class Bench:
             jwks_port=self.jwks_server.port if self.jwks_server else 0,
             upstream_port=self.upstream.port if self.upstream else None,
         )
-        return Envoy(self.envoy_bin, boot, self.work, f"{setup}-r{rnd}", self.args.envoy_cpu)
+        return Envoy(self.envoy_bin, boot, self.work, f"{setup}-r{rnd}", self.args.envoy_cpu,
+                     self.args.nice)
 
     # -- requests --
 
@@ -368,7 +372,8 @@ class Bench:
         if w.method == "POST":
             kw["body_file"] = self.body_file
         res = run_wrk(self.procs, port=env.port, path=envoycfg.API_PATH, seconds=seconds,
-                      connections=connections, cpu=self.args.load_cpu, method=w.method, **kw)
+                      connections=connections, cpu=self.args.load_cpu, method=w.method,
+                      nice=self.args.nice, **kw)
         if w.alg is not None and w.fresh:
             alg = ALG_SLUGS[w.alg]
             self.offsets[alg] = (self.offsets.get(alg, 0) + int(res["requests"])) % self.args.tokens
@@ -559,18 +564,21 @@ def render(bench: Bench, states: dict, summary: dict, meta: dict) -> str:
              f"sha256 {str(meta['wasm_sha256'])[:12]}), meshguard commit {meta['git']}")
     L.append(f"- {a.rounds} rounds x ({a.latency_seconds}s latency + {a.seconds}s throughput) per "
              f"variant, interleaved by setup; upstream: {a.upstream}; JWKS: {a.jwks}; "
-             f"token pool: {a.tokens} per algorithm; wall time {meta['wall_s']:.0f}s")
+             f"token pool: {a.tokens} per algorithm; nice {a.nice}; "
+             f"wall time {meta['wall_s']:.0f}s")
     L.append("")
     L.append("CPU = the Envoy process's utime+stime over the requests wrk completed (median over "
              "rounds); added = minus the baseline with the same method, paired per round.")
     L.append("")
-    L.append("| variant | CPU us/req | added us | req/s | p50 us | p99 us | RSS MiB | Envoy util | "
-             "non-2xx |")
+    L.append("| variant | CPU us/req | added us (range over rounds) | req/s | p50 us | p99 us | "
+             "RSS MiB | Envoy util | non-2xx |")
     L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, v in summary["variants"].items():
         m = v["median"]
+        r = v.get("added_cpu_us_range")
+        rng = f" ({r[0]:.0f}..{r[1]:.0f})" if r and len(v["samples"]) > 1 else ""
         L.append(
-            f"| {name} | {fmt(m['cpu_us_per_req'])} | {fmt(v['added_cpu_us'])} | "
+            f"| {name} | {fmt(m['cpu_us_per_req'])} | {fmt(v['added_cpu_us'])}{rng} | "
             f"{fmt(m['rps'], '.0f')} | {fmt(m['p50_us'], '.0f')} | {fmt(m['p99_us'], '.0f')} | "
             f"{fmt(m['rss_kib'] / 1024 if m['rss_kib'] else None)} | "
             f"{fmt(m['envoy_util'] * 100 if m['envoy_util'] is not None else None, '.0f')}% | "
@@ -618,12 +626,14 @@ def render(bench: Bench, states: dict, summary: dict, meta: dict) -> str:
             if per_round > a.tokens:
                 notes.append(f"{name}: {per_round} requests per round over a pool of {a.tokens} "
                              "tokens: a token cache larger than the pool would get hits")
-        util = v["median"]["envoy_util"]
-        if util is not None and util < 0.85:
-            notes.append(f"{name}: Envoy was busy only {util:.0%} of the time (the load generator "
-                         "or the machine was the limit): its CPU/req is likely inflated")
         if v["non_2xx"]:
             notes.append(f"{name}: {v['non_2xx']} responses were not 2xx: its figures are suspect")
+    idle = [f"{n} ({v['median']['envoy_util']:.0%})" for n, v in summary["variants"].items()
+            if v["median"]["envoy_util"] is not None and v["median"]["envoy_util"] < 0.85]
+    if idle:
+        notes.append("Envoy was busy under 85% of the time in " + ", ".join(idle) + ": the load "
+                     "generator or other work on the machine was the limit, and CPU/req is "
+                     "inflated (fewer requests per wake-up, caches shared with other work)")
     if notes:
         L.append("")
         L.append("## Notes")
