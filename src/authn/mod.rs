@@ -13,4 +13,5 @@
 //! store in, and applies what comes out.
 
 pub mod alg;
+pub mod config;
 pub mod jwks;
