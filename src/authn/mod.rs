@@ -14,4 +14,5 @@
 
 pub mod alg;
 pub mod config;
+pub mod extract;
 pub mod jwks;
