@@ -16,3 +16,7 @@ pub mod alg;
 pub mod config;
 pub mod extract;
 pub mod jwks;
+pub mod verify;
+
+#[cfg(test)]
+pub(crate) mod testkit;
