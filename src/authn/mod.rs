@@ -15,7 +15,9 @@
 pub mod alg;
 pub mod config;
 pub mod extract;
+pub mod forward;
 pub mod jwks;
+pub mod require;
 pub mod verify;
 
 #[cfg(test)]
