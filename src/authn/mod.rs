@@ -13,6 +13,7 @@
 //! store in, and applies what comes out.
 
 pub mod alg;
+pub mod cache;
 pub mod config;
 pub mod extract;
 pub mod forward;
