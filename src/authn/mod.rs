@@ -18,6 +18,7 @@ pub mod config;
 pub mod extract;
 pub mod forward;
 pub mod jwks;
+pub mod keys;
 pub mod require;
 pub mod verify;
 
