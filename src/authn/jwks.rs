@@ -511,7 +511,9 @@ fn decode_rsa(
     };
     let n = strip_leading_zeros(member(obj, "n")?);
     let e = strip_leading_zeros(member(obj, "e")?);
-    let bits = BigUint::from_bytes_be(&n).bits();
+    let bits = n.first().map_or(0, |top| {
+        (n.len() as u64).saturating_sub(1).saturating_mul(8) + u64::from(8 - top.leading_zeros())
+    });
     if bits < 2048 {
         return Err(KeyProblem::RsaTooShort(bits));
     }

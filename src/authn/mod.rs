@@ -8,11 +8,13 @@
 //! - [`forward`]: what does the upstream see (headers set, token stripped)?
 //! - [`cache`]: was this exact token verified already?
 //! - [`keys`]: which key set is current, and when to fetch a remote JWKS (shared by all workers)?
+//! - [`authenticate`]: is this request authenticated for this route (all of the above)?
 //!
 //! Nothing here names proxy-wasm: the adapter feeds requests, time, fetch results and the shared
 //! store in, and applies what comes out.
 
 pub mod alg;
+pub mod authenticate;
 pub mod cache;
 pub mod config;
 pub mod extract;
