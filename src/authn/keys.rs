@@ -183,10 +183,9 @@ impl Meta {
     fn retry_delay_ms(&self) -> u64 {
         match self.failures {
             0 => 0,
-            n => u32::try_from(n.saturating_sub(1))
-                .ok()
-                .and_then(|s| FIRST_RETRY_MS.checked_shl(s))
-                .map_or(MAX_RETRY_MS, |d| d.min(MAX_RETRY_MS)),
+            // Past 2^16 the cap is long reached; shifting further would drop bits.
+            n if n > 16 => MAX_RETRY_MS,
+            n => (FIRST_RETRY_MS << n.saturating_sub(1)).min(MAX_RETRY_MS),
         }
     }
 }
@@ -576,18 +575,18 @@ fn publish(
             Ok(None) => (Meta::default(), None),
             Err(_) => return fallback,
         };
-        let generation = meta.generation.max(local_generation).saturating_add(1);
-        fallback = generation;
-        let bcas = match store.get(&body_key(remote)) {
-            Ok(Some((bytes, cas))) => {
-                if read_u64(&bytes, 0).is_some_and(|g| g >= generation) {
-                    continue; // someone published ahead of us; re-read the schedule
-                }
-                Some(cas)
-            }
-            Ok(None) => None,
-            Err(_) => return generation,
+        let (published, bcas) = match store.get(&body_key(remote)) {
+            Ok(Some((bytes, cas))) => (read_u64(&bytes, 0).unwrap_or(0), Some(cas)),
+            Ok(None) => (0, None),
+            Err(_) => return fallback,
         };
+        // Above everything seen, so every worker adopts this body exactly once.
+        let generation = meta
+            .generation
+            .max(published)
+            .max(local_generation)
+            .saturating_add(1);
+        fallback = generation;
         let mut record = Vec::with_capacity(body.len().saturating_add(16));
         record.extend_from_slice(&generation.to_le_bytes());
         record.extend_from_slice(&now_ms.to_le_bytes());

@@ -226,6 +226,10 @@ fn backoff_after_failures_is_capped() {
     assert_eq!(meta(3).retry_delay_ms(), 4_000);
     assert_eq!(meta(7).retry_delay_ms(), 60_000);
     assert_eq!(meta(u64::MAX).retry_delay_ms(), 60_000);
+    for n in 1..200 {
+        let d = meta(n).retry_delay_ms();
+        assert!((FIRST_RETRY_MS..=MAX_RETRY_MS).contains(&d), "{n}: {d}");
+    }
 }
 
 #[test]
@@ -405,6 +409,30 @@ fn corrupt_shared_records_are_ignored() {
     m.on_fetch_response(MAIN, ok(&body), T0 + 1, &store);
     let mut other = KeyManager::new(&ps, register_worker(&store));
     assert!(matches!(other.keys(MAIN, &store), KeyStatus::Ready(_)));
+}
+
+#[test]
+fn stale_body_with_a_higher_generation_is_superseded() {
+    let ps = remote_providers();
+    let store = MemStore::default();
+    let key = provider_of(&ps).remote().unwrap().store_key.clone();
+    // A body left at generation 9 while the schedule says nothing was ever fetched.
+    let mut stale = 9u64.to_le_bytes().to_vec();
+    stale.extend_from_slice(&T0.to_le_bytes());
+    stale.extend_from_slice(&jwks_with(&["rsa-a"]));
+    store.set(&format!("{key}.body"), &stale, None).unwrap();
+    let mut a = KeyManager::new(&ps, register_worker(&store));
+    let mut b = KeyManager::new(&ps, register_worker(&store));
+    assert_eq!(a.poll(T0, &store).len(), 1);
+    let fresh = jwks_with(&["rsa-b"]);
+    let r = a.on_fetch_response(MAIN, ok(&fresh), T0 + 10, &store);
+    assert!(
+        matches!(r, FetchReport::Updated { generation: 10, .. }),
+        "{r:?}"
+    );
+    let kb = ready(&mut b, &store);
+    assert_eq!(kb.generation(), 10);
+    assert!(kb.by_kid("rsa-b").is_some());
 }
 
 #[test]
