@@ -4,6 +4,7 @@
 //! thin proxy-wasm adapter (`adapter`) compiled only for wasm32.
 
 pub mod audit;
+pub mod authn;
 pub mod config;
 pub mod decide;
 pub mod error;

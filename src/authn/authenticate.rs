@@ -1,0 +1,491 @@
+//! Is this request authenticated for this route? Ties the other questions together for one
+//! `routes[].jwt` requirement: find a token for one of its providers (any-of), get that
+//! provider's keys, answer from the verified-token cache or verify, then check scopes and claims.
+//!
+//! A token is routed to the providers whose `issuer` its (unverified) `iss` names, as Envoy
+//! does, so a token is not checked against every provider's keys and the error reported is the
+//! one of the provider it claims to come from. Keys not fetched yet, or an unknown `kid` that a
+//! refetch may resolve, pause the request ([`AuthnOutcome::Pause`]); the adapter resumes it by
+//! calling [`authenticate`] again when the key generation changes, or denies with
+//! [`Pause::deny_on_timeout`] after the fetch timeout. Report mode, metrics and the HTTP reply
+//! belong to the caller; nothing here touches the request.
+
+use super::cache::{CacheKey, TokenCache};
+use super::config::{JwtRequirement, Provider, ProviderId, Providers};
+use super::extract::{extract, Extracted};
+use super::forward::{upstream_edits, UpstreamEdits};
+use super::keys::{FetchRequest, KeyManager, KeyStatus, UnknownKidAction};
+use super::require;
+use super::verify::{peek_issuer, verify, JwtError, VerifiedToken};
+use crate::error::{Denial, Reason};
+use crate::host::SharedStore;
+use std::sync::Arc;
+
+/// The request facts authentication needs.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// Request headers, lowercase names, repeats as separate entries.
+    pub headers: &'a [(String, String)],
+    /// Raw query string without `?` (empty when none).
+    pub query: &'a str,
+}
+
+/// The worker state authentication reads and updates.
+pub struct AuthnContext<'a> {
+    /// Compiled providers.
+    pub providers: &'a Providers,
+    /// This worker's key manager.
+    pub keys: &'a mut KeyManager,
+    /// This worker's verified-token cache.
+    pub cache: &'a mut TokenCache,
+    /// The process-wide shared store.
+    pub store: &'a dyn SharedStore,
+    /// Now, in Unix milliseconds.
+    pub now_ms: u64,
+}
+
+/// A request that passed.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The provider whose token passed.
+    pub provider: ProviderId,
+    /// The verified token (claims for audit, owner checks, rate-limit keys).
+    pub token: Arc<VerifiedToken>,
+    /// What to change before the request goes upstream.
+    pub edits: UpstreamEdits,
+    /// True when the verified-token cache answered (no signature check).
+    pub cached: bool,
+}
+
+/// A request that must wait for keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pause {
+    /// The provider whose keys are awaited.
+    pub provider: ProviderId,
+    /// A fetch this worker must dispatch now, if any.
+    pub fetch: Option<FetchRequest>,
+    /// The reason to deny with if no new keys arrive within the fetch timeout.
+    pub deny_on_timeout: Reason,
+}
+
+/// A refused request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The provider whose check failed, when one is known (for per-provider counters).
+    pub provider: Option<ProviderId>,
+    /// The denial.
+    pub denial: Denial,
+}
+
+/// The result of [`authenticate`].
+#[derive(Debug, Clone)]
+pub enum AuthnOutcome {
+    /// A token of one of the providers passed every check.
+    Authenticated(Authenticated),
+    /// No token, and the route allows that.
+    Anonymous,
+    /// Wait for keys, then call [`authenticate`] again.
+    Pause(Pause),
+    /// Refused.
+    Denied(Refused),
+}
+
+enum Failure {
+    Jwt(JwtError),
+    KeysUnavailable,
+}
+
+/// Authenticates a request against one route requirement.
+pub fn authenticate(
+    req: &JwtRequirement,
+    request: RequestView<'_>,
+    ctx: &mut AuthnContext<'_>,
+) -> AuthnOutcome {
+    let mut candidates: Vec<(ProviderId, &Arc<Provider>, Extracted)> = Vec::new();
+    for &pid in &req.providers {
+        let Some(provider) = ctx.providers.get(pid) else {
+            continue;
+        };
+        match extract(&provider.sources, request.headers, request.query) {
+            Ok(Some(found)) => candidates.push((pid, provider, found)),
+            Ok(None) => {}
+            Err(_) => {
+                return denied(
+                    Some(pid),
+                    Denial::new(Reason::JwtMalformed)
+                        .with_log_detail("two different tokens in one request"),
+                )
+            }
+        }
+    }
+    if candidates.is_empty() {
+        if req.allow_missing {
+            return AuthnOutcome::Anonymous;
+        }
+        return denied(None, Denial::new(Reason::JwtMissing));
+    }
+
+    let now_secs = ctx.now_ms / 1000;
+    // The first failure of a provider the token claims to come from wins; a mismatch by the
+    // unverified issuer is reported only when no provider was tried.
+    let mut failure: Option<(ProviderId, Failure)> = None;
+    let mut skipped: Option<ProviderId> = None;
+    for (pid, provider, found) in candidates {
+        if let Some(issuer) = &provider.issuer {
+            let claimed = peek_issuer(&found.token, provider.max_token_bytes);
+            if claimed.as_ref().is_some_and(|iss| iss != issuer) {
+                skipped.get_or_insert(pid);
+                continue;
+            }
+        }
+        match check_provider(req, pid, provider, &found, ctx, now_secs) {
+            Ok(outcome) => return outcome,
+            Err(f) => {
+                if failure.is_none() {
+                    failure = Some((pid, f));
+                }
+            }
+        }
+    }
+    match (failure, skipped) {
+        (Some((pid, Failure::Jwt(e))), _) => denied(Some(pid), e.to_denial()),
+        (Some((pid, Failure::KeysUnavailable)), _) => denied(
+            Some(pid),
+            Denial::new(Reason::JwksUnavailable).with_log_detail("no key set (JWKS fetch failing)"),
+        ),
+        (None, pid) => denied(pid, JwtError::IssuerMismatch.to_denial()),
+    }
+}
+
+/// Verifies the token for one provider: `Ok` ends authentication (pass, pause, or a 403 from
+/// the requirement), `Err` lets the next provider try.
+fn check_provider(
+    req: &JwtRequirement,
+    pid: ProviderId,
+    provider: &Provider,
+    found: &Extracted,
+    ctx: &mut AuthnContext<'_>,
+    now_secs: u64,
+) -> Result<AuthnOutcome, Failure> {
+    let key = CacheKey::new(&provider.name, &found.token);
+    // Two rounds at most: the second after adopting keys another worker just published.
+    for _ in 0..2 {
+        let keys = match ctx.keys.keys(pid, ctx.store) {
+            KeyStatus::Ready(k) => k,
+            KeyStatus::Pending => {
+                return Ok(AuthnOutcome::Pause(Pause {
+                    provider: pid,
+                    fetch: None,
+                    deny_on_timeout: Reason::JwksUnavailable,
+                }))
+            }
+            KeyStatus::Unavailable => return Err(Failure::KeysUnavailable),
+        };
+        if let Some(token) = ctx.cache.get(&key, &keys, now_secs) {
+            return Ok(finish(req, pid, provider, found, token, true));
+        }
+        match verify(&found.token, provider, &keys, now_secs) {
+            Ok(token) => {
+                let token = Arc::new(token);
+                ctx.cache.insert(key, token.clone(), &keys);
+                return Ok(finish(req, pid, provider, found, token, false));
+            }
+            Err(JwtError::UnknownKid) => {
+                match ctx.keys.on_unknown_kid(pid, ctx.now_ms, ctx.store) {
+                    UnknownKidAction::Retry => continue,
+                    UnknownKidAction::Fetch(fetch) => {
+                        return Ok(AuthnOutcome::Pause(Pause {
+                            provider: pid,
+                            fetch: Some(fetch),
+                            deny_on_timeout: Reason::JwtUnknownKid,
+                        }))
+                    }
+                    UnknownKidAction::Wait => {
+                        return Ok(AuthnOutcome::Pause(Pause {
+                            provider: pid,
+                            fetch: None,
+                            deny_on_timeout: Reason::JwtUnknownKid,
+                        }))
+                    }
+                    UnknownKidAction::Reject => return Err(Failure::Jwt(JwtError::UnknownKid)),
+                }
+            }
+            Err(e) => return Err(Failure::Jwt(e)),
+        }
+    }
+    Err(Failure::Jwt(JwtError::UnknownKid))
+}
+
+fn finish(
+    req: &JwtRequirement,
+    pid: ProviderId,
+    provider: &Provider,
+    found: &Extracted,
+    token: Arc<VerifiedToken>,
+    cached: bool,
+) -> AuthnOutcome {
+    if let Err(e) = require::check(req, &token) {
+        return denied(Some(pid), e.to_denial(req));
+    }
+    AuthnOutcome::Authenticated(Authenticated {
+        provider: pid,
+        edits: upstream_edits(provider, found, &token),
+        token,
+        cached,
+    })
+}
+
+fn denied(provider: Option<ProviderId>, denial: Denial) -> AuthnOutcome {
+    AuthnOutcome::Denied(Refused { provider, denial })
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+    use crate::authn::cache::TokenCache;
+    use crate::authn::config::{compile_requirement, RawJwtRequirement};
+    use crate::authn::keys::{register_worker, FetchOutcome};
+    use crate::authn::testkit::*;
+    use crate::host::fake::MemStore;
+    use serde_json::{json, Value};
+
+    const T0: u64 = NOW * 1000;
+
+    struct World {
+        providers: Providers,
+        keys: KeyManager,
+        cache: TokenCache,
+        store: MemStore,
+    }
+
+    impl World {
+        fn new(providers: Providers) -> World {
+            let store = MemStore::default();
+            let keys = KeyManager::new(&providers, register_worker(&store));
+            World {
+                providers,
+                keys,
+                cache: TokenCache::new(16),
+                store,
+            }
+        }
+
+        fn requirement(&self, v: Value) -> JwtRequirement {
+            let raw: RawJwtRequirement = serde_json::from_value(v).unwrap();
+            compile_requirement(&raw, &self.providers, "routes[0].jwt").unwrap()
+        }
+
+        fn run(
+            &mut self,
+            req: &JwtRequirement,
+            headers: &[(String, String)],
+            now_ms: u64,
+        ) -> AuthnOutcome {
+            let mut ctx = AuthnContext {
+                providers: &self.providers,
+                keys: &mut self.keys,
+                cache: &mut self.cache,
+                store: &self.store,
+                now_ms,
+            };
+            authenticate(req, RequestView { headers, query: "" }, &mut ctx)
+        }
+    }
+
+    fn bearer(token: &str) -> Vec<(String, String)> {
+        vec![("authorization".to_string(), format!("Bearer {token}"))]
+    }
+
+    fn local_world() -> World {
+        World::new(providers(json!({ "main": provider_json() })))
+    }
+
+    fn reason_of(o: AuthnOutcome) -> Reason {
+        match o {
+            AuthnOutcome::Denied(r) => r.denial.reason,
+            other => panic!("expected a denial, got {other:?}"),
+        }
+    }
+
+    fn remote_world(jwks_kids: &[&str]) -> (World, Vec<u8>) {
+        let w = World::new(providers(json!({ "main": {
+            "issuer": ISSUER, "audiences": [AUDIENCE],
+            "remote_jwks": { "cluster": "idp", "path": "/jwks" } } })));
+        let mut doc: Value = serde_json::from_str(JWKS).unwrap();
+        doc["keys"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|k| jwks_kids.contains(&k["kid"].as_str().unwrap()));
+        (w, doc.to_string().into_bytes())
+    }
+
+    #[test]
+    fn valid_token_passes_then_comes_from_the_cache() {
+        let mut w = local_world();
+        let req = w.requirement(json!({ "providers": ["main"], "scopes": ["users:read"] }));
+        let h = bearer(&good_rs256_token());
+        let AuthnOutcome::Authenticated(a) = w.run(&req, &h, T0) else {
+            panic!("expected a pass");
+        };
+        assert!(!a.cached);
+        assert_eq!(a.token.sub.as_deref(), Some("alice"));
+        assert_eq!(a.edits.remove_headers, vec!["authorization".to_string()]);
+        let AuthnOutcome::Authenticated(b) = w.run(&req, &h, T0 + 1000) else {
+            panic!("expected a pass");
+        };
+        assert!(b.cached);
+        assert_eq!(w.cache.stats().hits, 1);
+    }
+
+    #[test]
+    fn missing_token_is_401_unless_allowed() {
+        let mut w = local_world();
+        let req = w.requirement(json!({ "providers": ["main"] }));
+        assert_eq!(reason_of(w.run(&req, &[], T0)), Reason::JwtMissing);
+        let open = w.requirement(json!({ "providers": ["main"], "allow_missing": true }));
+        assert!(matches!(w.run(&open, &[], T0), AuthnOutcome::Anonymous));
+        // allow_missing never lets an invalid token through.
+        assert_eq!(
+            reason_of(w.run(&open, &bearer(&expired_token()), T0)),
+            Reason::JwtExpired
+        );
+    }
+
+    #[test]
+    fn invalid_tokens_and_requirements_are_denied_with_their_reason() {
+        let mut w = local_world();
+        let req = w.requirement(json!({ "providers": ["main"], "claims": { "tenant": ["b"] } }));
+        assert_eq!(
+            reason_of(w.run(&req, &bearer(&bad_signature_token()), T0)),
+            Reason::JwtBadSignature
+        );
+        assert_eq!(
+            reason_of(w.run(&req, &bearer(&good_eddsa_token()), T0)),
+            Reason::JwtClaimMismatch
+        );
+        let two = vec![
+            (
+                "authorization".to_string(),
+                format!("Bearer {}", good_rs256_token()),
+            ),
+            (
+                "authorization".to_string(),
+                format!("Bearer {}", good_eddsa_token()),
+            ),
+        ];
+        assert_eq!(reason_of(w.run(&req, &two, T0)), Reason::JwtMalformed);
+    }
+
+    #[test]
+    fn token_is_routed_to_the_provider_of_its_issuer() {
+        let mut other = provider_json();
+        other["issuer"] = json!("https://other.example");
+        let mut w = World::new(providers(
+            json!({ "a_other": other, "main": provider_json() }),
+        ));
+        let req = w.requirement(json!({ "providers": ["a_other", "main"] }));
+        let AuthnOutcome::Authenticated(a) = w.run(&req, &bearer(&good_es256_token()), T0) else {
+            panic!("expected a pass");
+        };
+        assert_eq!(a.provider, w.providers.find("main").unwrap());
+        // A token of an issuer nobody accepts.
+        let only_other = w.requirement(json!({ "providers": ["a_other"] }));
+        let out = w.run(&only_other, &bearer(&good_es256_token()), T0);
+        assert_eq!(reason_of(out), Reason::JwtIssuerMismatch);
+        // The error of the matching provider is the one reported.
+        let out = w.run(&req, &bearer(&expired_token()), T0);
+        assert_eq!(reason_of(out), Reason::JwtExpired);
+    }
+
+    #[test]
+    fn pauses_until_the_first_key_set_arrives() {
+        let (mut w, body) = remote_world(&["rsa-a"]);
+        let req = w.requirement(json!({ "providers": ["main"] }));
+        let h = bearer(&good_rs256_token());
+        let AuthnOutcome::Pause(p) = w.run(&req, &h, T0) else {
+            panic!("expected a pause");
+        };
+        assert_eq!(p.deny_on_timeout, Reason::JwksUnavailable);
+        let fetch = w.keys.poll(T0, &w.store);
+        assert_eq!(fetch.len(), 1);
+        w.keys.on_fetch_response(
+            fetch[0].provider,
+            FetchOutcome::Response {
+                status: 200,
+                body: &body,
+            },
+            T0 + 100,
+            &w.store,
+        );
+        assert!(matches!(
+            w.run(&req, &h, T0 + 100),
+            AuthnOutcome::Authenticated(_)
+        ));
+    }
+
+    #[test]
+    fn failing_jwks_is_503_not_allow() {
+        let (mut w, _) = remote_world(&["rsa-a"]);
+        let req = w.requirement(json!({ "providers": ["main"] }));
+        let fetch = w.keys.poll(T0, &w.store);
+        w.keys
+            .on_fetch_response(fetch[0].provider, FetchOutcome::Failed, T0 + 1500, &w.store);
+        let out = w.run(&req, &bearer(&good_rs256_token()), T0 + 1600);
+        let AuthnOutcome::Denied(r) = out else {
+            panic!("expected a denial");
+        };
+        assert_eq!(r.denial.reason, Reason::JwksUnavailable);
+        assert_eq!(r.denial.reason.status(), 503);
+    }
+
+    #[test]
+    fn unknown_kid_pauses_for_one_refetch_then_passes_or_fails() {
+        let (mut w, old) = remote_world(&["rsa-a"]);
+        let req = w.requirement(json!({ "providers": ["main"] }));
+        let fetch = w.keys.poll(T0, &w.store);
+        let pid = fetch[0].provider;
+        w.keys.on_fetch_response(
+            pid,
+            FetchOutcome::Response {
+                status: 200,
+                body: &old,
+            },
+            T0,
+            &w.store,
+        );
+
+        let rotated = bearer(&token("rsa-b", "RS256", good_claims()));
+        let t = T0 + 60_000;
+        let AuthnOutcome::Pause(p) = w.run(&req, &rotated, t) else {
+            panic!("expected a pause");
+        };
+        assert_eq!(p.deny_on_timeout, Reason::JwtUnknownKid);
+        assert!(p.fetch.is_some());
+        let (_, new) = remote_world(&["rsa-a", "rsa-b"]);
+        w.keys.on_fetch_response(
+            pid,
+            FetchOutcome::Response {
+                status: 200,
+                body: &new,
+            },
+            t + 50,
+            &w.store,
+        );
+        assert!(matches!(
+            w.run(&req, &rotated, t + 60),
+            AuthnOutcome::Authenticated(_)
+        ));
+        // A kid that the refreshed set lacks too: refused, no second refetch.
+        let bogus = bearer(&unknown_kid_token());
+        assert_eq!(
+            reason_of(w.run(&req, &bogus, t + 70)),
+            Reason::JwtUnknownKid
+        );
+    }
+}
