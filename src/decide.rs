@@ -7,6 +7,12 @@
 //! [`Exchange::resume`] later and the pipeline restarts at that stage. Every denial and would-be
 //! denial becomes an [`Event`] that the adapter turns into an audit line and counters.
 
+use crate::authn::authenticate::{authenticate, AuthnContext, AuthnOutcome, RequestView};
+use crate::authn::cache::TokenCache;
+use crate::authn::config::ProviderId;
+use crate::authn::extract::{strip_cookies, strip_query_params};
+use crate::authn::keys::{register_worker, FetchRequest, KeyManager};
+use crate::authn::verify::VerifiedToken;
 use crate::error::{Denial, Reason};
 use crate::host::{Clock, SharedStore};
 use crate::identity::authz::{check_binding, check_owner, check_peers, OwnerInputs};
@@ -14,6 +20,8 @@ use crate::identity::{peer_identity, CertDigest, IdentitySource, PeerFacts, Peer
 use crate::policy::{Lookup, Mode, Policy, Route, Unmatched, UNMATCHED_ROUTE};
 use crate::ratelimit::{KeyFacts, Outcome};
 use crate::routing::{normalize, query, Params};
+use std::cell::RefCell;
+use std::sync::Arc;
 
 /// The request as the adapter snapshots it in the headers phase.
 #[derive(Debug, Clone, Default)]
@@ -49,6 +57,28 @@ pub trait Properties {
     fn get(&self, path: &[&str]) -> Option<Vec<u8>>;
 }
 
+/// Per-worker mutable state the stages use: JWKS key sets and the verified-token cache. One per
+/// VM (Envoy worker), shared by its streams; built with the policy at configure time.
+pub struct Runtime {
+    /// Which key set is current per provider, and when to fetch.
+    pub keys: KeyManager,
+    /// Verified tokens of this worker.
+    pub cache: TokenCache,
+    /// Fetches the stages asked for (unknown `kid`), for the adapter to dispatch.
+    pub fetches: Vec<FetchRequest>,
+}
+
+impl Runtime {
+    /// The runtime for a policy; registers this worker in the shared store.
+    pub fn new(policy: &Policy, store: &dyn SharedStore) -> Self {
+        Runtime {
+            keys: KeyManager::new(&policy.providers, register_worker(store)),
+            cache: TokenCache::new(policy.jwt_cache_entries),
+            fetches: Vec::new(),
+        }
+    }
+}
+
 /// Everything a stage may ask the host for.
 pub struct Env<'a> {
     /// Host time.
@@ -57,6 +87,19 @@ pub struct Env<'a> {
     pub store: &'a dyn SharedStore,
     /// Envoy attributes.
     pub props: &'a dyn Properties,
+    /// This worker's mutable state.
+    pub runtime: &'a RefCell<Runtime>,
+}
+
+/// What JWT authentication concluded for a request, for per-provider counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthnMetric {
+    /// Verified with a signature check.
+    Verified,
+    /// Answered by the verified-token cache.
+    CacheHit,
+    /// Refused for this reason.
+    Denied(Reason),
 }
 
 /// A change to the request headers, applied by the adapter when the request goes on.
@@ -77,8 +120,15 @@ pub struct Principal {
     pub issuer: Option<String>,
     /// `sub` of the verified token.
     pub subject: Option<String>,
+    /// The verified token.
+    pub token: Option<Arc<VerifiedToken>>,
+}
+
+impl Principal {
     /// Claims of the verified token.
-    pub claims: Option<serde_json::Map<String, serde_json::Value>>,
+    pub fn claims(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        self.token.as_ref().map(|t| &t.claims)
+    }
 }
 
 /// What a single check concluded.
@@ -145,6 +195,7 @@ pub struct Event {
 pub const HEADER_STAGES: &[Stage] = &[
     Stage::Peers,
     Stage::Lockout,
+    Stage::Jwt,
     Stage::Binding,
     Stage::Owner,
     Stage::RateLimit,
@@ -158,6 +209,8 @@ pub const BODY_STAGES: &[Stage] = &[Stage::LockoutBody, Stage::OwnerBody];
 pub enum Stage {
     /// `routes[].peers`: mTLS and SPIFFE ID allow/deny.
     Peers,
+    /// `routes[].jwt`: a valid token with the required scopes and claims.
+    Jwt,
     /// `routes[].binding`: the token belongs to the mTLS peer.
     Binding,
     /// `routes[].owner` from a path or query parameter.
@@ -175,6 +228,10 @@ pub enum Stage {
 /// Runs one check against the matched route.
 fn run_stage(stage: Stage, cx: &mut StageCx<'_>) -> Step {
     let result = match stage {
+        Stage::Jwt => match &cx.route.jwt {
+            Some(req) => return jwt_stage(req, cx),
+            None => Ok(()),
+        },
         Stage::Peers => match &cx.route.peers {
             Some(rule) => {
                 let identity = cx.peer.identity(cx.env.props, rule.source()).clone();
@@ -194,12 +251,7 @@ fn run_stage(stage: Stage, cx: &mut StageCx<'_>) -> Step {
                 } else {
                     None
                 };
-                check_binding(
-                    rule,
-                    &identity,
-                    digest.as_ref(),
-                    cx.principal.claims.as_ref(),
-                )
+                check_binding(rule, &identity, digest.as_ref(), cx.principal.claims())
             }
             None => Ok(()),
         },
@@ -259,6 +311,98 @@ fn run_stage(stage: Stage, cx: &mut StageCx<'_>) -> Step {
     }
 }
 
+/// Longest a request waits for keys when its provider has no remote JWKS timeout to go by.
+const DEFAULT_KEY_WAIT_MS: u64 = 1500;
+
+fn jwt_stage(req: &crate::authn::config::JwtRequirement, cx: &mut StageCx<'_>) -> Step {
+    let Ok(mut rt) = cx.env.runtime.try_borrow_mut() else {
+        return Step::Deny(Denial::new(Reason::Internal).with_log_detail("runtime busy"));
+    };
+    let rt = &mut *rt;
+    let now_ms = cx.env.clock.now_ms();
+    let mut actx = AuthnContext {
+        providers: &cx.policy.providers,
+        keys: &mut rt.keys,
+        cache: &mut rt.cache,
+        store: cx.env.store,
+        now_ms,
+    };
+    let view = RequestView {
+        headers: &cx.facts.headers,
+        query: cx.query,
+    };
+    match authenticate(req, view, &mut actx) {
+        AuthnOutcome::Authenticated(a) => {
+            *cx.authn = Some((
+                Some(a.provider),
+                if a.cached {
+                    AuthnMetric::CacheHit
+                } else {
+                    AuthnMetric::Verified
+                },
+            ));
+            for h in &a.edits.remove_headers {
+                cx.header_ops.push(HeaderOp::Remove(h.clone()));
+            }
+            if !a.edits.strip_params.is_empty() {
+                let names: Vec<&str> = a.edits.strip_params.iter().map(String::as_str).collect();
+                let path = strip_query_params(&cx.facts.path, &names);
+                cx.header_ops.push(HeaderOp::Set(":path".to_string(), path));
+            }
+            if !a.edits.strip_cookies.is_empty() {
+                let names: Vec<&str> = a.edits.strip_cookies.iter().map(String::as_str).collect();
+                let cookies: Vec<&str> = cx
+                    .facts
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| k == "cookie")
+                    .map(|(_, v)| v.as_str())
+                    .collect();
+                cx.header_ops.push(HeaderOp::Remove("cookie".to_string()));
+                if let Some(kept) = strip_cookies(&cookies.join("; "), &names) {
+                    cx.header_ops
+                        .push(HeaderOp::Set("cookie".to_string(), kept));
+                }
+            }
+            for (k, v) in &a.edits.set_headers {
+                cx.header_ops.push(HeaderOp::Set(k.clone(), v.clone()));
+            }
+            cx.principal.issuer.clone_from(&a.token.iss);
+            cx.principal.subject.clone_from(&a.token.sub);
+            cx.principal.token = Some(a.token);
+            Step::Next
+        }
+        AuthnOutcome::Anonymous => Step::Next,
+        AuthnOutcome::Pause(p) => {
+            if let Some(fetch) = p.fetch {
+                rt.fetches.push(fetch);
+            }
+            let limit = cx
+                .policy
+                .providers
+                .get(p.provider)
+                .and_then(|pr| pr.remote())
+                .map_or(DEFAULT_KEY_WAIT_MS, |r| {
+                    r.timeout_ms
+                        .saturating_add(crate::authn::keys::LEASE_GRACE_MS)
+                });
+            let started = *cx.wait_started_ms.get_or_insert(now_ms);
+            if now_ms.saturating_sub(started) >= limit {
+                *cx.authn = Some((Some(p.provider), AuthnMetric::Denied(p.deny_on_timeout)));
+                return Step::Deny(
+                    Denial::new(p.deny_on_timeout)
+                        .with_log_detail("no usable key before the fetch timeout"),
+                );
+            }
+            Step::Wait
+        }
+        AuthnOutcome::Denied(r) => {
+            *cx.authn = Some((r.provider, AuthnMetric::Denied(r.denial.reason)));
+            Step::Deny(r.denial)
+        }
+    }
+}
+
 fn owner_check(
     rule: &crate::identity::authz::OwnerRule,
     cx: &mut StageCx<'_>,
@@ -270,7 +414,7 @@ fn owner_check(
         query: &query_pairs,
         body: body.as_ref(),
     };
-    check_owner(rule, &inputs, cx.principal.claims.as_ref())
+    check_owner(rule, &inputs, cx.principal.claims())
 }
 
 /// The identity source a route reads peers from (its `peers.source`, else the connection).
@@ -356,6 +500,10 @@ pub struct StageCx<'a> {
     pub limit_outcomes: &'a mut Vec<(usize, Outcome)>,
     /// Headers to add to the response if the request goes on.
     pub response_headers: &'a mut Vec<(String, String)>,
+    /// When the request started waiting for keys.
+    pub wait_started_ms: &'a mut Option<u64>,
+    /// JWT outcome, for per-provider counters.
+    pub authn: &'a mut Option<(Option<ProviderId>, AuthnMetric)>,
 }
 
 impl StageCx<'_> {
@@ -403,7 +551,7 @@ impl StageCx<'_> {
             route: self.route.name.as_str(),
             peer: self.principal.peer.as_deref(),
             headers: &self.facts.headers,
-            claims: self.principal.claims.as_ref(),
+            claims: self.principal.claims(),
             body,
         }
     }
@@ -432,6 +580,8 @@ pub struct Exchange {
     limit_outcomes: Vec<(usize, Outcome)>,
     response_headers: Vec<(String, String)>,
     body_object: Option<serde_json::Map<String, serde_json::Value>>,
+    wait_started_ms: Option<u64>,
+    authn: Option<(Option<ProviderId>, AuthnMetric)>,
     header_ops: Vec<HeaderOp>,
     events: Vec<Event>,
     reported: bool,
@@ -455,6 +605,8 @@ impl Default for Exchange {
             limit_outcomes: Vec::new(),
             response_headers: Vec::new(),
             body_object: None,
+            wait_started_ms: None,
+            authn: None,
             header_ops: Vec::new(),
             events: Vec::new(),
             reported: false,
@@ -623,6 +775,8 @@ impl Exchange {
                 reports: &mut self.reports,
                 limit_outcomes: &mut self.limit_outcomes,
                 response_headers: &mut self.response_headers,
+                wait_started_ms: &mut self.wait_started_ms,
+                authn: &mut self.authn,
             };
             if body_phase && self.body_object.is_none() {
                 self.body_object = cx.body_object();
@@ -652,6 +806,11 @@ impl Exchange {
                 Phase::Done => Phase::Done,
             };
         }
+    }
+
+    /// Takes the JWT outcome (provider and what happened) for counters.
+    pub fn take_authn(&mut self) -> Option<(Option<ProviderId>, AuthnMetric)> {
+        self.authn.take()
     }
 
     /// Drains per-limit outcomes (limit index, outcome) for metrics.
@@ -685,7 +844,7 @@ impl Exchange {
                     route: route_name,
                     peer: self.principal.peer.as_deref(),
                     headers: &facts.headers,
-                    claims: self.principal.claims.as_ref(),
+                    claims: self.principal.claims(),
                     body: self.body_object.as_ref(),
                 };
                 let records = rule.record_failure(&facts, env.clock, env.store);
@@ -709,7 +868,7 @@ impl Exchange {
             route: route.name.as_str(),
             peer: self.principal.peer.as_deref(),
             headers: &[],
-            claims: self.principal.claims.as_ref(),
+            claims: self.principal.claims(),
             body: self.body_object.as_ref(),
         };
         let records = rule.record_failure(&facts, env.clock, env.store);
@@ -741,7 +900,7 @@ impl Exchange {
         if let Some(id) = identity.id() {
             self.principal.peer = Some(id.as_str().to_string());
         }
-        let plan = fwd.plan(identity.id(), self.principal.claims.as_ref());
+        let plan = fwd.plan(identity.id(), self.principal.claims());
         for h in plan.remove {
             self.header_ops.push(HeaderOp::Remove(h.to_string()));
         }
@@ -783,6 +942,15 @@ impl Exchange {
             return Verdict::Deny(denial.clone());
         }
         if self.final_decision.is_none() {
+            // Copies of headers meshguard sets must never come from the client: remove them
+            // first, so the values set by the stages (queued after) are the only ones.
+            let mut ops: Vec<HeaderOp> = policy
+                .injected_headers
+                .iter()
+                .map(|h| HeaderOp::Remove(h.clone()))
+                .collect();
+            ops.append(&mut self.header_ops);
+            self.header_ops = ops;
             self.forward_identity(policy, env);
         }
         if self.final_decision.is_none() {

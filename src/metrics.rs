@@ -28,8 +28,16 @@ pub fn reason(reason: Reason, decision: Decision) -> String {
 /// Rate-limit outcomes: `meshguard.ratelimit.<route>.<limit>.<outcome>`. Characters of the limit
 /// name outside `[A-Za-z0-9_-]` become `_`.
 pub fn rate_limit(route: &str, limit: &str, outcome: Outcome) -> String {
-    let limit: String = limit
-        .chars()
+    format!(
+        "meshguard.ratelimit.{route}.{}.{}",
+        sanitize(limit),
+        outcome.code()
+    )
+}
+
+/// A configured name made safe for a metric name: characters outside `[A-Za-z0-9_-]` become `_`.
+pub fn sanitize(name: &str) -> String {
+    name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                 c
@@ -37,6 +45,9 @@ pub fn rate_limit(route: &str, limit: &str, outcome: Outcome) -> String {
                 '_'
             }
         })
-        .collect();
-    format!("meshguard.ratelimit.{route}.{limit}.{}", outcome.code())
+        .collect()
 }
+
+/// JWT outcomes per provider: `meshguard.jwt.<provider>.<verified|cache_hit|reason>`; JWKS
+/// fetches: `meshguard.jwks.<provider>.<fetch_ok|fetch_failed>`.
+pub const JWT_PREFIX: &str = "meshguard.jwt";

@@ -1,6 +1,7 @@
 //! The immutable compiled policy: what every request is checked against. Built only by
 //! [`crate::config::compile`], shared read-only by all streams of a VM.
 
+use crate::authn::config::{JwtRequirement, Providers};
 use crate::identity::authz::{BindingRule, OwnerRule, PeerRule};
 use crate::identity::ForwardIdentity;
 use crate::ratelimit::{ClientIpPolicy, LockoutPolicy, RouteLimits};
@@ -59,6 +60,8 @@ pub struct Route {
     pub hosts: Option<Vec<HostPattern>>,
     /// Path matcher.
     pub path: PathMatcher,
+    /// Token requirement.
+    pub jwt: Option<JwtRequirement>,
     /// mTLS peer rule.
     pub peers: Option<PeerRule>,
     /// Object-level authorization rule.
@@ -110,6 +113,13 @@ pub struct Policy {
     pub forward_identity: Option<ForwardIdentity>,
     /// How the client address is found.
     pub client_ip: ClientIpPolicy,
+    /// Token issuers.
+    pub providers: Providers,
+    /// Headers meshguard sets from verified tokens: incoming copies are removed from every
+    /// request.
+    pub injected_headers: Vec<String>,
+    /// Verified-token cache entries per worker.
+    pub jwt_cache_entries: usize,
 }
 
 impl Policy {

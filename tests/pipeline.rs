@@ -7,7 +7,7 @@
 )]
 
 use meshguard::config::compile;
-use meshguard::decide::{Decision, Env, Exchange, Properties, RequestFacts, Verdict};
+use meshguard::decide::{Decision, Env, Exchange, Properties, RequestFacts, Runtime, Verdict};
 use meshguard::error::Reason;
 use meshguard::host::fake::{FakeClock, MemStore};
 use meshguard::policy::Policy;
@@ -38,10 +38,12 @@ fn req(method: &str, path: &str) -> RequestFacts {
 fn decide(p: &Policy, r: &RequestFacts) -> (Verdict, Exchange) {
     let clock = FakeClock::at_secs(1_700_000_000);
     let store = MemStore::default();
+    let runtime = std::cell::RefCell::new(Runtime::new(p, &store));
     let env = Env {
         clock: &clock,
         store: &store,
         props: &NoProps,
+        runtime: &runtime,
     };
     let mut ex = Exchange::new();
     let v = ex.on_headers(p, r, &env);
@@ -188,10 +190,12 @@ mod peers {
     fn run(p: &Policy, r: &RequestFacts, props: &Props) -> (Verdict, Exchange) {
         let clock = FakeClock::at_secs(1_700_000_000);
         let store = MemStore::default();
+        let runtime = std::cell::RefCell::new(Runtime::new(p, &store));
         let env = Env {
             clock: &clock,
             store: &store,
             props,
+            runtime: &runtime,
         };
         let mut ex = Exchange::new();
         let v = ex.on_headers(p, r, &env);

@@ -1,6 +1,7 @@
 //! Counter ids, defined once per configuration so request handling only increments.
 
-use crate::decide::Decision;
+use crate::authn::config::ProviderId;
+use crate::decide::{AuthnMetric, Decision};
 use crate::error::Reason;
 use crate::metrics as names;
 use crate::policy::Policy;
@@ -35,6 +36,24 @@ pub(crate) struct Metrics {
     reasons: Vec<[Option<u32>; 3]>,
     /// Per route, per limit, per outcome (in `Outcome::ALL` order).
     limits: Vec<Vec<Vec<Option<u32>>>>,
+    /// Per provider: verified, cache hit, then one per JWT reason (in `Reason::ALL` order).
+    providers: Vec<ProviderIds>,
+}
+
+/// Counter ids of one JWT provider.
+pub(crate) struct ProviderIds {
+    verified: Option<u32>,
+    cache_hit: Option<u32>,
+    denied: Vec<Option<u32>>,
+    /// JWKS fetches that produced a key set.
+    pub(crate) fetch_ok: Option<u32>,
+    /// JWKS fetches that failed (the previous set stays).
+    pub(crate) fetch_failed: Option<u32>,
+}
+
+/// Reasons a JWT provider can refuse with.
+fn jwt_reason(r: Reason) -> bool {
+    r.code().starts_with("jwt") || r == Reason::JwksUnavailable
 }
 
 impl Metrics {
@@ -77,6 +96,55 @@ impl Metrics {
                         .collect()
                 })
                 .collect(),
+            providers: policy
+                .providers
+                .iter()
+                .map(|(_, p)| {
+                    let n = names::sanitize(&p.name);
+                    ProviderIds {
+                        verified: counter(&format!("meshguard.jwt.{n}.verified")),
+                        cache_hit: counter(&format!("meshguard.jwt.{n}.cache_hit")),
+                        denied: Reason::ALL
+                            .iter()
+                            .map(|r| {
+                                if jwt_reason(*r) {
+                                    counter(&format!("meshguard.jwt.{n}.{}", r.code()))
+                                } else {
+                                    None
+                                }
+                            })
+                            .collect(),
+                        fetch_ok: counter(&format!("meshguard.jwks.{n}.fetch_ok")),
+                        fetch_failed: counter(&format!("meshguard.jwks.{n}.fetch_failed")),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Counts a JWT outcome for a provider.
+    pub(crate) fn authn(&self, provider: Option<ProviderId>, what: AuthnMetric) {
+        let Some(ids) = provider.and_then(|p| self.providers.get(p.0)) else {
+            return;
+        };
+        match what {
+            AuthnMetric::Verified => bump(ids.verified),
+            AuthnMetric::CacheHit => bump(ids.cache_hit),
+            AuthnMetric::Denied(r) => bump(
+                Reason::ALL
+                    .iter()
+                    .position(|x| *x == r)
+                    .and_then(|i| ids.denied.get(i))
+                    .copied()
+                    .flatten(),
+            ),
+        }
+    }
+
+    /// Counts a JWKS fetch result.
+    pub(crate) fn fetch(&self, provider: ProviderId, ok: bool) {
+        if let Some(ids) = self.providers.get(provider.0) {
+            bump(if ok { ids.fetch_ok } else { ids.fetch_failed });
         }
     }
 

@@ -1,16 +1,22 @@
 //! Root context: compiles the plugin configuration once per configure and hands the immutable
 //! policy to every stream.
 
-use super::host::HostStore;
+use super::host::{HostClock, HostStore};
 use super::metrics::{config_outcome, Metrics};
 use super::stream::{Stream, StreamState};
 use super::{GIT_HASH, VERSION};
+use crate::authn::config::ProviderId;
+use crate::authn::keys::{FetchOutcome, FetchReport, FetchRequest};
+use crate::decide::Runtime;
+use crate::host::Clock;
 use crate::policy::Policy;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::{Rc, Weak};
+use std::time::Duration;
 
 /// Streams paused until a dependency (JWKS keys) changes, by context id.
 #[derive(Default)]
@@ -66,26 +72,169 @@ impl Waiters {
     }
 }
 
-/// What every stream of this configuration shares, read-only.
+/// What every stream of this configuration shares: the read-only policy and this worker's
+/// mutable runtime (keys, token cache).
 pub(crate) struct Shared {
     /// The compiled policy.
     pub(crate) policy: Policy,
     /// Counter ids for it.
     pub(crate) metrics: Metrics,
+    /// Key sets and verified-token cache of this worker.
+    pub(crate) runtime: RefCell<Runtime>,
 }
+
+/// How often the root polls the key manager while any provider has a remote JWKS.
+const TICK: Duration = Duration::from_millis(100);
 
 /// The per-VM root context.
 #[derive(Default)]
 pub(crate) struct Root {
     shared: Option<Rc<Shared>>,
     waiters: Rc<Waiters>,
+    /// JWKS fetches in flight: call token -> provider.
+    inflight: HashMap<u32, ProviderId>,
+}
+
+impl Root {
+    /// Polls the key manager, dispatches the fetches it (or a stage) asks for, and re-runs
+    /// streams waiting for keys.
+    fn drive_keys(&mut self) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let now = HostClock.now_ms();
+        let fetches: Vec<FetchRequest> = match shared.runtime.try_borrow_mut() {
+            Ok(mut rt) => {
+                let mut f = std::mem::take(&mut rt.fetches);
+                f.extend(rt.keys.poll(now, &HostStore));
+                f
+            }
+            Err(_) => Vec::new(),
+        };
+        for f in fetches {
+            self.dispatch(&shared, f);
+        }
+        if !self.waiters.is_empty() {
+            self.waiters.retry_all();
+        }
+    }
+
+    fn dispatch(&mut self, shared: &Shared, f: FetchRequest) {
+        let headers = vec![
+            (":method", "GET"),
+            (":path", f.path.as_str()),
+            (":authority", f.authority.as_str()),
+            ("accept", "application/json"),
+        ];
+        let timeout = Duration::from_millis(f.timeout_ms);
+        match hostcalls::dispatch_http_call(&f.cluster, headers, None, vec![], timeout) {
+            Ok(token) => {
+                self.inflight.insert(token, f.provider);
+            }
+            Err(status) => {
+                log(
+                    LogLevel::Warn,
+                    &format!(
+                        "meshguard: JWKS fetch through cluster {:?} not dispatched: {status:?}",
+                        f.cluster
+                    ),
+                );
+                self.fetch_done(shared, f.provider, FetchOutcome::Failed);
+            }
+        }
+    }
+
+    fn fetch_done(&mut self, shared: &Shared, provider: ProviderId, outcome: FetchOutcome<'_>) {
+        let now = HostClock.now_ms();
+        let report = match shared.runtime.try_borrow_mut() {
+            Ok(mut rt) => rt
+                .keys
+                .on_fetch_response(provider, outcome, now, &HostStore),
+            Err(_) => return,
+        };
+        let name = shared
+            .policy
+            .providers
+            .get(provider)
+            .map_or("?", |p| p.name.as_str());
+        match report {
+            FetchReport::Updated {
+                generation,
+                keys,
+                warnings,
+            } => {
+                shared.metrics.fetch(provider, true);
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "meshguard: JWKS for provider {name}: generation {generation}, {keys} keys"
+                    ),
+                );
+                for w in warnings {
+                    log(
+                        LogLevel::Warn,
+                        &format!("meshguard: JWKS for provider {name}: key skipped: {w:?}"),
+                    );
+                }
+            }
+            FetchReport::Failed {
+                reason,
+                kept_previous,
+            } => {
+                shared.metrics.fetch(provider, false);
+                log(
+                    LogLevel::Warn,
+                    &format!(
+                        "meshguard: JWKS fetch for provider {name} failed: {reason}; previous keys kept: {kept_previous}"
+                    ),
+                );
+            }
+            FetchReport::NotRemote => {}
+        }
+    }
 }
 
 fn log(level: LogLevel, msg: &str) {
     let _ = hostcalls::log(level, msg);
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(provider) = self.inflight.remove(&token_id) else {
+            return;
+        };
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let status = if num_headers == 0 {
+            None
+        } else {
+            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+                .ok()
+                .flatten()
+                .and_then(|s| s.parse::<u16>().ok())
+        };
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let outcome = match status {
+            Some(status) => FetchOutcome::Response {
+                status,
+                body: &body,
+            },
+            None => FetchOutcome::Failed,
+        };
+        self.fetch_done(&shared, provider, outcome);
+        self.waiters.retry_all();
+    }
+}
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
@@ -124,6 +273,11 @@ impl RootContext for Root {
                     }
                 }
                 let metrics = Metrics::define(&policy);
+                for w in policy.providers.warnings() {
+                    log(LogLevel::Warn, &format!("meshguard: {w}"));
+                }
+                let runtime = RefCell::new(Runtime::new(&policy, &HostStore));
+                let remote = policy.providers.iter().any(|(_, p)| p.remote().is_some());
                 log(
                     LogLevel::Info,
                     &format!(
@@ -131,7 +285,16 @@ impl RootContext for Root {
                         policy.routes.len()
                     ),
                 );
-                self.shared = Some(Rc::new(Shared { policy, metrics }));
+                self.shared = Some(Rc::new(Shared {
+                    policy,
+                    metrics,
+                    runtime,
+                }));
+                self.inflight.clear();
+                if remote {
+                    // Keys are fetched from the tick: the first one comes right away.
+                    let _ = hostcalls::set_tick_period(TICK);
+                }
                 config_outcome(true);
                 true
             }
@@ -153,6 +316,10 @@ impl RootContext for Root {
             shared,
             Rc::clone(&self.waiters),
         )))
+    }
+
+    fn on_tick(&mut self) {
+        self.drive_keys();
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -44,11 +44,12 @@ pub(crate) struct StreamState {
     counted: bool,
 }
 
-fn env() -> Env<'static> {
+fn env(shared: &Shared) -> Env<'_> {
     Env {
         clock: &HostClock,
         store: &HostStore,
         props: &HostProps,
+        runtime: &shared.runtime,
     }
 }
 
@@ -132,6 +133,9 @@ impl StreamState {
                 }
             }
         }
+        if let Some((provider, what)) = self.ex.take_authn() {
+            self.shared.metrics.authn(provider, what);
+        }
         for (limit, outcome) in self.ex.take_limit_outcomes() {
             self.shared
                 .metrics
@@ -152,7 +156,7 @@ impl StreamState {
             .unwrap_or_default();
         let verdict = self
             .ex
-            .on_body(&self.shared.policy, &self.facts, &body, &env());
+            .on_body(&self.shared.policy, &self.facts, &body, &env(&self.shared));
         self.body = Some(body);
         self.advance(verdict)
     }
@@ -167,7 +171,7 @@ impl StreamState {
             &self.shared.policy,
             &self.facts,
             self.body.as_deref(),
-            &env(),
+            &env(&self.shared),
         );
         let action = self.advance(verdict);
         if self.held == Held::Body && self.body_ended_while_waiting {
@@ -241,7 +245,7 @@ impl HttpContext for Stream {
         let action = self.with(
             |s| {
                 s.snapshot();
-                let verdict = s.ex.on_headers(&s.shared.policy, &s.facts, &env());
+                let verdict = s.ex.on_headers(&s.shared.policy, &s.facts, &env(&s.shared));
                 let action = s.advance(verdict);
                 if s.held == Held::Body && end_of_stream {
                     // No body will come: check the empty body now.
@@ -297,7 +301,8 @@ impl HttpContext for Stream {
             .unwrap_or(0);
         self.with(
             |s| {
-                let add = s.ex.on_response(&s.shared.policy, &s.facts, status, &env());
+                let add =
+                    s.ex.on_response(&s.shared.policy, &s.facts, status, &env(&s.shared));
                 for (k, v) in &add {
                     let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, k, v);
                 }

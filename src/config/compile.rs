@@ -3,6 +3,8 @@
 
 use super::error::{index, join, ConfigError};
 use super::raw::{RawConfig, RawMatch, RawMode, RawRoute, RawUnmatched};
+use crate::authn::cache::DEFAULT_CACHE_ENTRIES;
+use crate::authn::config::{compile_providers, compile_requirement, Providers};
 use crate::identity::config::{
     compile_binding, compile_forward_identity, compile_owner, compile_peers,
 };
@@ -64,10 +66,11 @@ fn mode(raw: RawMode) -> Mode {
 /// Compiles parsed raw config.
 pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
     let global = mode(raw.mode);
+    let providers = compile_providers(&raw.jwt_providers, "jwt_providers")?;
     let mut routes: Vec<Route> = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.iter().enumerate() {
         let at = index("routes", i);
-        let route = compile_route(r, global, &at)?;
+        let route = compile_route(r, global, &providers, &at)?;
         if routes.iter().any(|x| x.name == route.name) {
             return Err(ConfigError::new(
                 join(&at, "name"),
@@ -75,6 +78,22 @@ pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
             ));
         }
         routes.push(route);
+    }
+    let injected_headers = providers
+        .injected_headers()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let jwt_cache_entries = raw
+        .jwt_cache
+        .as_ref()
+        .and_then(|c| c.max_entries)
+        .unwrap_or(DEFAULT_CACHE_ENTRIES);
+    if jwt_cache_entries > 1_000_000 {
+        return Err(ConfigError::new(
+            "jwt_cache.max_entries",
+            "at most 1000000 entries",
+        ));
     }
     Ok(Policy {
         mode: global,
@@ -90,10 +109,18 @@ pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
             .map(|f| compile_forward_identity(f, "forward_identity"))
             .transpose()?,
         client_ip: compile_client_ip(raw.client_ip.as_ref(), "client_ip")?,
+        providers,
+        injected_headers,
+        jwt_cache_entries,
     })
 }
 
-fn compile_route(r: &RawRoute, global: Mode, at: &str) -> Result<Route, ConfigError> {
+fn compile_route(
+    r: &RawRoute,
+    global: Mode,
+    providers: &Providers,
+    at: &str,
+) -> Result<Route, ConfigError> {
     let name = RouteName::parse(&r.name).ok_or_else(|| {
         ConfigError::new(
             join(at, "name"),
@@ -102,6 +129,22 @@ fn compile_route(r: &RawRoute, global: Mode, at: &str) -> Result<Route, ConfigEr
     })?;
     let m_at = join(at, "match");
     let (path, methods, hosts) = compile_match(&r.matcher, &m_at)?;
+    let jwt = r
+        .jwt
+        .as_ref()
+        .map(|j| compile_requirement(j, providers, &join(at, "jwt")))
+        .transpose()?;
+    for (section, present) in [
+        ("owner", r.owner.is_some()),
+        ("binding", r.binding.is_some()),
+    ] {
+        if present && jwt.is_none() {
+            return Err(ConfigError::new(
+                join(at, section),
+                "needs a verified token: add a \"jwt\" requirement to this route",
+            ));
+        }
+    }
     let peers = r
         .peers
         .as_ref()
@@ -139,6 +182,7 @@ fn compile_route(r: &RawRoute, global: Mode, at: &str) -> Result<Route, ConfigEr
         methods,
         hosts,
         path,
+        jwt,
         peers,
         owner,
         binding,

@@ -1,9 +1,11 @@
 //! Raw plugin configuration, exactly as users write it (see README and ../shared/CONFIG.md).
 //! Unknown fields are errors. Only [`super::compile`] turns these into a policy.
 
+use crate::authn::config::{RawJwtProvider, RawJwtRequirement};
 use crate::identity::config::{RawBinding, RawForwardIdentity, RawOwner, RawPeers};
 use crate::ratelimit::config::{RawClientIp, RawLockout, RawRateLimit};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// Enforcement mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -49,6 +51,21 @@ pub struct RawConfig {
     /// Where the client address comes from (connection or trusted `x-forwarded-for` hops).
     #[serde(default)]
     pub client_ip: Option<RawClientIp>,
+    /// Token issuers by name.
+    #[serde(default)]
+    pub jwt_providers: BTreeMap<String, RawJwtProvider>,
+    /// Verified-token cache options.
+    #[serde(default)]
+    pub jwt_cache: Option<RawJwtCache>,
+}
+
+/// Verified-token cache options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtCache {
+    /// Entries per worker (default 1024; 0 turns the cache off).
+    #[serde(default)]
+    pub max_entries: Option<usize>,
 }
 
 /// Audit-log options.
@@ -72,6 +89,9 @@ pub struct RawRoute {
     /// Overrides the global mode for this route.
     #[serde(default)]
     pub mode: Option<RawMode>,
+    /// Token requirement.
+    #[serde(default)]
+    pub jwt: Option<RawJwtRequirement>,
     /// mTLS peer identity requirements.
     #[serde(default)]
     pub peers: Option<RawPeers>,
