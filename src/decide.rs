@@ -425,6 +425,13 @@ fn route_identity_source(route: &Route) -> IdentitySource {
         .map_or(IdentitySource::Connection, |p| p.source())
 }
 
+/// Property path of Istio's waypoint peer identity. Filter state set by other filters (an
+/// `envoy.string` object under `io.istio.peer_principal`) is reached through Envoy's
+/// `filter_state` attribute map; the bare path `["io.istio.peer_principal"]` only finds wasm
+/// `CelState` objects stored under `wasm.io.istio.peer_principal` and returns nothing (both
+/// checked against Envoy 1.40 with `set_filter_state`, tests/e2e/test_peers.py).
+pub const ISTIO_PEER_PRINCIPAL: &[&str] = &["filter_state", "io.istio.peer_principal"];
+
 /// The peer's identity and certificate digest, read from the host at most once per request.
 #[derive(Debug, Default)]
 pub struct PeerCache {
@@ -446,7 +453,7 @@ impl PeerCache {
                     ..PeerFacts::default()
                 },
                 IdentitySource::IstioPeerPrincipal => PeerFacts {
-                    principal_filter_state: props.get(&["io.istio.peer_principal"]),
+                    principal_filter_state: props.get(ISTIO_PEER_PRINCIPAL),
                     ..PeerFacts::default()
                 },
             };

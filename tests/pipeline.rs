@@ -255,6 +255,31 @@ mod peers {
     }
 
     #[test]
+    fn istio_source_reads_the_filter_state_attribute_map() {
+        let p = policy(
+            r#"{"routes":[{"name":"wp","match":{"prefix":"/"},
+              "peers":{"source":"istio_peer_principal","allow":["spiffe://cluster.local/ns/shop/sa/frontend"]}}]}"#,
+        );
+        let state = |key: &str| {
+            let mut m = HashMap::new();
+            m.insert(
+                key.to_string(),
+                b"spiffe://cluster.local/ns/shop/sa/frontend".to_vec(),
+            );
+            Props(m)
+        };
+        let (v, _) = run(
+            &p,
+            &req("GET", "/x"),
+            &state("filter_state.io.istio.peer_principal"),
+        );
+        assert_eq!(v, Verdict::Allow);
+        // The bare key is not where Envoy exposes another filter's state: no identity there.
+        let (v, _) = run(&p, &req("GET", "/x"), &state("io.istio.peer_principal"));
+        assert_eq!(reason_of(&v), Some(Reason::PeerNotMtls));
+    }
+
+    #[test]
     fn forwarded_header_is_stripped_even_without_a_peer() {
         let p = policy(CFG);
         let (v, mut ex) = run(&p, &req("GET", "/open/x"), &peer(None));

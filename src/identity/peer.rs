@@ -152,24 +152,22 @@ impl std::fmt::Debug for CertDigest {
 }
 
 impl CertDigest {
-    /// Decodes `connection.sha256_peer_certificate_digest`. Envoy's TLS code renders this digest
-    /// as lowercase hex text (64 bytes), but its encoding through the wasm property ABI has not
-    /// been checked here, so both forms are accepted: 64 hex digits (either case) or the raw
-    /// 32-byte digest. The lengths differ, so the two cannot be confused. Anything else is `None`.
+    /// Decodes `connection.sha256_peer_certificate_digest`. Envoy returns it through the wasm
+    /// property ABI as text: the 64 lowercase hex digits of the SHA-256 of the DER certificate,
+    /// no separators (checked against Envoy 1.40, tests/e2e/test_peers.py). Uppercase digits are
+    /// tolerated; anything else (raw 32 bytes, colons, other lengths) is `None`, which a `cnf`
+    /// binding treats as "no digest" and refuses.
     pub fn from_property(raw: &[u8]) -> Option<Self> {
+        if raw.len() != 64 {
+            return None;
+        }
         let mut out = [0u8; 32];
-        match raw.len() {
-            32 => out.copy_from_slice(raw),
-            64 => {
-                for (dst, pair) in out.iter_mut().zip(raw.chunks_exact(2)) {
-                    let (hi, lo) = match pair {
-                        [hi, lo] => (hex_value(*hi)?, hex_value(*lo)?),
-                        _ => return None,
-                    };
-                    *dst = (hi << 4) | lo;
-                }
-            }
-            _ => return None,
+        for (dst, pair) in out.iter_mut().zip(raw.chunks_exact(2)) {
+            let (hi, lo) = match pair {
+                [hi, lo] => (hex_value(*hi)?, hex_value(*lo)?),
+                _ => return None,
+            };
+            *dst = (hi << 4) | lo;
         }
         Some(Self(out))
     }
@@ -342,7 +340,23 @@ mod tests {
     }
 
     #[test]
-    fn digest_accepts_hex_or_raw() {
+    fn digest_decodes_the_hex_text_envoy_returns() {
+        // Bytes Envoy 1.40 returned for one test client certificate, and the SHA-256 of that
+        // certificate's DER as Python's hashlib computed it.
+        let property = b"3755b6542b32b3233b4fa5c9b4e92b4037902f89a8720b67f85863fc145faf35";
+        let der_sha256: [u8; 32] = [
+            0x37, 0x55, 0xb6, 0x54, 0x2b, 0x32, 0xb3, 0x23, 0x3b, 0x4f, 0xa5, 0xc9, 0xb4, 0xe9,
+            0x2b, 0x40, 0x37, 0x90, 0x2f, 0x89, 0xa8, 0x72, 0x0b, 0x67, 0xf8, 0x58, 0x63, 0xfc,
+            0x14, 0x5f, 0xaf, 0x35,
+        ];
+        assert_eq!(
+            CertDigest::from_property(property),
+            Some(CertDigest::from_bytes(der_sha256))
+        );
+    }
+
+    #[test]
+    fn digest_accepts_hex_in_either_case() {
         let raw: [u8; 32] = core::array::from_fn(|i| (i as u8).wrapping_mul(17));
         let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
@@ -351,10 +365,6 @@ mod tests {
         );
         assert_eq!(
             CertDigest::from_property(hex.to_uppercase().as_bytes()),
-            Some(CertDigest::from_bytes(raw))
-        );
-        assert_eq!(
-            CertDigest::from_property(&raw),
             Some(CertDigest::from_bytes(raw))
         );
         let facts = PeerFacts {
@@ -367,6 +377,8 @@ mod tests {
     #[test]
     fn digest_rejects_other_encodings() {
         assert_eq!(CertDigest::from_property(b""), None);
+        // Raw digest bytes are not what Envoy returns: refused rather than guessed.
+        assert_eq!(CertDigest::from_property(&[7u8; 32]), None);
         assert_eq!(CertDigest::from_property(&[0u8; 31]), None);
         assert_eq!(CertDigest::from_property(&[b'g'; 64]), None);
         assert_eq!(CertDigest::from_property(&[b'a'; 63]), None);

@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -80,6 +81,31 @@ def envoy_binary() -> str:
         if found:
             return found
     raise RuntimeError("no Envoy binary: run `make deps` or set MESHGUARD_ENVOY")
+
+
+PROBE_DIR = REPO_ROOT / "tests" / "e2e" / "probe"
+
+
+def build_property_probe(timeout_s: float = 900.0) -> Path:
+    """The property probe module (tests/e2e/probe: copies raw Envoy property bytes into request
+    headers), built with cargo into target/probe on first use; cargo makes later calls no-ops.
+    $MESHGUARD_PROBE_WASM names a prebuilt module instead."""
+    env = os.environ.get("MESHGUARD_PROBE_WASM")
+    if env:
+        return Path(env).resolve()
+    cargo = shutil.which("cargo")
+    if not cargo:
+        raise RuntimeError("cargo is needed to build the property probe (or set MESHGUARD_PROBE_WASM)")
+    target = REPO_ROOT / "target" / "probe"
+    proc = subprocess.run(
+        [cargo, "build", "-q", "--locked", "--release", "--target", "wasm32-wasip1",
+         "--manifest-path", str(PROBE_DIR / "Cargo.toml")],
+        env={**os.environ, "CARGO_TARGET_DIR": str(target)},
+        capture_output=True, text=True, timeout=timeout_s,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"building the property probe failed:\n{proc.stderr[-3000:]}")
+    return target / "wasm32-wasip1" / "release" / "meshguard_property_probe.wasm"
 
 
 def reference_dir() -> Path:
@@ -462,10 +488,13 @@ def wasm_filter(
     wasm: Path | str | None = None,
     fail_open: bool = False,
     env: Mapping[str, str] | None = None,
+    vm_id: str = "meshguard",
+    root_id: str = "meshguard",
 ) -> dict[str, Any]:
-    """The meshguard HTTP filter entry for an HCM filter chain."""
+    """The meshguard HTTP filter entry for an HCM filter chain (another module with `wasm`, and a
+    `vm_id` of its own so it does not share meshguard's VM)."""
     vm_config: dict[str, Any] = {
-        "vm_id": "meshguard",
+        "vm_id": vm_id,
         "runtime": "envoy.wasm.runtime.v8",
         "code": {"local": {"filename": str(Path(wasm) if wasm else wasm_path())}},
     }
@@ -476,8 +505,8 @@ def wasm_filter(
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {
-                "name": "meshguard",
-                "root_id": "meshguard",
+                "name": root_id or vm_id,
+                "root_id": root_id,
                 "vm_config": vm_config,
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
@@ -486,6 +515,74 @@ def wasm_filter(
                 "fail_open": fail_open,
             },
         },
+    }
+
+
+ROUTER_FILTER = {
+    "name": "envoy.filters.http.router",
+    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+}
+
+
+def set_filter_state_filter(object_key: str, text_format: str, *, factory_key: str = "envoy.string") -> dict[str, Any]:
+    """An `envoy.filters.http.set_filter_state` entry storing `text_format` (a substitution format
+    such as `%REQ(x-peer)%` or `%DOWNSTREAM_PEER_URI_SAN%`) under `object_key` for each request.
+    Nothing is stored when the value comes out empty (absent header)."""
+    return {
+        "name": "envoy.filters.http.set_filter_state",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
+            "on_request_headers": [
+                {
+                    "object_key": object_key,
+                    "factory_key": factory_key,
+                    "format_string": {"text_format_source": {"inline_string": text_format}, "omit_empty_values": True},
+                    "skip_if_empty": True,
+                }
+            ],
+        },
+    }
+
+
+def http_listener(
+    name: str,
+    http_filters: Iterable[dict[str, Any]],
+    *,
+    tls: DownstreamTls | None = None,
+    http2: bool = False,
+    hcm_overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A listener on 127.0.0.1 port 0 whose HCM runs `http_filters` (the router is appended) and
+    sends every route to the `echo` cluster. Without `http2`, TLS offers only http/1.1 by ALPN."""
+    hcm: dict[str, Any] = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": name if name != "main" else "ingress",
+        "codec_type": "AUTO",
+        # Tests name their requests with x-request-id; keep it so audit lines can be found by it.
+        "preserve_external_request_id": True,
+        "route_config": {
+            "name": "local",
+            "virtual_hosts": [
+                {"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "echo"}}]}
+            ],
+        },
+        "http_filters": [*http_filters, ROUTER_FILTER],
+    }
+    if http2:
+        hcm["http2_protocol_options"] = {}
+    if hcm_overrides:
+        hcm.update(hcm_overrides)
+    chain: dict[str, Any] = {
+        "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]
+    }
+    if tls:
+        if not http2:
+            tls = DownstreamTls(tls.cert, tls.key, tls.ca, tls.require_client_certificate, ("http/1.1",))
+        chain["transport_socket"] = tls.transport_socket()
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+        "filter_chains": [chain],
     }
 
 
@@ -502,54 +599,22 @@ def bootstrap(
     extra_http_filters: Iterable[dict[str, Any]] = (),
     vm_env: Mapping[str, str] | None = None,
     fail_open: bool = False,
+    extra_listeners: Iterable[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """An Envoy bootstrap (as a dict, serialised to JSON by the caller): admin and one listener on
-    127.0.0.1 port 0; HCM with [extra filters, meshguard (unless `with_wasm` is false), router]; every
-    route goes to the `echo` cluster. `http2` allows HTTP/2 (prior knowledge on plaintext, ALPN with
-    TLS; the codec is AUTO in both cases, so HTTP/1.1 keeps working)."""
+    """An Envoy bootstrap (as a dict, serialised to JSON by the caller): admin and one listener
+    `main` on 127.0.0.1 port 0; HCM with [extra filters, meshguard (unless `with_wasm` is false),
+    router]; every route goes to the `echo` cluster. `http2` allows HTTP/2 (prior knowledge on
+    plaintext, ALPN with TLS; the codec is AUTO in both cases, so HTTP/1.1 keeps working).
+    `extra_listeners` (see `http_listener`) are added as they are."""
     filters = list(extra_http_filters)
     if with_wasm:
         filters.append(wasm_filter(plugin_config if plugin_config is not None else {}, wasm=wasm,
                                    fail_open=fail_open, env=vm_env))
-    filters.append(
-        {"name": "envoy.filters.http.router",
-         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
-    )
-    hcm: dict[str, Any] = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": "ingress",
-        "codec_type": "AUTO",
-        # Tests name their requests with x-request-id; keep it so audit lines can be found by it.
-        "preserve_external_request_id": True,
-        "route_config": {
-            "name": "local",
-            "virtual_hosts": [
-                {"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "echo"}}]}
-            ],
-        },
-        "http_filters": filters,
-    }
-    if http2:
-        hcm["http2_protocol_options"] = {}
-    if hcm_overrides:
-        hcm.update(hcm_overrides)
-    chain: dict[str, Any] = {
-        "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]
-    }
-    if tls:
-        if not http2:
-            tls = DownstreamTls(tls.cert, tls.key, tls.ca, tls.require_client_certificate, ("http/1.1",))
-        chain["transport_socket"] = tls.transport_socket()
+    main = http_listener("main", filters, tls=tls, http2=http2, hcm_overrides=hcm_overrides)
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {
-            "listeners": [
-                {
-                    "name": "main",
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-                    "filter_chains": [chain],
-                }
-            ],
+            "listeners": [main, *extra_listeners],
             "clusters": [static_cluster("echo", upstream_port), *extra_clusters],
         },
     }
@@ -793,9 +858,14 @@ class Envoy:
         headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
         body: bytes | None = None,
         timeout_s: float = 10.0,
+        listener: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> "Response":
-        """One HTTP/1.1 request with the path sent byte for byte (no client-side normalisation)."""
-        return raw_request(self.port, method, path, headers=headers, body=body, timeout_s=timeout_s)
+        """One HTTP/1.1 request with the path sent byte for byte (no client-side normalisation),
+        to the listener named `listener` (default: `main`), over TLS when `ssl_context` is given."""
+        port = self.listener_ports[listener] if listener else self.port
+        return raw_request(port, method, path, headers=headers, body=body, timeout_s=timeout_s,
+                           ssl_context=ssl_context)
 
 
 @dataclass
@@ -832,10 +902,16 @@ def raw_request(
     body: bytes | None = None,
     host: str = "127.0.0.1",
     timeout_s: float = 10.0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Response:
-    """HTTP/1.1 over http.client, which sends the request target unchanged (`/a/../b`, `//`, `%2F`)."""
+    """HTTP/1.1 over http.client, which sends the request target unchanged (`/a/../b`, `//`, `%2F`).
+    With `ssl_context`, over TLS (the context carries the trust anchors and any client certificate)."""
     items = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
-    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    if ssl_context is not None:
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            host, port, timeout=timeout_s, context=ssl_context)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
     try:
         conn.putrequest(method, path, skip_accept_encoding=True)
         for k, v in items:

@@ -4,7 +4,9 @@ certificates with SPIFFE URI SANs (or none), written as PEM files. Deterministic
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,25 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 class CertFiles:
     cert: str
     key: str
+
+    def der_sha256(self) -> bytes:
+        """SHA-256 of the certificate's DER encoding (what RFC 8705 `x5t#S256` and Envoy's
+        `sha256_peer_certificate_digest` are computed over)."""
+        return cert_sha256(self.cert)
+
+
+def cert_sha256(path: str | Path) -> bytes:
+    """SHA-256 of the DER encoding of the (first) certificate in a PEM file."""
+    cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
+
+
+def client_context(ca: str, client: CertFiles | None = None) -> ssl.SSLContext:
+    """A TLS client context trusting `ca` (for the server certificate), presenting `client` if given."""
+    ctx = ssl.create_default_context(cafile=ca)
+    if client is not None:
+        ctx.load_cert_chain(client.cert, client.key)
+    return ctx
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -37,13 +58,14 @@ def _validity(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
 
 
 class Pki:
-    """Creates `ca.pem` in `directory` and issues leaf certificates signed by it."""
+    """Creates `ca.pem` in `directory` and issues leaf certificates signed by it. Two `Pki`s in two
+    directories are two unrelated CAs (one trusted by Envoy, one not)."""
 
-    def __init__(self, directory: Path | str):
+    def __init__(self, directory: Path | str, ca_name: str = "meshguard test CA"):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._ca_key = _key()
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "meshguard test CA")])
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name)])
         builder = _validity(
             x509.CertificateBuilder()
             .subject_name(name)
