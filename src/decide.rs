@@ -149,7 +149,8 @@ pub enum Verdict {
     Allow,
     /// Refuse it with this denial (see [`crate::error::reply`]).
     Deny(Denial),
-    /// Buffer the whole body, then call [`Exchange::on_body`].
+    /// Apply [`Exchange::take_header_ops`] and let the headers go on, buffer the whole body,
+    /// then call [`Exchange::on_body`].
     NeedBody,
     /// Hold the request; call [`Exchange::resume`] when the awaited dependency changes.
     Wait,
@@ -589,6 +590,7 @@ pub struct Exchange {
     body_object: Option<serde_json::Map<String, serde_json::Value>>,
     wait_started_ms: Option<u64>,
     authn: Option<(Option<ProviderId>, AuthnMetric)>,
+    headers_final: bool,
     header_ops: Vec<HeaderOp>,
     events: Vec<Event>,
     reported: bool,
@@ -614,6 +616,7 @@ impl Default for Exchange {
             body_object: None,
             wait_started_ms: None,
             authn: None,
+            headers_final: false,
             header_ops: Vec::new(),
             events: Vec::new(),
             reported: false,
@@ -754,6 +757,10 @@ impl Exchange {
                     Some(s) => (*s, false),
                     None => {
                         if route_needs_body(route) && body.is_none() {
+                            // The headers go upstream before the body arrives (Envoy cannot
+                            // hold headers while a wasm filter reads the body), so every header
+                            // change is decided now.
+                            self.finalize_headers(policy, env);
                             self.phase = Phase::Body(0);
                             return Verdict::NeedBody;
                         }
@@ -894,6 +901,23 @@ impl Exchange {
         }
     }
 
+    /// Decides the request-header changes once: removes client copies of every header
+    /// meshguard sets (before the values the stages queued), then the identity headers.
+    fn finalize_headers(&mut self, policy: &Policy, env: &Env<'_>) {
+        if self.headers_final {
+            return;
+        }
+        self.headers_final = true;
+        let mut ops: Vec<HeaderOp> = policy
+            .injected_headers
+            .iter()
+            .map(|h| HeaderOp::Remove(h.clone()))
+            .collect();
+        ops.append(&mut self.header_ops);
+        self.header_ops = ops;
+        self.forward_identity(policy, env);
+    }
+
     /// Removes incoming copies of the identity headers and sets them from what was verified.
     fn forward_identity(&mut self, policy: &Policy, env: &Env<'_>) {
         let Some(fwd) = &policy.forward_identity else {
@@ -949,16 +973,7 @@ impl Exchange {
             return Verdict::Deny(denial.clone());
         }
         if self.final_decision.is_none() {
-            // Copies of headers meshguard sets must never come from the client: remove them
-            // first, so the values set by the stages (queued after) are the only ones.
-            let mut ops: Vec<HeaderOp> = policy
-                .injected_headers
-                .iter()
-                .map(|h| HeaderOp::Remove(h.clone()))
-                .collect();
-            ops.append(&mut self.header_ops);
-            self.header_ops = ops;
-            self.forward_identity(policy, env);
+            self.finalize_headers(policy, env);
         }
         if self.final_decision.is_none() {
             let decision = if self.reported {

@@ -74,16 +74,7 @@ impl StreamState {
         self.emit();
         match verdict {
             Verdict::Allow => {
-                for op in self.ex.take_header_ops() {
-                    let _ = match &op {
-                        HeaderOp::Set(k, v) => {
-                            hostcalls::set_map_value(MapType::HttpRequestHeaders, k, Some(v))
-                        }
-                        HeaderOp::Remove(k) => {
-                            hostcalls::set_map_value(MapType::HttpRequestHeaders, k, None)
-                        }
-                    };
-                }
+                self.apply_header_ops();
                 self.held = Held::No;
                 Action::Continue
             }
@@ -103,8 +94,12 @@ impl StreamState {
                 Action::Pause
             }
             Verdict::NeedBody => {
+                // A paused header phase is StopAllIteration in Envoy: the body would never reach
+                // this filter. So the headers go on (with their final changes) and the body is
+                // held in the body callbacks until it is complete and checked.
+                self.apply_header_ops();
                 self.held = Held::Body;
-                Action::Pause
+                Action::Continue
             }
             Verdict::Wait => {
                 self.held = if self.body.is_some() {
@@ -114,6 +109,19 @@ impl StreamState {
                 };
                 Action::Pause
             }
+        }
+    }
+
+    fn apply_header_ops(&mut self) {
+        for op in self.ex.take_header_ops() {
+            let _ = match &op {
+                HeaderOp::Set(k, v) => {
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, k, Some(v))
+                }
+                HeaderOp::Remove(k) => {
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, k, None)
+                }
+            };
         }
     }
 

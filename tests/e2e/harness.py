@@ -217,11 +217,15 @@ class _EchoHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
 
-    def _read_body(self) -> bytes:
+    def _read_body(self) -> bytes | None:
+        """The request body, or None when the connection ended before all of it arrived (a
+        proxy that refused the body after forwarding the headers resets the request)."""
         if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
             chunks = []
             while True:
                 line = self.rfile.readline(65537)
+                if not line:
+                    return None
                 size = int(line.split(b";", 1)[0].strip() or b"0", 16)
                 if size == 0:
                     # Trailers, up to the blank line.
@@ -232,10 +236,15 @@ class _EchoHandler(BaseHTTPRequestHandler):
                 self.rfile.readline(3)
             return b"".join(chunks)
         length = int(self.headers.get("content-length") or 0)
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        return body if len(body) == length else None
 
     def _echo(self) -> None:
         body = self._read_body()
+        if body is None:
+            # An aborted request is not a request the upstream would act on: not recorded.
+            self.close_connection = True
+            return
         headers: dict[str, Any] = {}
         for name, value in self.headers.items():
             key = name.lower()
@@ -289,7 +298,9 @@ class EchoUpstream:
     """HTTP/1.1 echo server on 127.0.0.1. Every request gets 200 and a JSON body:
     `{"method", "path", "headers": {lowercased name: value, or list of values if repeated},
     "body_b64", "body_len"}`. A request header `x-echo-status: NNN` picks another status.
-    `requests` lists everything received, so a test can prove a denied request never arrived."""
+    `requests` lists every complete request received, so a test can prove a denied request never
+    arrived. A request whose body was cut off (meshguard refused the body after its headers had
+    gone upstream, which resets the upstream request) is not recorded: no upstream acts on it."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self._server = _EchoServer((host, port))
