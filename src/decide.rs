@@ -832,6 +832,16 @@ impl Exchange {
         std::mem::take(&mut self.limit_outcomes)
     }
 
+    /// True when [`Exchange::on_response`] has anything to do for this request.
+    pub fn wants_response(&self, policy: &Policy) -> bool {
+        !self.response_headers.is_empty()
+            || self
+                .route
+                .and_then(|i| policy.route(i))
+                .and_then(|r| r.lockout.as_ref())
+                .is_some_and(|l| l.watches_upstream())
+    }
+
     /// Response phase: the headers to add to the response (rate-limit headers), after counting an
     /// upstream authentication failure toward the route's lockout when configured.
     pub fn on_response(

@@ -302,6 +302,14 @@ impl HttpContext for Stream {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        // Most requests have nothing to do here: skip the host calls.
+        let wanted = self
+            .state
+            .try_borrow()
+            .is_ok_and(|s| s.ex.wants_response(&s.shared.policy));
+        if !wanted {
+            return Action::Continue;
+        }
         let status = hostcalls::get_map_value(MapType::HttpResponseHeaders, ":status")
             .ok()
             .flatten()

@@ -172,6 +172,11 @@ impl LockoutPolicy {
     pub fn counts_upstream_status(&self, status: u16) -> bool {
         self.upstream_statuses.contains(&status)
     }
+
+    /// True when some upstream status counts (the response phase has work to do).
+    pub fn watches_upstream(&self) -> bool {
+        !self.upstream_statuses.is_empty()
+    }
     /// True when meshguard's own denial counts as a failure (an authentication failure, 401).
     pub fn counts_denial(&self, reason: Reason) -> bool {
         reason.is_authn_failure()
