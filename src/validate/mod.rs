@@ -1,0 +1,4 @@
+//! Per-route request validation (work in progress).
+
+pub mod json;
+pub mod schema;
