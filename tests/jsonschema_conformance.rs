@@ -6,7 +6,12 @@
 //! in `tests/jsonschema_known_failures.txt`; every other case must pass, and every listed case
 //! must still fail (so the list shrinks when the crate improves).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
