@@ -2,6 +2,8 @@
 //!
 //! `cargo run --release --example validate_bench`
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use std::hint::black_box;
 use std::time::Instant;
 
