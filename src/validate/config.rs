@@ -5,6 +5,23 @@
 //! pattern and pointer once; each error names the JSON path of the field at fault, down into
 //! the schema (`routes[0].request.body_schema.properties.a.type`). It never runs on the
 //! request path.
+//!
+//! | field | meaning (default) |
+//! |---|---|
+//! | `max_body_bytes` | 413 above this size, from `content-length` or the streamed size (none) |
+//! | `content_types` | media-type allow-list, 415 otherwise; `type/subtype`, `type/*`, `type/*+suffix`; parameters ignored (any; `application/json`, `application/*+json` when the body is checked as JSON) |
+//! | `body_schema` | JSON Schema of the body; draft 2020-12, or 7 by `$schema` (none) |
+//! | `query_schema` | JSON Schema of the query as an object; values coerced to declared types; a repeated parameter is `param_duplicate` unless declared `array` (none) |
+//! | `headers` | `[{name, required, forbidden, pattern}]`; patterns unanchored, Rust `regex` syntax (none) |
+//! | `params` | path template parameter -> JSON Schema of its coerced value (none) |
+//! | `json_limits` | `max_depth` 32 (at most 128), `max_keys` 256, `max_array_len` 4096, `max_string_len` 65536, `max_total_bytes` 1048576; on whenever the body is checked |
+//! | `reject_unknown_fields` | body members the schema does not declare are mass assignment (false) |
+//! | `read_only_fields` | JSON pointers (`*` = any member/element) no client may set ([]) |
+//! | `writable_by_role` | `{claim, roles: {role: [pointers]}}`: listed fields only for those roles (none) |
+//! | `on_mass_assignment` | `reject` (400 `mass_assignment`) or `strip` (members removed) (`reject`) |
+//!
+//! The body is checked as JSON (and buffered) when any of `body_schema`, `json_limits`,
+//! `reject_unknown_fields`, `read_only_fields`, `writable_by_role` is set.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};

@@ -384,6 +384,13 @@ mod tests {
     }
 
     #[test]
+    fn unresolvable_local_reference_is_a_config_error() {
+        let e = compile(json!({"properties": {"a": {"$ref": "#/$defs/missing"}}})).unwrap_err();
+        assert!(e.path.starts_with("routes[0].request.body_schema"), "{e}");
+        assert!(e.problem.contains("reference"), "{e}");
+    }
+
+    #[test]
     fn resolves_preloaded_documents() {
         let mut docs = HashMap::new();
         docs.insert(
