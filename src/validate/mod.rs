@@ -551,6 +551,39 @@ mod tests {
     }
 
     #[test]
+    fn deepest_allowed_body_validates_within_a_wasm_sized_stack() {
+        // wasm32 gives the VM a 1 MiB stack; schema validation recurses per nesting level.
+        let worker = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(|| {
+                let r = rules(json!({
+                    "body_schema": {"type": ["array", "integer"], "items": {"$ref": "#"}},
+                    "reject_unknown_fields": true,
+                    "json_limits": {"max_depth": 128}
+                }));
+                let ok = format!("{}1{}", "[".repeat(128), "]".repeat(128));
+                let deep = format!("{}1{}", "[".repeat(129), "]".repeat(129));
+                let objects = rules(json!({
+                    "body_schema": {"type": "object", "properties": {"a": {"$ref": "#"}}},
+                    "reject_unknown_fields": true,
+                    "json_limits": {"max_depth": 128}
+                }));
+                let nested = format!("{}{{}}{}", "{\"a\":".repeat(127), "}".repeat(127));
+                let ok_objects = objects.check_body(nested.as_bytes(), &[]);
+                (
+                    r.check_body(ok.as_bytes(), &[]),
+                    r.check_body(deep.as_bytes(), &[]),
+                    ok_objects,
+                )
+            })
+            .unwrap();
+        let (ok, deep, ok_objects) = worker.join().unwrap();
+        assert_eq!(ok, Ok(BodyOutcome::Unchanged));
+        assert_eq!(ok_objects, Ok(BodyOutcome::Unchanged));
+        assert_eq!(deep.unwrap_err().reason, Reason::JsonLimits);
+    }
+
+    #[test]
     fn role_claim_is_exposed_for_the_integrator() {
         assert_eq!(user_rules().role_claim(), Some("role"));
         assert_eq!(rules(json!({})).role_claim(), None);
