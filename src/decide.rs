@@ -20,6 +20,7 @@ use crate::identity::{peer_identity, CertDigest, IdentitySource, PeerFacts, Peer
 use crate::policy::{Lookup, Mode, Policy, Route, Unmatched, UNMATCHED_ROUTE};
 use crate::ratelimit::{KeyFacts, Outcome};
 use crate::routing::{normalize, query, Params};
+use crate::validate::{BodyNeed, BodyOutcome};
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -34,6 +35,8 @@ pub struct RequestFacts {
     pub authority: String,
     /// All request headers, names lower-case as Envoy gives them, in order.
     pub headers: Vec<(String, String)>,
+    /// The headers end the request (no body follows).
+    pub end_of_stream: bool,
 }
 
 impl RequestFacts {
@@ -200,10 +203,11 @@ pub const HEADER_STAGES: &[Stage] = &[
     Stage::Binding,
     Stage::Owner,
     Stage::RateLimit,
+    Stage::Request,
 ];
 
 /// Checks that need the buffered body, in the order they run.
-pub const BODY_STAGES: &[Stage] = &[Stage::LockoutBody, Stage::OwnerBody];
+pub const BODY_STAGES: &[Stage] = &[Stage::RequestBody, Stage::LockoutBody, Stage::OwnerBody];
 
 /// One check of the pipeline. Feature modules add variants and an arm in [`run_stage`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,6 +228,10 @@ pub enum Stage {
     LockoutBody,
     /// `routes[].rate_limits`.
     RateLimit,
+    /// `routes[].request` checks decidable from the headers (size, type, headers, params, query).
+    Request,
+    /// `routes[].request` body checks (JSON limits, schema, mass assignment).
+    RequestBody,
 }
 
 /// Runs one check against the matched route.
@@ -274,6 +282,39 @@ fn run_stage(stage: Stage, cx: &mut StageCx<'_>) -> Step {
                         )));
                 }
                 d.denial.map_or(Ok(()), Err)
+            }
+            _ => Ok(()),
+        },
+        Stage::Request => match &cx.route.request {
+            Some(rules) => {
+                let head = crate::validate::RequestHead {
+                    headers: &cx.facts.headers[..],
+                    query: (!cx.query.is_empty()).then_some(cx.query),
+                    path_params: &cx.params[..],
+                    end_of_stream: cx.facts.end_of_stream,
+                };
+                rules
+                    .check_head(&head)
+                    .map(|need| *cx.body_need = Some(need))
+            }
+            None => Ok(()),
+        },
+        Stage::RequestBody => match (&cx.route.request, cx.body) {
+            (Some(rules), Some(body))
+                if cx
+                    .body_need
+                    .is_some_and(|n| matches!(n, BodyNeed::Buffer { .. })) =>
+            {
+                let roles = roles(rules.role_claim(), cx.principal.claims());
+                let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+                match rules.check_body(body, &roles) {
+                    Ok(BodyOutcome::Unchanged) => Ok(()),
+                    Ok(BodyOutcome::Rewritten(bytes)) => {
+                        *cx.body_rewrite = Some(bytes);
+                        Ok(())
+                    }
+                    Err(d) => Err(d),
+                }
             }
             _ => Ok(()),
         },
@@ -404,6 +445,22 @@ fn jwt_stage(req: &crate::authn::config::JwtRequirement, cx: &mut StageCx<'_>) -
     }
 }
 
+/// The caller's roles: the role claim's value, a string or an array of strings.
+fn roles(
+    claim: Option<&str>,
+    claims: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Vec<String> {
+    let value = claim.and_then(|c| claims.and_then(|m| m.get(c)));
+    match value {
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn owner_check(
     rule: &crate::identity::authz::OwnerRule,
     cx: &mut StageCx<'_>,
@@ -512,6 +569,10 @@ pub struct StageCx<'a> {
     pub wait_started_ms: &'a mut Option<u64>,
     /// JWT outcome, for per-provider counters.
     pub authn: &'a mut Option<(Option<ProviderId>, AuthnMetric)>,
+    /// What the request checks need of the body, once the headers are checked.
+    pub body_need: &'a mut Option<BodyNeed>,
+    /// The body to send upstream instead of the received one (mass-assignment strip).
+    pub body_rewrite: &'a mut Option<Vec<u8>>,
 }
 
 impl StageCx<'_> {
@@ -591,6 +652,8 @@ pub struct Exchange {
     wait_started_ms: Option<u64>,
     authn: Option<(Option<ProviderId>, AuthnMetric)>,
     headers_final: bool,
+    body_need: Option<BodyNeed>,
+    body_rewrite: Option<Vec<u8>>,
     header_ops: Vec<HeaderOp>,
     events: Vec<Event>,
     reported: bool,
@@ -617,6 +680,8 @@ impl Default for Exchange {
             wait_started_ms: None,
             authn: None,
             headers_final: false,
+            body_need: None,
+            body_rewrite: None,
             header_ops: Vec::new(),
             events: Vec::new(),
             reported: false,
@@ -756,7 +821,7 @@ impl Exchange {
                 Phase::Headers(i) => match HEADER_STAGES.get(i) {
                     Some(s) => (*s, false),
                     None => {
-                        if route_needs_body(route) && body.is_none() {
+                        if self.needs_body(route) && body.is_none() {
                             // The headers go upstream before the body arrives (Envoy cannot
                             // hold headers while a wasm filter reads the body), so every header
                             // change is decided now.
@@ -791,6 +856,8 @@ impl Exchange {
                 response_headers: &mut self.response_headers,
                 wait_started_ms: &mut self.wait_started_ms,
                 authn: &mut self.authn,
+                body_need: &mut self.body_need,
+                body_rewrite: &mut self.body_rewrite,
             };
             if body_phase && self.body_object.is_none() {
                 self.body_object = cx.body_object();
@@ -820,6 +887,43 @@ impl Exchange {
                 Phase::Done => Phase::Done,
             };
         }
+    }
+
+    /// Whether this request's body must be buffered and checked.
+    fn needs_body(&self, route: &Route) -> bool {
+        route_needs_body(route) || matches!(self.body_need, Some(BodyNeed::Buffer { .. }))
+    }
+
+    /// The body size above which the request is refused while it streams in, and whether the
+    /// body must be buffered (else it streams through and is only counted).
+    pub fn body_limit(&self) -> Option<u64> {
+        match self.body_need {
+            Some(BodyNeed::Buffer { limit } | BodyNeed::Count { limit }) => Some(limit),
+            _ => None,
+        }
+    }
+
+    /// Body progress: `received` bytes so far. A denial (413) once over the route's limit.
+    pub fn on_body_progress(&mut self, policy: &Policy, received: u64) -> Option<Verdict> {
+        let rules = self
+            .route
+            .and_then(|i| policy.route(i))
+            .and_then(|r| r.request.as_ref())?;
+        if self.final_decision.is_some() {
+            return None;
+        }
+        let denial = rules.check_body_size(received).err()?;
+        let verdict = self.fail(denial);
+        if verdict.is_none() {
+            // Report mode: stop counting this request.
+            self.body_need = Some(BodyNeed::Stream);
+        }
+        verdict
+    }
+
+    /// The rewritten body to send upstream, if a check rewrote it.
+    pub fn take_body_rewrite(&mut self) -> Option<Vec<u8>> {
+        self.body_rewrite.take()
     }
 
     /// Takes the JWT outcome (provider and what happened) for counters.
@@ -923,6 +1027,15 @@ impl Exchange {
             .iter()
             .map(|h| HeaderOp::Remove(h.clone()))
             .collect();
+        let rewrites = self
+            .route
+            .and_then(|i| policy.route(i))
+            .and_then(|r| r.request.as_ref())
+            .is_some_and(|q| q.may_rewrite_body());
+        if rewrites && matches!(self.body_need, Some(BodyNeed::Buffer { .. })) {
+            // The body may shrink: its length is no longer known when the headers go on.
+            ops.push(HeaderOp::Remove("content-length".to_string()));
+        }
         ops.append(&mut self.header_ops);
         self.header_ops = ops;
         self.forward_identity(policy, env);
@@ -1004,7 +1117,7 @@ impl Exchange {
     }
 }
 
-/// Whether a route has checks that need the body.
+/// Whether a route has checks that need the body (whatever the request).
 fn route_needs_body(route: &Route) -> bool {
     route.owner.as_ref().is_some_and(|o| o.needs_body())
         || route.lockout.as_ref().is_some_and(|l| l.needs_body())

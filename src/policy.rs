@@ -68,6 +68,8 @@ pub struct Route {
     pub owner: Option<OwnerRule>,
     /// Token-to-peer binding rule.
     pub binding: Option<BindingRule>,
+    /// Request shape checks.
+    pub request: Option<crate::validate::RequestRules>,
     /// Rate limits (empty: none).
     pub rate_limits: RouteLimits,
     /// Authentication-failure lockout.

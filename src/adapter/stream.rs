@@ -41,6 +41,8 @@ pub(crate) struct StreamState {
     held: Held,
     /// The whole body arrived while the stream was held waiting (Envoy buffered it).
     body_ended_while_waiting: bool,
+    /// Body bytes seen so far when the body streams through (size limit without buffering).
+    streamed: u64,
     counted: bool,
 }
 
@@ -54,7 +56,7 @@ fn env(shared: &Shared) -> Env<'_> {
 }
 
 impl StreamState {
-    fn snapshot(&mut self) {
+    fn snapshot(&mut self, end_of_stream: bool) {
         let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
         let mut facts = RequestFacts::default();
         for (k, v) in &headers {
@@ -66,6 +68,7 @@ impl StreamState {
             }
         }
         facts.headers = headers;
+        facts.end_of_stream = end_of_stream;
         self.facts = facts;
     }
 
@@ -165,8 +168,23 @@ impl StreamState {
         let verdict = self
             .ex
             .on_body(&self.shared.policy, &self.facts, &body, &env(&self.shared));
+        if verdict == Verdict::Allow {
+            if let Some(new) = self.ex.take_body_rewrite() {
+                if hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body.len(), &new).is_err()
+                {
+                    let _ = hostcalls::log(LogLevel::Error, "meshguard: could not rewrite body");
+                }
+            }
+        }
         self.body = Some(body);
         self.advance(verdict)
+    }
+
+    /// Enforces the body size limit as the body arrives; `Some` when the request was refused.
+    fn body_progress(&mut self, received: u64) -> Option<Action> {
+        let verdict = self.ex.on_body_progress(&self.shared.policy, received)?;
+        self.held = Held::No;
+        Some(self.advance(verdict))
     }
 
     /// Re-runs a waiting pipeline. Returns `None` while it still waits, else whether the
@@ -222,6 +240,7 @@ impl Stream {
                 body: None,
                 held: Held::No,
                 body_ended_while_waiting: false,
+                streamed: 0,
                 counted: false,
             })),
             waiters,
@@ -252,7 +271,7 @@ impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let action = self.with(
             |s| {
-                s.snapshot();
+                s.snapshot(end_of_stream);
                 let verdict = s.ex.on_headers(&s.shared.policy, &s.facts, &env(&s.shared));
                 let action = s.advance(verdict);
                 if s.held == Held::Body && end_of_stream {
@@ -267,13 +286,32 @@ impl HttpContext for Stream {
         action
     }
 
-    fn on_http_request_body(&mut self, _body_size: usize, end_of_stream: bool) -> Action {
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let action = self.with(
             |s| match s.held {
-                Held::No => Action::Continue,
-                // With HTTP/2 trailers the end arrives in the trailers callback.
-                Held::Body if !end_of_stream => Action::Pause,
-                Held::Body => s.body_done(),
+                Held::No => {
+                    if s.ex.body_limit().is_some() {
+                        let chunk = u64::try_from(body_size).unwrap_or(u64::MAX);
+                        s.streamed = s.streamed.saturating_add(chunk);
+                        if let Some(action) = s.body_progress(s.streamed) {
+                            return action;
+                        }
+                    }
+                    Action::Continue
+                }
+                Held::Body => {
+                    // While buffering, `body_size` is everything received so far.
+                    let total = u64::try_from(body_size).unwrap_or(u64::MAX);
+                    if let Some(action) = s.body_progress(total) {
+                        return action;
+                    }
+                    if end_of_stream {
+                        s.body_done()
+                    } else {
+                        // With HTTP/2 trailers the end arrives in the trailers callback.
+                        Action::Pause
+                    }
+                }
                 Held::Waiting | Held::WaitingWithBody => {
                     s.body_ended_while_waiting |= end_of_stream;
                     Action::Pause

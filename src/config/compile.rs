@@ -145,6 +145,16 @@ fn compile_route(
             ));
         }
     }
+    let template_params = path.params();
+    let request = r
+        .request
+        .as_ref()
+        .map(|q| {
+            let params =
+                matches!(path, PathMatcher::Template { .. }).then_some(&template_params[..]);
+            crate::validate::RequestRules::compile(q, &join(at, "request"), params)
+        })
+        .transpose()?;
     let peers = r
         .peers
         .as_ref()
@@ -186,6 +196,7 @@ fn compile_route(
         peers,
         owner,
         binding,
+        request,
         rate_limits,
         lockout,
     })

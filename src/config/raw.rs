@@ -101,6 +101,9 @@ pub struct RawRoute {
     /// Token bound to the mTLS peer.
     #[serde(default)]
     pub binding: Option<RawBinding>,
+    /// Request shape checks: size, content type, headers, parameters, JSON Schema.
+    #[serde(default)]
+    pub request: Option<crate::validate::RawRequest>,
     /// Token-bucket limits, checked in order.
     #[serde(default)]
     pub rate_limits: Vec<RawRateLimit>,

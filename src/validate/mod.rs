@@ -116,6 +116,13 @@ fn header_values<'h, S: AsRef<str>>(headers: &'h [(S, S)], name: &str) -> Vec<&'
 impl RequestRules {
     /// The token claim whose values the adapter passes as `roles` to
     /// [`RequestRules::check_body`], when the route has `writable_by_role`.
+    /// True when [`RequestRules::check_body`] may rewrite the body (mass-assignment strip mode):
+    /// the request's `content-length` must then be dropped before the headers go upstream.
+    pub fn may_rewrite_body(&self) -> bool {
+        self.body.as_ref().is_some_and(|b| b.mass.strip)
+    }
+
+    /// The claim whose values are the caller's roles for role-writable fields.
     pub fn role_claim(&self) -> Option<&str> {
         self.body.as_ref().and_then(|b| b.mass.role_claim())
     }
