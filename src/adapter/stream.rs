@@ -149,9 +149,17 @@ impl HttpContext for Stream {
         };
         let verdict = self.ex.on_headers(&self.shared.policy, &self.facts, &env);
         let action = self.advance(verdict);
-        if self.awaiting_body && end_of_stream {
-            // No body will come: check the empty body now.
-            return self.body_done();
+        if self.awaiting_body {
+            if end_of_stream {
+                // No body will come: check the empty body now.
+                return self.body_done();
+            }
+            // The host turns a paused headers callback into StopAllIteration (proxy-wasm-cpp-host
+            // #95; Envoy's `allow_on_headers_stop_iteration` is off by default and Istio cannot
+            // set it), and then never calls the body callback: the request would hang. So the
+            // headers go on and the body is held (StopIterationAndBuffer) until the body checks
+            // decide; a denial is still a local reply and no body byte reaches the upstream.
+            return Action::Continue;
         }
         action
     }
