@@ -66,6 +66,9 @@ CONFIG = {
         # Refill: one unit every 500 ms, burst 2.
         {"name": "refill", "match": {"prefix": "/refill/"},
          "rate_limits": [limit("fast", "header:x-api-key", 2, 1)]},
+        # Per API key.
+        {"name": "keys", "match": {"prefix": "/keys/"},
+         "rate_limits": [limit("api-key", "header:x-api-key", 3, HOUR)]},
         # Per-address limit; the address is the rightmost x-forwarded-for entry.
         {"name": "per-ip", "match": {"prefix": "/per-ip/"},
          "rate_limits": [limit("ip", "client_ip", 3, HOUR)]},
@@ -85,7 +88,7 @@ CONFIG = {
         # Default limit name (the key text) in metric names.
         {"name": "unnamed", "match": {"prefix": "/unnamed/"},
          "rate_limits": [{"key": "header:x-api-key", "requests": 1, "per_seconds": HOUR}]},
-        # A tiny table: 2 slots of 4 ways.
+        # A tiny table: 2 slots of 4 ways (only the key flood test uses it).
         {"name": "flood", "match": {"prefix": "/flood/"},
          "rate_limits": [limit("small", "header:x-api-key", 3, HOUR, max_keys=8)]},
         # Lockout by client address after 3 upstream 401s, blocked for 2 s.
@@ -338,8 +341,10 @@ def test_allowed_responses_carry_no_ratelimit_headers_unless_configured(rl2):
 
 def test_api_keys_have_separate_buckets(rl2):
     a, b = uid("key-a"), uid("key-b")
-    assert [get(rl2, "/flood/x", x_api_key=a).status for _ in range(4)] == [200, 200, 200, 429]
-    assert [get(rl2, "/flood/x", x_api_key=b).status for _ in range(4)] == [200, 200, 200, 429]
+    assert [get(rl2, "/keys/x", x_api_key=a).status for _ in range(4)] == [200, 200, 200, 429]
+    assert [get(rl2, "/keys/x", x_api_key=b).status for _ in range(4)] == [200, 200, 200, 429]
+    # A request without the header is keyed on its client address instead: a bucket of its own.
+    assert get(rl2, "/keys/x", x_forwarded_for=next_ip()).status == 200
 
 
 def test_client_ip_from_trusted_forwarded_hop_has_separate_buckets(rl2, upstream):
