@@ -408,9 +408,6 @@ fn resolve_client_ip(
     props: &dyn Properties,
 ) -> Option<String> {
     if slot.is_none() {
-        let source = props
-            .get(&["source", "address"])
-            .and_then(|b| String::from_utf8(b).ok());
         let xff: Vec<&str> = facts
             .headers
             .iter()
@@ -418,7 +415,15 @@ fn resolve_client_ip(
             .map(|(_, v)| v.as_str())
             .collect();
         let xff = (!xff.is_empty()).then(|| xff.join(","));
-        *slot = Some(policy.client_ip.resolve(source.as_deref(), xff.as_deref()));
+        // The connection address is a host lookup (several us under V8): only when the trusted
+        // x-forwarded-for hop does not give the address (or the policy reads the connection).
+        let resolved = policy.client_ip.resolve(None, xff.as_deref()).or_else(|| {
+            let source = props
+                .get(&["source", "address"])
+                .and_then(|b| String::from_utf8(b).ok());
+            policy.client_ip.resolve(source.as_deref(), xff.as_deref())
+        });
+        *slot = Some(resolved);
     }
     slot.clone().flatten()
 }
@@ -883,6 +888,39 @@ mod tests {
             Verdict::Deny(d) => Some(d.reason),
             _ => None,
         }
+    }
+
+    /// Counts lookups of the connection address.
+    #[derive(Default)]
+    struct CountingProps(std::cell::Cell<u32>);
+    impl Properties for CountingProps {
+        fn get(&self, path: &[&str]) -> Option<Vec<u8>> {
+            self.0.set(self.0.get() + 1);
+            FromAddress.get(path)
+        }
+    }
+
+    #[test]
+    fn client_address_from_a_trusted_hop_needs_no_connection_lookup() {
+        let p = crate::config::compile(
+            br#"{"client_ip":{"source":"x_forwarded_for","trusted_hops":1},"routes":[]}"#,
+        )
+        .unwrap();
+        let props = CountingProps::default();
+        let mut with_xff = request("d");
+        with_xff
+            .headers
+            .push(("x-forwarded-for".into(), "198.51.100.1, 203.0.113.9".into()));
+        let mut slot = None;
+        let ip = resolve_client_ip(&mut slot, &p, &with_xff, &props);
+        assert_eq!(ip.as_deref(), Some("203.0.113.9"));
+        assert_eq!(props.0.get(), 0);
+        // Without the header the connection address is read, once per request.
+        let mut slot = None;
+        let ip = resolve_client_ip(&mut slot, &p, &request("d"), &props);
+        assert_eq!(ip.as_deref(), Some("192.0.2.7"));
+        let _ = resolve_client_ip(&mut slot, &p, &request("d"), &props);
+        assert_eq!(props.0.get(), 1);
     }
 
     #[test]
