@@ -322,7 +322,17 @@ fn run_stage(stage: Stage, cx: &mut StageCx<'_>) -> Step {
             if cx.route.rate_limits.is_empty() {
                 Ok(())
             } else {
-                let ip = cx.client_ip();
+                // The address is a host lookup (about 10 us under V8): skip it when every key
+                // part is present and none is `client_ip`.
+                let needs_ip = {
+                    let facts = cx.key_facts(None, None);
+                    cx.route
+                        .rate_limits
+                        .limits()
+                        .iter()
+                        .any(|l| l.key().needs_client_ip(&facts))
+                };
+                let ip = if needs_ip { cx.client_ip() } else { None };
                 let facts = cx.key_facts(ip.as_deref(), None);
                 let d = cx
                     .route
@@ -578,27 +588,7 @@ pub struct StageCx<'a> {
 impl StageCx<'_> {
     /// The client address per the policy's `client_ip`, resolved once per request.
     pub fn client_ip(&mut self) -> Option<String> {
-        if self.client_ip.is_none() {
-            let source = self
-                .env
-                .props
-                .get(&["source", "address"])
-                .and_then(|b| String::from_utf8(b).ok());
-            let xff: Vec<&str> = self
-                .facts
-                .headers
-                .iter()
-                .filter(|(k, _)| k == "x-forwarded-for")
-                .map(|(_, v)| v.as_str())
-                .collect();
-            let xff = (!xff.is_empty()).then(|| xff.join(","));
-            *self.client_ip = Some(
-                self.policy
-                    .client_ip
-                    .resolve(source.as_deref(), xff.as_deref()),
-            );
-        }
-        self.client_ip.clone().flatten()
+        resolve_client_ip(self.client_ip, self.policy, self.facts, self.env.props)
     }
 
     /// The body as a JSON object, when there is one.
@@ -624,6 +614,35 @@ impl StageCx<'_> {
             body,
         }
     }
+}
+
+/// The client address per the policy's `client_ip`, resolved on first use and kept in `slot`, so
+/// that every check and every failure count of one request uses the same address.
+fn resolve_client_ip(
+    slot: &mut Option<Option<String>>,
+    policy: &Policy,
+    facts: &RequestFacts,
+    props: &dyn Properties,
+) -> Option<String> {
+    if slot.is_none() {
+        let xff: Vec<&str> = facts
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "x-forwarded-for")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let xff = (!xff.is_empty()).then(|| xff.join(","));
+        // The connection address is a host lookup (several us under V8): only when the trusted
+        // x-forwarded-for hop does not give the address (or the policy reads the connection).
+        let resolved = policy.client_ip.resolve(None, xff.as_deref()).or_else(|| {
+            let source = props
+                .get(&["source", "address"])
+                .and_then(|b| String::from_utf8(b).ok());
+            policy.client_ip.resolve(source.as_deref(), xff.as_deref())
+        });
+        *slot = Some(resolved);
+    }
+    slot.clone().flatten()
 }
 
 /// Where the pipeline is.
@@ -875,7 +894,7 @@ impl Exchange {
                 Step::Next => {}
                 Step::Wait => return Verdict::Wait,
                 Step::Deny(denial) => {
-                    self.count_auth_failure(route, &denial, env);
+                    self.count_auth_failure(policy, route, facts, &denial, env);
                     if let Some(v) = self.fail(denial) {
                         return v;
                     }
@@ -965,7 +984,7 @@ impl Exchange {
             .and_then(|r| r.lockout.as_ref())
         {
             if rule.counts_upstream_status(status) {
-                let ip = self.client_ip.clone().flatten();
+                let ip = resolve_client_ip(&mut self.client_ip, policy, facts, env.props);
                 let route_name = self.route_name(policy);
                 let facts = KeyFacts {
                     client_ip: ip.as_deref(),
@@ -982,20 +1001,29 @@ impl Exchange {
         std::mem::take(&mut self.response_headers)
     }
 
-    /// Counts one of our own authentication failures toward the route's lockout.
-    fn count_auth_failure(&mut self, route: &Route, denial: &Denial, env: &Env<'_>) {
+    /// Counts one of our own authentication failures toward the route's lockout, under the same
+    /// key the lockout check reads (same headers, same client address even when the failing
+    /// stage ran before the lockout stage resolved it).
+    fn count_auth_failure(
+        &mut self,
+        policy: &Policy,
+        route: &Route,
+        request: &RequestFacts,
+        denial: &Denial,
+        env: &Env<'_>,
+    ) {
         let Some(rule) = &route.lockout else {
             return;
         };
         if !rule.counts_denial(denial.reason) {
             return;
         }
-        let ip = self.client_ip.clone().flatten();
+        let ip = resolve_client_ip(&mut self.client_ip, policy, request, env.props);
         let facts = KeyFacts {
             client_ip: ip.as_deref(),
             route: route.name.as_str(),
             peer: self.principal.peer.as_deref(),
-            headers: &[],
+            headers: &request.headers,
             claims: self.principal.claims(),
             body: self.body_object.as_ref(),
         };
@@ -1121,4 +1149,127 @@ impl Exchange {
 fn route_needs_body(route: &Route) -> bool {
     route.owner.as_ref().is_some_and(|o| o.needs_body())
         || route.lockout.as_ref().is_some_and(|l| l.needs_body())
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+    use crate::host::fake::{FakeClock, MemStore};
+
+    /// A connection from 192.0.2.7.
+    struct FromAddress;
+    impl Properties for FromAddress {
+        fn get(&self, path: &[&str]) -> Option<Vec<u8>> {
+            (path == ["source", "address"]).then(|| b"192.0.2.7:40000".to_vec())
+        }
+    }
+
+    fn policy(keys: &str) -> Policy {
+        let json = format!(
+            r#"{{"routes":[{{"name":"login","match":{{"prefix":"/login"}},
+                "lockout":{{"keys":{keys},"failures":2,"window_seconds":60,"block_seconds":60}}}}]}}"#
+        );
+        crate::config::compile(json.as_bytes()).unwrap()
+    }
+
+    fn request(device: &str) -> RequestFacts {
+        RequestFacts {
+            method: "GET".into(),
+            path: "/login".into(),
+            authority: "api.example".into(),
+            headers: vec![("x-device".into(), device.into())],
+            end_of_stream: true,
+        }
+    }
+
+    /// Records one of meshguard's own 401s on a fresh exchange whose route matched but whose
+    /// stages have not run (as when a token check before the lockout stage fails).
+    fn own_401(p: &Policy, r: &RequestFacts, env: &Env<'_>) {
+        let mut ex = Exchange::new();
+        ex.route = Some(0);
+        let route = p.route(0).unwrap();
+        ex.count_auth_failure(p, route, r, &Denial::new(Reason::JwtMissing), env);
+    }
+
+    fn verdict(p: &Policy, r: &RequestFacts, env: &Env<'_>) -> Option<Reason> {
+        match Exchange::new().on_headers(p, r, env) {
+            Verdict::Deny(d) => Some(d.reason),
+            _ => None,
+        }
+    }
+
+    /// Counts lookups of the connection address.
+    #[derive(Default)]
+    struct CountingProps(std::cell::Cell<u32>);
+    impl Properties for CountingProps {
+        fn get(&self, path: &[&str]) -> Option<Vec<u8>> {
+            self.0.set(self.0.get() + 1);
+            FromAddress.get(path)
+        }
+    }
+
+    #[test]
+    fn client_address_from_a_trusted_hop_needs_no_connection_lookup() {
+        let p = crate::config::compile(
+            br#"{"client_ip":{"source":"x_forwarded_for","trusted_hops":1},"routes":[]}"#,
+        )
+        .unwrap();
+        let props = CountingProps::default();
+        let mut with_xff = request("d");
+        with_xff
+            .headers
+            .push(("x-forwarded-for".into(), "198.51.100.1, 203.0.113.9".into()));
+        let mut slot = None;
+        let ip = resolve_client_ip(&mut slot, &p, &with_xff, &props);
+        assert_eq!(ip.as_deref(), Some("203.0.113.9"));
+        assert_eq!(props.0.get(), 0);
+        // Without the header the connection address is read, once per request.
+        let mut slot = None;
+        let ip = resolve_client_ip(&mut slot, &p, &request("d"), &props);
+        assert_eq!(ip.as_deref(), Some("192.0.2.7"));
+        let _ = resolve_client_ip(&mut slot, &p, &request("d"), &props);
+        assert_eq!(props.0.get(), 1);
+    }
+
+    #[test]
+    fn own_401s_lock_the_header_key_the_check_reads() {
+        let p = policy(r#"["header:x-device"]"#);
+        let (clock, store) = (FakeClock::at_secs(1_700_000_000), MemStore::default());
+        let runtime = RefCell::new(Runtime::new(&p, &store));
+        let env = Env {
+            clock: &clock,
+            store: &store,
+            props: &FromAddress,
+            runtime: &runtime,
+        };
+        own_401(&p, &request("phone-1"), &env);
+        own_401(&p, &request("phone-1"), &env);
+        assert_eq!(
+            verdict(&p, &request("phone-1"), &env),
+            Some(Reason::LockedOut)
+        );
+        assert_eq!(verdict(&p, &request("phone-2"), &env), None);
+    }
+
+    #[test]
+    fn own_401s_before_the_lockout_stage_lock_the_client_address() {
+        let p = policy(r#"["client_ip"]"#);
+        let (clock, store) = (FakeClock::at_secs(1_700_000_000), MemStore::default());
+        let runtime = RefCell::new(Runtime::new(&p, &store));
+        let env = Env {
+            clock: &clock,
+            store: &store,
+            props: &FromAddress,
+            runtime: &runtime,
+        };
+        own_401(&p, &request("a"), &env);
+        own_401(&p, &request("b"), &env);
+        assert_eq!(verdict(&p, &request("c"), &env), Some(Reason::LockedOut));
+    }
 }

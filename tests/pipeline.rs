@@ -32,6 +32,7 @@ fn req(method: &str, path: &str) -> RequestFacts {
         path: path.into(),
         authority: "api.example.com".into(),
         headers: vec![("x-request-id".into(), "rid-1".into())],
+        end_of_stream: true,
     }
 }
 

@@ -158,6 +158,15 @@ impl KeySpec {
             .any(|c| matches!(c, Component::Body(_)))
     }
 
+    /// True when [`Self::build`] would read the client address for this request: the key has a
+    /// `client_ip` part, or a part the request lacks (which falls back to the address). Lets the
+    /// caller skip the host lookup of the address when every part is present.
+    pub fn needs_client_ip(&self, facts: &KeyFacts<'_>) -> bool {
+        self.components
+            .iter()
+            .any(|c| *c == Component::ClientIp || value_of(c, facts).is_none())
+    }
+
     /// The key bytes for a request: each part as a tag, its name and its length-prefixed value,
     /// so that no choice of values can make two different keys equal.
     pub fn build(&self, facts: &KeyFacts<'_>) -> Vec<u8> {
@@ -402,6 +411,37 @@ mod tests {
             ..KeyFacts::new("r", None)
         };
         assert_eq!(spec.build(&f1), spec.build(&f2));
+    }
+
+    #[test]
+    fn client_ip_is_needed_only_for_an_address_part_or_a_missing_part() {
+        let headers = vec![
+            ("x-api-key".to_string(), "k1".to_string()),
+            ("x-empty".to_string(), String::new()),
+        ];
+        let facts = KeyFacts {
+            headers: &headers,
+            ..KeyFacts::new("r", None)
+        };
+        let needs = |text: &str| KeySpec::parse(text).unwrap().needs_client_ip(&facts);
+        assert!(!needs("route"));
+        assert!(!needs("header:x-api-key"));
+        assert!(!needs("route+header:X-Api-Key"));
+        assert!(needs("client_ip"));
+        assert!(needs("header:x-api-key+client_ip"));
+        assert!(needs("header:x-missing"));
+        assert!(needs("header:x-empty"));
+        assert!(needs("jwt:sub"));
+        assert!(needs("peer"));
+        // Whenever it says "not needed", the key is the same with or without an address.
+        for text in ["route", "header:x-api-key", "route+header:x-api-key"] {
+            let spec = KeySpec::parse(text).unwrap();
+            let with_ip = KeyFacts {
+                client_ip: Some("192.0.2.1"),
+                ..facts
+            };
+            assert_eq!(spec.build(&facts), spec.build(&with_ip), "{text}");
+        }
     }
 
     #[test]
