@@ -398,7 +398,13 @@ fn jwt_stage(req: &crate::authn::config::JwtRequirement, cx: &mut StageCx<'_>) -
             Step::Wait
         }
         AuthnOutcome::Denied(r) => {
-            *cx.authn = Some((r.provider, AuthnMetric::Denied(r.denial.reason)));
+            // A missing token names no provider; on a one-provider route it is that provider's,
+            // so `meshguard.jwt.<provider>.jwt_missing` counts it.
+            let provider = r.provider.or(match req.providers.as_slice() {
+                [only] => Some(*only),
+                _ => None,
+            });
+            *cx.authn = Some((provider, AuthnMetric::Denied(r.denial.reason)));
             Step::Deny(r.denial)
         }
     }

@@ -290,3 +290,47 @@ mod peers {
         );
     }
 }
+
+mod jwt {
+    //! The JWT stage as the adapter drives it: what it records for counters and audit lines.
+    use super::*;
+    use meshguard::authn::config::ProviderId;
+    use meshguard::decide::AuthnMetric;
+
+    fn config() -> String {
+        let jwks = include_str!("fixtures/jwt/jwks.json");
+        serde_json::json!({
+            "jwt_providers": {
+                "main": { "issuer": "https://issuer.example",
+                          "local_jwks": { "inline_string": jwks } },
+                "other": { "issuer": "https://other.example",
+                           "local_jwks": { "inline_string": jwks } }
+            },
+            "routes": [
+                { "name": "one", "match": { "prefix": "/one/" },
+                  "jwt": { "providers": ["main"], "scopes": ["users:read"] } },
+                { "name": "two", "match": { "prefix": "/two/" },
+                  "jwt": { "providers": ["main", "other"] } }
+            ]
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn missing_token_on_a_one_provider_route_is_counted_for_that_provider() {
+        let p = policy(&config());
+        let (v, mut ex) = decide(&p, &req("GET", "/one/x"));
+        assert_eq!(reason_of(&v), Some(Reason::JwtMissing));
+        assert_eq!(
+            ex.take_authn(),
+            Some((Some(ProviderId(0)), AuthnMetric::Denied(Reason::JwtMissing)))
+        );
+        // With several providers no single one is to blame.
+        let (v, mut ex) = decide(&p, &req("GET", "/two/x"));
+        assert_eq!(reason_of(&v), Some(Reason::JwtMissing));
+        assert_eq!(
+            ex.take_authn(),
+            Some((None, AuthnMetric::Denied(Reason::JwtMissing)))
+        );
+    }
+}
