@@ -405,6 +405,12 @@ fn jwt_stage(req: &crate::authn::config::JwtRequirement, cx: &mut StageCx<'_>) -
                 _ => None,
             });
             *cx.authn = Some((provider, AuthnMetric::Denied(r.denial.reason)));
+            // A valid token refused for its scopes or claims: the audit line names its iss and
+            // sub. Only those: its claims are not given to later stages (report mode goes on).
+            if let Some(token) = &r.verified {
+                cx.principal.issuer.clone_from(&token.iss);
+                cx.principal.subject.clone_from(&token.sub);
+            }
             Step::Deny(r.denial)
         }
     }
