@@ -381,6 +381,10 @@ MAIN = {
         # Its JWKS server is stopped after the first fetch.
         "down": {"issuer": ISSUER, "remote_jwks": {"cluster": "idp_down", "path": JWKS_PATH,
                                                    "timeout_ms": 1000, "cache_duration_seconds": 1}},
+        # Its JWKS is larger than max_body_bytes.
+        "big": {"issuer": ISSUER, "remote_jwks": remote("/big/jwks", max_body_bytes=1024)},
+        # Its cluster is not in the Envoy config.
+        "nocluster": {"issuer": ISSUER, "remote_jwks": {"cluster": "missing", "path": JWKS_PATH}},
     },
     "routes": [
         {"name": "idp", "match": {"prefix": "/idp/"}, "jwt": {"providers": ["idp"]}},
@@ -398,6 +402,8 @@ MAIN = {
         {"name": "rot", "match": {"prefix": "/rot/"}, "jwt": {"providers": ["rot"]}},
         {"name": "refresh", "match": {"prefix": "/refresh/"}, "jwt": {"providers": ["refresh"]}},
         {"name": "down", "match": {"prefix": "/down/"}, "jwt": {"providers": ["down"]}},
+        {"name": "big", "match": {"prefix": "/big/"}, "jwt": {"providers": ["big"]}},
+        {"name": "nocluster", "match": {"prefix": "/nocluster/"}, "jwt": {"providers": ["nocluster"]}},
         {"name": "open", "match": {"prefix": "/open/"}},
     ],
 }
@@ -409,6 +415,7 @@ def idp() -> Iterator[JwksServer]:
     server.serve(JWKS_PATH, jwks("rsa-a", "ec-a", "ed-a"))
     server.serve("/rot/jwks", jwks("rsa-a"))
     server.serve("/refresh/jwks", jwks("rsa-a"))
+    server.serve("/big/jwks", {**jwks("rsa-a"), "padding": "x" * 200_000})
     server.start()
     yield server
     server.stop()
@@ -741,6 +748,17 @@ def test_jwks_server_down_keeps_the_last_good_keys(mg, upstream, idp_down):
         assert_ok(resp, upstream, request_id)
     assert counter(mg, "meshguard.jwt.down.verified") == verified + 3, "fresh tokens were verified"
     assert "previous keys kept: true" in mg.log_text()
+
+
+@pytest.mark.parametrize("provider", ["big", "nocluster"])
+def test_unusable_jwks_source_is_503_never_200(mg, upstream, provider):
+    """A JWKS over `max_body_bytes`, or a cluster Envoy does not have: the fetch fails, is
+    counted, and requests get 503 `jwks_unavailable`."""
+    wait_for("a failed fetch", lambda: counter(mg, f"meshguard.jwks.{provider}.fetch_failed") >= 1)
+    resp, request_id = call(mg, f"/{provider}/x", token(), label=provider)
+    assert_problem(resp, 503, "jwks_unavailable", request_id, upstream)
+    if provider == "big":
+        assert "is over max_body_bytes 1024" in mg.log_text()
 
 
 # --------------------------------------------------------------------------------------------------
