@@ -770,10 +770,13 @@ START = {
         "never": {"issuer": ISSUER, "remote_jwks": {"cluster": "idp", "path": "/never/jwks", "timeout_ms": 500}},
         "periodic": {"issuer": ISSUER, "remote_jwks": {"cluster": "idp", "path": "/periodic/jwks",
                                                        "cache_duration_seconds": 1}},
+        "rotate": {"issuer": ISSUER, "remote_jwks": {"cluster": "idp", "path": "/rotate/jwks",
+                                                     "min_refetch_interval_seconds": 1}},
     },
     "routes": [
         {"name": "slow", "match": {"prefix": "/slow/"}, "jwt": {"providers": ["slow"]}},
         {"name": "never", "match": {"prefix": "/never/"}, "jwt": {"providers": ["never"]}},
+        {"name": "rotate", "match": {"prefix": "/rotate/"}, "jwt": {"providers": ["rotate"]}},
         # A body check after the JWT: the body arrives while the request waits for keys.
         {"name": "slow-owner", "match": {"prefix": "/slow-owner/"}, "jwt": {"providers": ["slow"]},
          "owner": {"body_field": "owner", "claim": "sub"}},
@@ -787,6 +790,7 @@ def held_idp() -> Iterator[JwksServer]:
     server.serve("/slow/jwks", jwks("rsa-a", "ec-a"))
     server.serve("/never/jwks", jwks("rsa-a"))
     server.serve("/periodic/jwks", jwks("rsa-a"))
+    server.serve("/rotate/jwks", jwks("rsa-a"))
     server.hold("/slow/jwks")
     server.hold("/never/jwks")
     server.start()
@@ -869,6 +873,23 @@ def test_two_workers_share_keys_and_fetches(start, upstream, held_idp):
     assert held_idp.hits(path) <= at_start + 1, (at_start, held_idp.hits(path))
     total = sum(counter(start, f"meshguard.jwt.slow.{c}") for c in ("verified", "cache_hit"))
     assert total >= 40
+
+
+def test_new_key_reaches_both_workers_with_one_refetch(start, held_idp):
+    """A burst of tokens signed with a newly published key, spread over both workers: all pass,
+    after a single unknown-kid refetch; the worker that did not fetch takes the new set from
+    shared data."""
+    path = "/rotate/jwks"
+    wait_for("keys", lambda: counter(start, "meshguard.jwks.rotate.fetch_ok") >= 1)
+    held_idp.serve(path, jwks("rsa-a", "rsa-b"))
+    wait_quiet(held_idp, path, 1.2)  # min_refetch_interval_seconds: 1
+    before = held_idp.hits(path)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(
+            lambda tok: start.request("GET", "/rotate/x", headers=bearer(tok), timeout_s=15).status,
+            [token("rsa-b") for _ in range(30)]))
+    assert statuses == [200] * 30
+    assert held_idp.hits(path) == before + 1
 
 
 def test_two_workers_refresh_once_per_period_not_once_each(start, held_idp):
