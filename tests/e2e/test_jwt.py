@@ -3,7 +3,8 @@
 Two Envoys:
 
 - `mg` (`--concurrency 1`): providers with remote keys (`idp`, fetched through the cluster `idp`
-  from the JWKS server thread below; `rot`, `refresh` and `down` for rotation and outages) and
+  from the JWKS server thread below; `rot`, `refresh`, `down`, `big` and `nocluster` for
+  rotation, outages, an oversize JWKS and a missing cluster) and
   inline keys (`local_jwks.inline_string`: `local`, `fwd`, `params`). It serves the pass paths
   (RS256, ES256, EdDSA), every rejection with its reason, status and challenge, scopes and
   claims, token sources, `allow_missing`, report mode, header forwarding and stripping, the
