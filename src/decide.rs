@@ -449,7 +449,19 @@ fn jwt_stage(req: &crate::authn::config::JwtRequirement, cx: &mut StageCx<'_>) -
             Step::Wait
         }
         AuthnOutcome::Denied(r) => {
-            *cx.authn = Some((r.provider, AuthnMetric::Denied(r.denial.reason)));
+            // A missing token names no provider; on a one-provider route it is that provider's,
+            // so `meshguard.jwt.<provider>.jwt_missing` counts it.
+            let provider = r.provider.or(match req.providers.as_slice() {
+                [only] => Some(*only),
+                _ => None,
+            });
+            *cx.authn = Some((provider, AuthnMetric::Denied(r.denial.reason)));
+            // A valid token refused for its scopes or claims: the audit line names its iss and
+            // sub. Only those: its claims are not given to later stages (report mode goes on).
+            if let Some(token) = &r.verified {
+                cx.principal.issuer.clone_from(&token.iss);
+                cx.principal.subject.clone_from(&token.sub);
+            }
             Step::Deny(r.denial)
         }
     }

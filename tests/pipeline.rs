@@ -291,3 +291,86 @@ mod peers {
         );
     }
 }
+
+mod jwt {
+    //! The JWT stage as the adapter drives it: what it records for counters and audit lines.
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use meshguard::authn::config::ProviderId;
+    use meshguard::decide::AuthnMetric;
+    use ring::signature::Ed25519KeyPair;
+
+    const NOW: u64 = 1_700_000_000;
+    const ED25519: &[u8] = include_bytes!("fixtures/jwt/ed25519.pk8.der");
+
+    fn config() -> String {
+        let jwks = include_str!("fixtures/jwt/jwks.json");
+        serde_json::json!({
+            "jwt_providers": {
+                "main": { "issuer": "https://issuer.example",
+                          "local_jwks": { "inline_string": jwks } },
+                "other": { "issuer": "https://other.example",
+                           "local_jwks": { "inline_string": jwks } }
+            },
+            "routes": [
+                { "name": "one", "match": { "prefix": "/one/" },
+                  "jwt": { "providers": ["main"], "scopes": ["users:read"] } },
+                { "name": "two", "match": { "prefix": "/two/" },
+                  "jwt": { "providers": ["main", "other"] } }
+            ]
+        })
+        .to_string()
+    }
+
+    /// An EdDSA token of `https://issuer.example` for `alice`, valid at NOW, without scopes.
+    fn alice_token() -> String {
+        let b64 = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let input = format!(
+            "{}.{}",
+            b64(serde_json::json!({ "alg": "EdDSA", "kid": "ed25519" })),
+            b64(
+                serde_json::json!({ "iss": "https://issuer.example", "sub": "alice",
+                                    "iat": NOW, "exp": NOW + 600 })
+            )
+        );
+        let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(ED25519).unwrap();
+        let sig = URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).as_ref());
+        format!("{input}.{sig}")
+    }
+
+    #[test]
+    fn missing_token_on_a_one_provider_route_is_counted_for_that_provider() {
+        let p = policy(&config());
+        let (v, mut ex) = decide(&p, &req("GET", "/one/x"));
+        assert_eq!(reason_of(&v), Some(Reason::JwtMissing));
+        assert_eq!(
+            ex.take_authn(),
+            Some((Some(ProviderId(0)), AuthnMetric::Denied(Reason::JwtMissing)))
+        );
+        // With several providers no single one is to blame.
+        let (v, mut ex) = decide(&p, &req("GET", "/two/x"));
+        assert_eq!(reason_of(&v), Some(Reason::JwtMissing));
+        assert_eq!(
+            ex.take_authn(),
+            Some((None, AuthnMetric::Denied(Reason::JwtMissing)))
+        );
+    }
+
+    #[test]
+    fn scope_denial_audits_the_verified_issuer_and_subject_only() {
+        let p = policy(&config());
+        let mut r = req("GET", "/one/x");
+        r.headers
+            .push(("authorization".into(), format!("Bearer {}", alice_token())));
+        let (v, ex) = decide(&p, &r);
+        assert_eq!(reason_of(&v), Some(Reason::JwtInsufficientScope));
+        let who = ex.principal();
+        assert_eq!(who.issuer.as_deref(), Some("https://issuer.example"));
+        assert_eq!(who.subject.as_deref(), Some("alice"));
+        assert!(
+            who.token.is_none(),
+            "claims of a refused token reach no later stage"
+        );
+    }
+}

@@ -220,10 +220,31 @@ impl Context for Root {
                 .flatten()
                 .and_then(|s| s.parse::<u16>().ok())
         };
-        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        // Copy at most one byte over the provider's `max_body_bytes` into the VM: enough for
+        // the key manager to refuse the body as too large, without allocating whatever size
+        // the JWKS server chose to send.
+        let limit = shared
+            .policy
+            .providers
+            .get(provider)
+            .and_then(|p| p.remote())
+            .map_or(0, |r| r.max_body_bytes);
+        if body_size > limit {
+            log(
+                LogLevel::Warn,
+                &format!(
+                    "meshguard: JWKS response of {body_size} bytes is over max_body_bytes {limit}"
+                ),
+            );
+        }
+        let body = hostcalls::get_buffer(
+            BufferType::HttpCallResponseBody,
+            0,
+            body_size.min(limit.saturating_add(1)),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
         let outcome = match status {
             Some(status) => FetchOutcome::Response {
                 status,

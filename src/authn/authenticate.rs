@@ -69,12 +69,15 @@ pub struct Pause {
 }
 
 /// A refused request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Refused {
     /// The provider whose check failed, when one is known (for per-provider counters).
     pub provider: Option<ProviderId>,
     /// The denial.
     pub denial: Denial,
+    /// The token, when it was valid and only the route's scopes or claims refused it (so the
+    /// audit line can say who was refused). `None` for every invalid token.
+    pub verified: Option<Arc<VerifiedToken>>,
 }
 
 /// The result of [`authenticate`].
@@ -225,7 +228,11 @@ fn finish(
     cached: bool,
 ) -> AuthnOutcome {
     if let Err(e) = require::check(req, &token) {
-        return denied(Some(pid), e.to_denial(req));
+        return AuthnOutcome::Denied(Refused {
+            provider: Some(pid),
+            denial: e.to_denial(req),
+            verified: Some(token),
+        });
     }
     AuthnOutcome::Authenticated(Authenticated {
         provider: pid,
@@ -236,7 +243,11 @@ fn finish(
 }
 
 fn denied(provider: Option<ProviderId>, denial: Denial) -> AuthnOutcome {
-    AuthnOutcome::Denied(Refused { provider, denial })
+    AuthnOutcome::Denied(Refused {
+        provider,
+        denial,
+        verified: None,
+    })
 }
 
 #[cfg(test)]
@@ -380,6 +391,21 @@ mod tests {
             ),
         ];
         assert_eq!(reason_of(w.run(&req, &two, T0)), Reason::JwtMalformed);
+    }
+
+    #[test]
+    fn requirement_denial_carries_the_valid_token_and_invalid_tokens_none() {
+        let mut w = local_world();
+        let req = w.requirement(json!({ "providers": ["main"], "scopes": ["admin"] }));
+        let AuthnOutcome::Denied(r) = w.run(&req, &bearer(&good_rs256_token()), T0) else {
+            panic!("expected a denial");
+        };
+        assert_eq!(r.denial.reason, Reason::JwtInsufficientScope);
+        assert_eq!(r.verified.unwrap().sub.as_deref(), Some("alice"));
+        let AuthnOutcome::Denied(r) = w.run(&req, &bearer(&bad_signature_token()), T0) else {
+            panic!("expected a denial");
+        };
+        assert!(r.verified.is_none());
     }
 
     #[test]
