@@ -133,7 +133,12 @@ impl StreamState {
         let policy = &self.shared.policy;
         let events = self.ex.take_events();
         if !events.is_empty() {
-            let now = HostClock.now_ms();
+            // The clock is a host call: only read it when a line is written.
+            let now = if events.iter().any(|e| audit::wanted(policy, e)) {
+                HostClock.now_ms()
+            } else {
+                0
+            };
             for event in &events {
                 if let Some(reason) = event.reason {
                     self.shared.metrics.reason(reason, event.decision);
