@@ -134,6 +134,14 @@ pub fn authenticate(
     let mut failure: Option<(ProviderId, Failure)> = None;
     let mut skipped: Option<ProviderId> = None;
     for (pid, provider, found) in candidates {
+        // A cache hit is a token this provider already verified in full (issuer included), so
+        // the issuer peek (a payload decode) is only paid on a miss.
+        if let KeyStatus::Ready(keys) = ctx.keys.keys(pid, ctx.store) {
+            let key = CacheKey::new(&provider.name, &found.token);
+            if let Some(token) = ctx.cache.get(&key, &keys, now_secs) {
+                return finish(req, pid, provider, &found, token, true);
+            }
+        }
         if let Some(issuer) = &provider.issuer {
             let claimed = peek_issuer(&found.token, provider.max_token_bytes);
             if claimed.as_ref().is_some_and(|iss| iss != issuer) {
