@@ -49,8 +49,9 @@ lint: toolchain ## rustfmt check and clippy (native, all targets; and the wasm l
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target $(WASM_TARGET) -- -D warnings
 
-unit: ## Native unit and integration tests (cargo test)
+unit: ## Native unit and integration tests (cargo test), then the conformance pass rates
 	cargo test
+	@cargo test -q --test jsonschema_conformance --test spiffe_conformance -- --nocapture 2>&1 | grep -E '^(jsonschema|spiffe) conformance'
 
 e2e: deps build ## End-to-end tests: the built module in a real Envoy (pytest tests/e2e)
 	$(PY) -m pytest -q tests/e2e $(PYTEST_ARGS)
