@@ -187,6 +187,13 @@ impl StreamState {
         Some(self.advance(verdict))
     }
 
+    /// The body streamed through to its end: a counted body's request is now decided.
+    fn body_streamed(&mut self) {
+        if self.ex.on_body_end(&self.shared.policy, &env(&self.shared)) {
+            self.emit();
+        }
+    }
+
     /// Re-runs a waiting pipeline. Returns `None` while it still waits, else whether the
     /// request may continue (the caller resumes it) or was answered.
     pub(crate) fn retry(&mut self) -> Option<bool> {
@@ -297,6 +304,9 @@ impl HttpContext for Stream {
                             return action;
                         }
                     }
+                    if end_of_stream {
+                        s.body_streamed();
+                    }
                     Action::Continue
                 }
                 Held::Body => {
@@ -327,7 +337,10 @@ impl HttpContext for Stream {
         let action = self.with(
             |s| match s.held {
                 Held::Body => s.body_done(),
-                Held::No => Action::Continue,
+                Held::No => {
+                    s.body_streamed();
+                    Action::Continue
+                }
                 Held::Waiting | Held::WaitingWithBody => {
                     s.body_ended_while_waiting = true;
                     Action::Pause
