@@ -161,7 +161,14 @@ impl StreamState {
     }
 
     fn body_done(&mut self) -> Action {
-        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, DEFAULT_MAX_BUFFER)
+        // All of the body up to the route's limit, and one byte more so that a body over it is
+        // refused rather than judged by its prefix (a prefix can be a complete JSON document).
+        let max = self
+            .ex
+            .body_limit()
+            .and_then(|l| usize::try_from(l).ok())
+            .map_or(DEFAULT_MAX_BUFFER, |l| l.saturating_add(1));
+        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, max)
             .ok()
             .flatten()
             .unwrap_or_default();
