@@ -952,6 +952,18 @@ impl Exchange {
         verdict
     }
 
+    /// End of a body that streamed through unbuffered. A body whose size was counted has now
+    /// stayed within the limit, so the request's decision becomes final. Returns true when it
+    /// did just now (the adapter then emits the events).
+    pub fn on_body_end(&mut self, policy: &Policy, env: &Env<'_>) -> bool {
+        if self.final_decision.is_some() || self.phase != Phase::Done {
+            return false;
+        }
+        self.body_need = Some(BodyNeed::Stream);
+        self.finish(policy, env);
+        true
+    }
+
     /// The rewritten body to send upstream, if a check rewrote it.
     pub fn take_body_rewrite(&mut self) -> Option<Vec<u8>> {
         self.body_rewrite.take()
@@ -1138,7 +1150,10 @@ impl Exchange {
         if self.final_decision.is_none() {
             self.finalize_headers(policy, env);
         }
-        if self.final_decision.is_none() {
+        // A body that streams through while its size is counted can still be refused (413):
+        // the decision is final only at its end (`on_body_end`).
+        let counting = matches!(self.body_need, Some(BodyNeed::Count { .. }));
+        if self.final_decision.is_none() && !counting {
             let decision = if self.reported {
                 Decision::Report
             } else {
@@ -1224,6 +1239,90 @@ mod tests {
             self.0.set(self.0.get() + 1);
             FromAddress.get(path)
         }
+    }
+
+    fn env_for<'a>(
+        clock: &'a FakeClock,
+        store: &'a MemStore,
+        runtime: &'a RefCell<Runtime>,
+    ) -> Env<'a> {
+        Env {
+            clock,
+            store,
+            props: &FromAddress,
+            runtime,
+        }
+    }
+
+    /// A chunked upload (no content-length) to a route with only `max_body_bytes`.
+    fn chunked_upload() -> RequestFacts {
+        RequestFacts {
+            method: "POST".into(),
+            path: "/upload".into(),
+            authority: "api.example".into(),
+            headers: vec![
+                ("content-type".into(), "text/plain".into()),
+                ("transfer-encoding".into(), "chunked".into()),
+            ],
+            end_of_stream: false,
+        }
+    }
+
+    fn capped(mode: &str) -> Policy {
+        let json = format!(
+            r#"{{"routes":[{{"name":"up","match":{{"path":"/upload"}},"mode":"{mode}",
+                "request":{{"max_body_bytes":100}}}}]}}"#
+        );
+        crate::config::compile(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn streamed_body_over_the_limit_is_refused_after_the_headers_went_on() {
+        let p = capped("enforce");
+        let (clock, store) = (FakeClock::at_secs(1_700_000_000), MemStore::default());
+        let runtime = RefCell::new(Runtime::new(&p, &store));
+        let env = env_for(&clock, &store, &runtime);
+        let mut ex = Exchange::new();
+        assert_eq!(ex.on_headers(&p, &chunked_upload(), &env), Verdict::Allow);
+        assert_eq!(ex.body_limit(), Some(100));
+        assert_eq!(ex.final_decision(), None, "undecided until the body ends");
+        assert_eq!(ex.on_body_progress(&p, 100), None);
+        match ex.on_body_progress(&p, 101) {
+            Some(Verdict::Deny(d)) => assert_eq!(d.reason, Reason::BodyTooLarge),
+            other => panic!("expected 413, got {other:?}"),
+        }
+        assert_eq!(ex.final_decision(), Some(Decision::Deny));
+        assert!(!ex.on_body_end(&p, &env));
+    }
+
+    #[test]
+    fn streamed_body_within_the_limit_is_allowed_at_its_end() {
+        let p = capped("enforce");
+        let (clock, store) = (FakeClock::at_secs(1_700_000_000), MemStore::default());
+        let runtime = RefCell::new(Runtime::new(&p, &store));
+        let env = env_for(&clock, &store, &runtime);
+        let mut ex = Exchange::new();
+        assert_eq!(ex.on_headers(&p, &chunked_upload(), &env), Verdict::Allow);
+        assert_eq!(ex.on_body_progress(&p, 60), None);
+        assert!(ex.on_body_end(&p, &env));
+        assert_eq!(ex.final_decision(), Some(Decision::Allow));
+        assert!(!ex.on_body_end(&p, &env), "decided once");
+    }
+
+    #[test]
+    fn streamed_body_over_the_limit_in_report_mode_is_reported_at_its_end() {
+        let p = capped("report");
+        let (clock, store) = (FakeClock::at_secs(1_700_000_000), MemStore::default());
+        let runtime = RefCell::new(Runtime::new(&p, &store));
+        let env = env_for(&clock, &store, &runtime);
+        let mut ex = Exchange::new();
+        assert_eq!(ex.on_headers(&p, &chunked_upload(), &env), Verdict::Allow);
+        assert_eq!(ex.on_body_progress(&p, 500), None);
+        assert_eq!(ex.body_limit(), None, "no longer counted");
+        assert!(ex.on_body_end(&p, &env));
+        assert_eq!(ex.final_decision(), Some(Decision::Report));
+        let reasons: Vec<_> = ex.take_events().iter().map(|e| e.reason).collect();
+        assert_eq!(reasons, vec![Some(Reason::BodyTooLarge)]);
     }
 
     #[test]

@@ -166,7 +166,14 @@ impl StreamState {
     }
 
     fn body_done(&mut self) -> Action {
-        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, DEFAULT_MAX_BUFFER)
+        // All of the body up to the route's limit, and one byte more so that a body over it is
+        // refused rather than judged by its prefix (a prefix can be a complete JSON document).
+        let max = self
+            .ex
+            .body_limit()
+            .and_then(|l| usize::try_from(l).ok())
+            .map_or(DEFAULT_MAX_BUFFER, |l| l.saturating_add(1));
+        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, max)
             .ok()
             .flatten()
             .unwrap_or_default();
@@ -190,6 +197,13 @@ impl StreamState {
         let verdict = self.ex.on_body_progress(&self.shared.policy, received)?;
         self.held = Held::No;
         Some(self.advance(verdict))
+    }
+
+    /// The body streamed through to its end: a counted body's request is now decided.
+    fn body_streamed(&mut self) {
+        if self.ex.on_body_end(&self.shared.policy, &env(&self.shared)) {
+            self.emit();
+        }
     }
 
     /// Re-runs a waiting pipeline. Returns `None` while it still waits, else whether the
@@ -302,6 +316,9 @@ impl HttpContext for Stream {
                             return action;
                         }
                     }
+                    if end_of_stream {
+                        s.body_streamed();
+                    }
                     Action::Continue
                 }
                 Held::Body => {
@@ -332,7 +349,10 @@ impl HttpContext for Stream {
         let action = self.with(
             |s| match s.held {
                 Held::Body => s.body_done(),
-                Held::No => Action::Continue,
+                Held::No => {
+                    s.body_streamed();
+                    Action::Continue
+                }
                 Held::Waiting | Held::WaitingWithBody => {
                     s.body_ended_while_waiting = true;
                     Action::Pause
