@@ -890,7 +890,10 @@ impl Exchange {
                 body_need: &mut self.body_need,
                 body_rewrite: &mut self.body_rewrite,
             };
-            if body_phase && self.body_object.is_none() {
+            // Kept for body-keyed lockout only (its failure counts read a body field); any
+            // other route would parse the body a second time for nothing.
+            let keyed_by_body = route.lockout.as_ref().is_some_and(|l| l.needs_body());
+            if body_phase && keyed_by_body && self.body_object.is_none() {
                 self.body_object = cx.body_object();
             }
             let step = run_stage(stage, &mut cx);
