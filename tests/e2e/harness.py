@@ -41,7 +41,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = float(os.environ.get("MESHGUARD_READY_TIMEOUT", "60"))
 
 
-# The plugin config of the demo (envoy/demo.yaml, istio/wasmplugin.yaml): foundation features only.
+# The plugin config of istio/wasmplugin.yaml: foundation features only. envoy/demo.yaml starts with
+# the same routes and adds JWT, a checked body and a rate limit on /api/orders (tools/demo.py).
 DEMO_PLUGIN_CONFIG = {
     "mode": "enforce",
     "unmatched": "deny",

@@ -1,10 +1,12 @@
 """The Envoy configs we ship (envoy/*.yaml) are valid: Envoy's own `--mode validate` accepts them,
 without the module (checks everything else in the file) and with it (runs meshguard's configure
-callback on the embedded plugin config). The demo also answers its sample requests as it says."""
+callback on the embedded plugin config). The demo also answers the curl lines it prints as it says."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -82,9 +84,41 @@ def test_shipped_config_has_one_fail_closed_meshguard_filter_first(name):
     assert isinstance(plugin_config(entry), dict)
 
 
-def test_demo_plugin_config_is_the_documented_one():
+def demo_plugin_config() -> dict[str, Any]:
     (entry,) = wasm_filters(yaml.safe_load((ENVOY_DIR / "demo.yaml").read_text()))
-    assert plugin_config(entry) == harness.DEMO_PLUGIN_CONFIG
+    return plugin_config(entry)
+
+
+def test_demo_plugin_config_extends_the_documented_one():
+    """The demo keeps the routes of the Istio example (harness.DEMO_PLUGIN_CONFIG) in front and
+    adds the /api/orders routes that tools/demo.py's curl lines use."""
+    config = demo_plugin_config()
+    base = harness.DEMO_PLUGIN_CONFIG
+    assert {k: config[k] for k in ("mode", "unmatched")} == {k: base[k] for k in ("mode", "unmatched")}
+    assert config["routes"][: len(base["routes"])] == base["routes"]
+    names = [r["name"] for r in config["routes"][len(base["routes"]):]]
+    assert names == ["get-order", "create-order"]
+
+
+def test_demo_jwks_is_the_public_half_of_the_demo_only_key():
+    """Tokens tools/demo.py mints verify against envoy/demo.yaml; the private key says what it is."""
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives import serialization
+
+    sys.path.insert(0, str(harness.REPO_ROOT / "tools"))
+    import demo
+
+    text = demo.DEMO_KEY.read_text()
+    assert text.startswith("DEMO ONLY - NOT A SECRET.")
+    key = serialization.load_pem_private_key(text.encode(), password=None)
+    provider = demo_plugin_config()["jwt_providers"]["demo"]
+    (jwk,) = json.loads(provider["local_jwks"]["inline_string"])["keys"]
+    public = pyjwt.algorithms.OKPAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    assert (jwk["kid"], jwk["crv"], jwk["x"]) == (demo.DEMO_KID, public["crv"], public["x"])
+    assert (provider["issuer"], provider["audiences"]) == (demo.DEMO_ISSUER, [demo.DEMO_AUDIENCE])
+    claims = pyjwt.decode(demo.mint_token("orders:read"), key.public_key(), algorithms=["EdDSA"],
+                          audience=demo.DEMO_AUDIENCE, issuer=demo.DEMO_ISSUER)
+    assert claims["scope"] == "orders:read" and claims["sub"] == "alice"
 
 
 def test_demo_yaml_is_valid_envoy_config_apart_from_the_module():
@@ -110,11 +144,20 @@ def test_shipped_plugin_configs_pass_offline_validator(name, offline_validator):
     assert code == 0 and len(out.splitlines()) == 1 and "ok" in out, out
 
 
-def test_demo_answers_its_sample_requests(meshguard_wasm):
-    """`tools/demo.py --check` on free ports: starts everything, checks each sample's status, stops."""
+@pytest.mark.parametrize("client", ["curl", "harness client"])
+def test_demo_answers_its_printed_curl_lines(meshguard_wasm, client):
+    """`tools/demo.py --check` on free ports: starts everything, runs every curl line the demo
+    prints (with the tokens it mints) and checks each status and problem reason, then stops.
+    Without curl on PATH the same requests go through the harness client."""
+    if client == "curl" and not shutil.which("curl"):
+        pytest.skip("curl is not installed")
+    env = dict(os.environ)
+    if client != "curl":
+        env["PATH"] = "/nonexistent"
     proc = subprocess.run(
         [sys.executable, str(harness.REPO_ROOT / "tools" / "demo.py"), "--check",
          "--listen-port", "0", "--admin-port", "0", "--upstream-port", "0"],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True, text=True, timeout=180, env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"demo check ({client}):" in proc.stdout and " 0 failed" in proc.stdout, proc.stdout
