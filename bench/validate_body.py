@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""CPU per request of meshguard's JSON body check (issue 5): a 1 KiB JSON POST, three setups.
+
+    .venv/bin/python bench/validate_body.py [--rounds 5] [--seconds 5]
+
+- `baseline`: Envoy, no meshguard.
+- `wasm-noop` (when bench/noop is built, as `make bench` does): a wasm filter that does nothing,
+  the floor of any wasm filter.
+- `mg-route`: meshguard with the route `POST /api/items` and no `request` section (the body
+  streams through unchecked).
+- `mg-body`: the same route with `request.body_schema` (bench/envoycfg.py ITEM_SCHEMA,
+  `additionalProperties: false`), `content_types` and `max_body_bytes`: the body is buffered,
+  parsed within the JSON limits and validated.
+
+Each Envoy runs `--concurrency 1` pinned to CPU 0 (taskset), wrk one thread pinned to CPU 1, with
+the POST script bench/wrk_requests.lua; the setups run interleaved, each round starting one
+setup later (A B C, B C A, ...), a fresh Envoy per round. The figure is the Envoy process's utime+stime (/proc) over the requests wrk
+completed; "body check" is mg-body minus mg-route of the same round, "added" minus baseline.
+Every setup answers with a direct_response after Envoy's buffer filter (see envoycfg.py). Before
+measuring, mg-body must refuse a body against the schema (400), or the run stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import envoycfg
+from load import Envoy, Procs, http_request, run_wrk
+
+REPO = Path(__file__).resolve().parents[1]
+PATH = envoycfg.API_PATH
+NOOP_WASM = REPO / "target" / "bench-noop" / "wasm32-wasip1" / "release" / "meshguard_bench_noop.wasm"
+
+
+def policy(with_body: bool) -> dict:
+    route: dict = {"name": "items-write", "match": {"methods": ["POST"], "path": PATH}}
+    if with_body:
+        route["request"] = {
+            "max_body_bytes": 65536,
+            "content_types": ["application/json"],
+            "body_schema": envoycfg.ITEM_SCHEMA,
+        }
+    return {"mode": "enforce", "unmatched": "deny", "routes": [route]}
+
+
+def bootstrap(setup: str, wasm: str, wasm_b: str | None = None) -> dict:
+    if setup == "mg-body-b":
+        return envoycfg._bootstrap([envoycfg.wasm_filter(str(wasm_b), policy(True))], envoycfg.direct_response(), [])
+    if setup == "baseline":
+        filters = []
+    elif setup == "wasm-noop":
+        filters = [envoycfg.wasm_filter(str(NOOP_WASM), None, name="noop")]
+    else:
+        filters = [envoycfg.wasm_filter(wasm, policy(setup == "mg-body"))]
+    return envoycfg._bootstrap(filters, envoycfg.direct_response(), [])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--envoy", default=str(REPO / ".venv" / "bin" / "envoy"))
+    ap.add_argument("--wasm", default=str(REPO / "dist" / "meshguard.wasm"))
+    ap.add_argument("--wasm-b", help="another module, measured as mg-body-b (compare two builds)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--warmup-seconds", type=int, default=1)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--envoy-cpu", type=int, default=0)
+    ap.add_argument("--load-cpu", type=int, default=1)
+    ap.add_argument("--nice", type=int, default=0, help="run Envoy and wrk under nice -n N (negative needs root)")
+    args = ap.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="meshguard-bench-body-"))
+    body_file = workdir / "body.json"
+    body = envoycfg.body_1k()
+    body_file.write_bytes(body)
+    setups = ["baseline", *(["wasm-noop"] if NOOP_WASM.is_file() else []), "mg-route", "mg-body"]
+    if args.wasm_b:
+        setups.append("mg-body-b")
+    cpu: dict[str, list[float]] = {s: [] for s in setups}
+    rps: dict[str, list[float]] = {s: [] for s in setups}
+    procs = Procs()
+    try:
+        for rnd in range(args.rounds):
+            # Each round starts one setup later, so that no setup always runs first or last.
+            shift = rnd % len(setups)
+            for setup in setups[shift:] + setups[:shift]:
+                envoy = Envoy(args.envoy, bootstrap(setup, args.wasm, args.wasm_b), workdir, f"{setup}-{rnd}",
+                              args.envoy_cpu, nice=args.nice)
+                envoy.start(procs)
+                try:
+                    envoy.wait_listening()
+                    headers = {"content-type": "application/json"}
+                    envoy.wait_first_ok("POST", PATH, headers, body)
+                    if setup.startswith("mg-body"):
+                        bad = json.dumps({**json.loads(body), "quantity": "3"}).encode()
+                        status, _ = http_request(envoy.port, "POST", PATH, headers, bad)
+                        if status != 400:
+                            raise SystemExit(f"mg-body let a body against the schema through ({status})")
+                    common = dict(port=envoy.port, path=PATH, connections=args.connections,
+                                  cpu=args.load_cpu, method="POST", body_file=body_file, nice=args.nice)
+                    run_wrk(procs, seconds=args.warmup_seconds, **common)
+                    before = envoy.cpu_seconds()
+                    res = run_wrk(procs, seconds=args.seconds, **common)
+                    used = envoy.cpu_seconds() - before
+                    if res["status_errors"] or not res["requests"]:
+                        raise SystemExit(f"{setup}: {res}")
+                    cpu[setup].append(used / res["requests"] * 1e6)
+                    rps[setup].append(res["requests"] / (res["duration_us"] / 1e6))
+                finally:
+                    envoy.stop(procs)
+                print(f"round {rnd + 1} {setup:9s} {cpu[setup][-1]:7.1f} us/req {rps[setup][-1]:8.0f} req/s",
+                      flush=True)
+    finally:
+        procs.stop_all()
+
+    med = {s: statistics.median(v) for s, v in cpu.items()}
+    check = [b - r for b, r in zip(cpu["mg-body"], cpu["mg-route"])]
+    added = [b - r for b, r in zip(cpu["mg-body"], cpu["baseline"])]
+    route = [r - b for r, b in zip(cpu["mg-route"], cpu["baseline"])]
+    print(f"\n1 KiB JSON POST, {args.rounds} rounds x {args.seconds} s, {args.connections} connections")
+    for s in setups:
+        print(f"  {s:9s} {med[s]:7.1f} us/req  (rounds: {', '.join(f'{x:.1f}' for x in cpu[s])})")
+    print(f"  meshguard route, no body check, over baseline: {statistics.median(route):6.1f} us/req")
+    if "wasm-noop" in cpu:
+        floor = [n - b for n, b in zip(cpu["wasm-noop"], cpu["baseline"])]
+        print(f"  wasm-noop over baseline (the wasm floor):      {statistics.median(floor):6.1f} us/req")
+    print(f"  body check (mg-body - mg-route, paired):       {statistics.median(check):6.1f} us/req"
+          f"  (rounds: {', '.join(f'{x:.1f}' for x in check)})")
+    print(f"  mg-body over baseline (paired):                {statistics.median(added):6.1f} us/req")
+    if args.wasm_b:
+        diff = [a - b for a, b in zip(cpu["mg-body"], cpu["mg-body-b"])]
+        print(f"  mg-body - mg-body-b (--wasm - --wasm-b, paired): {statistics.median(diff):6.1f} us/req")
+    print(f"  target <= 15 us for the body check: {'met' if statistics.median(check) <= 15 else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
