@@ -1,5 +1,5 @@
 //! Wycheproof JOSE vectors (C2SP/wycheproof `testvectors_v1`, copied under
-//! `shared/reference/wycheproof-jose`) against the JWT core.
+//! `tests/data/wycheproof-jose`) against the JWT core.
 //!
 //! - Every JWS there must be refused by a meshguard provider: their payloads are not JWT claim
 //!   sets, and many are attacks (modified padding, `alg: none`, embedded `jwk`, symmetric
@@ -9,7 +9,7 @@
 //! - The JWK vectors exercise the key parser: no panic, and each unusable key is skipped for the
 //!   right reason.
 //!
-//! The data is found at `<crate>/../shared/reference` or in `$MESHGUARD_REFERENCE`.
+//! The vectors are vendored under `tests/data/wycheproof-jose` (Apache-2.0).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -33,17 +33,7 @@ use std::sync::Arc;
 const NOW: u64 = 1_700_000_000;
 
 fn reference_dir() -> PathBuf {
-    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference");
-    if beside.join("wycheproof-jose").is_dir() {
-        return beside;
-    }
-    match std::env::var_os("MESHGUARD_REFERENCE") {
-        Some(dir) => PathBuf::from(dir),
-        None => panic!(
-            "Wycheproof vectors not found at {} and MESHGUARD_REFERENCE is unset",
-            beside.display()
-        ),
-    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
 
 fn load(name: &str) -> Value {

@@ -1,8 +1,7 @@
-//! SPIFFE conformance: every vector in `shared/reference/spiffe-ids.json` (go-spiffe's parser
+//! SPIFFE conformance: every vector in `tests/data/spiffe-ids.json` (go-spiffe's parser
 //! tests, the SPIFFE-ID standard's examples and length limits, allow-list matching cases).
 //!
-//! The file is found at `<crate>/../shared/reference/spiffe-ids.json`, or through the
-//! `MESHGUARD_REFERENCE` environment variable (the reference folder or the file itself).
+//! The file is vendored (Apache-2.0; provenance in `tests/data/README.md`).
 //! The test prints how many vectors it ran (`cargo test --test spiffe_conformance -- --nocapture`).
 
 #![allow(
@@ -19,20 +18,7 @@ use meshguard::identity::{PeerIdentity, PeerPattern, SpiffeId, SpiffeIdError, Tr
 use serde_json::Value;
 
 fn reference_file() -> PathBuf {
-    let beside =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/spiffe-ids.json");
-    if beside.is_file() {
-        return beside;
-    }
-    let from_env = PathBuf::from(
-        std::env::var("MESHGUARD_REFERENCE")
-            .expect("spiffe-ids.json not beside the crate and MESHGUARD_REFERENCE unset"),
-    );
-    if from_env.is_dir() {
-        from_env.join("spiffe-ids.json")
-    } else {
-        from_env
-    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/spiffe-ids.json")
 }
 
 fn load() -> Value {

@@ -1,4 +1,4 @@
-//! Raw plugin configuration, exactly as users write it (see README and ../shared/CONFIG.md).
+//! Raw plugin configuration, exactly as users write it (see README and docs).
 //! Unknown fields are errors. Only [`super::compile`] turns these into a policy.
 
 use crate::authn::config::{RawJwtProvider, RawJwtRequirement};

@@ -110,8 +110,8 @@ def build_property_probe(timeout_s: float = 900.0) -> Path:
 
 
 def reference_dir() -> Path:
-    """Shared reference data: $MESHGUARD_REFERENCE, else <repo>/../shared/reference."""
-    return Path(os.environ.get("MESHGUARD_REFERENCE", REPO_ROOT.parent / "shared" / "reference"))
+    """Vendored reference data (tests/data, with licences and provenance in its README)."""
+    return REPO_ROOT / "tests" / "data"
 
 
 def wasm_exports(path: Path) -> set[str]:

@@ -1,4 +1,4 @@
-"""Every manifest under istio/ is valid against the Istio CRD schemas in shared/reference/istio-crds
+"""Every manifest under istio/ is valid against the Istio CRD schemas in tests/data/istio-crds
 (offline, as kubectl's server-side validation would judge it: unknown fields are errors), and the
 meshguard plugin config inside a WasmPlugin passes the offline validator."""
 
@@ -20,7 +20,7 @@ ISTIO_DIR = harness.REPO_ROOT / "istio"
 def crd_dir() -> Path:
     path = harness.reference_dir() / "istio-crds"
     if not path.is_dir():
-        pytest.fail(f"{path} is missing (set MESHGUARD_REFERENCE to the shared/reference folder)")
+        pytest.fail(f"{path} is missing (vendored reference data)")
     return path
 
 

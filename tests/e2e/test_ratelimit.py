@@ -11,7 +11,7 @@ a test use hour-long periods; refill and lockout expiry use 1-2 s periods and bo
 from the `Retry-After` the module sent. No assertion depends on latency.
 
 Tests that key on JWT claims or count meshguard's own 401s need `routes[].jwt`: they are written
-against ../shared/CONFIG.md and skip until the module accepts a config with `jwt_providers`.
+against the config contract and skip until the module accepts a config with `jwt_providers`.
 """
 
 from __future__ import annotations
