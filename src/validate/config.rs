@@ -12,7 +12,7 @@
 //! | `content_types` | media-type allow-list, 415 otherwise; `type/subtype`, `type/*`, `type/*+suffix`; parameters ignored (any; `application/json`, `application/*+json` when the body is checked as JSON) |
 //! | `body_schema` | JSON Schema of the body; draft 2020-12, or 7 by `$schema` (none) |
 //! | `query_schema` | JSON Schema of the query as an object; values coerced to declared types; a repeated parameter is `param_duplicate` unless declared `array` (none) |
-//! | `headers` | `[{name, required, forbidden, pattern}]`; patterns unanchored, Rust `regex` syntax (none) |
+//! | `headers` | `[{name, required, forbidden, pattern}]`; patterns unanchored, the linear-time ECMA-262 subset of `pattern.rs` (none) |
 //! | `params` | path template parameter -> JSON Schema of its coerced value (none) |
 //! | `json_limits` | `max_depth` 32 (at most 128), `max_keys` 256, `max_array_len` 4096, `max_string_len` 65536, `max_total_bytes` 1048576; on whenever the body is checked |
 //! | `reject_unknown_fields` | body members the schema does not declare are mass assignment (false) |
@@ -199,7 +199,7 @@ impl RequestRules {
                     .collect::<Result<Vec<_>, _>>()?,
             );
         }
-        let body = checks_json.then(|| BodyRules {
+        let body = checks_json.then_some(BodyRules {
             limits: json_limits,
             schema,
             closed,

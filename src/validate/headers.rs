@@ -5,14 +5,12 @@
 //! header and, as in JSON Schema, is unanchored (write `^...$` to match the whole value). It
 //! never echoes a header value: the detail names the header and the rule only.
 
-use regex::Regex;
 use serde::Deserialize;
+
+use super::pattern::Pattern;
 
 use crate::config::error::{index, join, ConfigError};
 use crate::error::{Denial, Reason};
-
-/// Largest compiled pattern, so a config cannot make the VM build a huge automaton.
-const PATTERN_SIZE_LIMIT: usize = 1 << 20;
 
 /// One `routes[].request.headers[]` entry as written.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -26,7 +24,7 @@ pub struct RawHeaderRule {
     /// The header must be absent.
     #[serde(default)]
     pub forbidden: bool,
-    /// Every value must match this regular expression (unanchored; Rust `regex` syntax).
+    /// Every value must match this regular expression (unanchored; the ECMA-262 subset of [`super::pattern`]).
     #[serde(default)]
     pub pattern: Option<String>,
 }
@@ -37,7 +35,7 @@ pub struct HeaderRule {
     name: String,
     required: bool,
     forbidden: bool,
-    pattern: Option<Regex>,
+    pattern: Option<Pattern>,
 }
 
 /// Valid header names: an HTTP token, lower-cased; a leading `:` admits pseudo-headers.
@@ -50,16 +48,10 @@ fn header_name(name: &str) -> Option<String> {
     ok.then(|| name.to_ascii_lowercase())
 }
 
-/// Compiles a regular expression from config (size-bounded).
-pub(crate) fn compile_pattern(pattern: &str, at: &str) -> Result<Regex, ConfigError> {
-    regex::RegexBuilder::new(pattern)
-        .size_limit(PATTERN_SIZE_LIMIT)
-        .build()
-        .map_err(|e| {
-            let mut msg = format!("invalid regular expression: {e}");
-            super::schema::truncate(&mut msg, 240);
-            ConfigError::new(at, msg)
-        })
+/// Compiles a regular expression from config (size-bounded, linear-time).
+pub(crate) fn compile_pattern(pattern: &str, at: &str) -> Result<Pattern, ConfigError> {
+    Pattern::new(pattern)
+        .map_err(|e| ConfigError::new(at, format!("unsupported regular expression: {e}")))
 }
 
 /// Compiles the `headers` list found at config path `at`.

@@ -18,8 +18,10 @@ pub mod headers;
 pub mod json;
 pub mod mass;
 pub mod params;
+pub mod pattern;
 pub mod query;
 pub mod schema;
+mod unicode_tables;
 
 use crate::error::{Denial, Reason};
 use content::ContentRules;

@@ -1,23 +1,29 @@
-//! JSON Schema compilation and validation, over the `jsonschema` crate.
+//! JSON Schema compilation and validation (drafts 2020-12 and 7), meshguard's own engine.
 //!
 //! It decides, at configure time, whether a schema is acceptable (a supported draft, valid
-//! against its meta-schema, every `$ref` resolvable without the network) and compiles it once;
-//! at request time it says whether an instance is valid and, when not, names the JSON pointer
-//! of the failing instance and the failing keyword.
+//! against its meta-schema, every `$ref` resolvable without the network, every pattern inside
+//! the linear-time ECMA-262 subset of [`crate::validate::pattern`]) and compiles it once into a
+//! flat program (`compile`); at request time it says whether an instance is valid (`eval`)
+//! and, when not, names the JSON pointer of the failing instance and the failing keyword.
 //!
-//! It never fetches anything: references resolve inside the schema, or against documents the
-//! caller preloads in memory (the conformance suite's `remotes/`); every other retrieval is
-//! refused, so a config cannot make the data plane reach out. It never puts an instance value
-//! in a violation. Patterns run on the linear-time `regex` engine (no backtracking, no ReDoS).
+//! It never fetches anything: references resolve inside the schema, against the embedded
+//! standard meta-schemas, or against documents the caller preloads in memory (the conformance
+//! suite's `remotes/`); every other reference is refused at configure time, so a config cannot
+//! make the data plane reach out. It never puts an instance value in a violation. `format` and
+//! the `content*` keywords are annotations (never asserted), as 2020-12 specifies by default.
+
+mod compile;
+mod eval;
+mod uri;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use jsonschema::error::ValidationErrorKind;
-use jsonschema::{Draft, PatternOptions, Retrieve, Uri, ValidationError};
 use serde_json::Value;
 
 use crate::config::error::{index, join, ConfigError};
+use compile::{Loader, Program, VOC_ALL};
+use eval::{Eval, Mode};
 
 /// The JSON Schema drafts meshguard accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,10 +35,10 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    fn draft(self) -> Draft {
+    fn meta_uri(self) -> &'static str {
         match self {
-            Dialect::Draft7 => Draft::Draft7,
-            Dialect::Draft202012 => Draft::Draft202012,
+            Dialect::Draft7 => "http://json-schema.org/draft-07/schema",
+            Dialect::Draft202012 => "https://json-schema.org/draft/2020-12/schema",
         }
     }
 }
@@ -46,7 +52,7 @@ enum Declared {
     /// A draft meshguard does not support (3, 4, 6, 2019-09).
     Unsupported,
     /// Some other meta-schema, resolvable only through preloaded documents.
-    Custom,
+    Custom(String),
 }
 
 fn declared(schema: &Value) -> Result<Declared, &'static str> {
@@ -56,35 +62,36 @@ fn declared(schema: &Value) -> Result<Declared, &'static str> {
     let Some(uri) = v.as_str() else {
         return Err("$schema must be a string");
     };
-    Ok(match Draft::from_schema_uri(uri) {
-        Draft::Draft7 => Declared::Known(Dialect::Draft7),
-        Draft::Draft202012 => Declared::Known(Dialect::Draft202012),
-        Draft::Unknown => {
-            let u = uri.trim_end_matches('#');
-            if u.ends_with("json-schema.org/draft-03/schema") {
-                Declared::Unsupported
-            } else {
-                Declared::Custom
-            }
-        }
-        _ => Declared::Unsupported,
+    let u = uri.trim_end_matches('#');
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+        .unwrap_or("");
+    Ok(match rest {
+        "json-schema.org/draft-07/schema" => Declared::Known(Dialect::Draft7),
+        "json-schema.org/draft/2020-12/schema" => Declared::Known(Dialect::Draft202012),
+        "json-schema.org/draft-03/schema"
+        | "json-schema.org/draft-04/schema"
+        | "json-schema.org/draft-06/schema"
+        | "json-schema.org/draft/2019-09/schema" => Declared::Unsupported,
+        _ => Declared::Custom(u.to_string()),
     })
 }
 
-/// Serves `$ref` targets from documents held in memory; refuses everything else.
-struct Preloaded(Arc<HashMap<String, Value>>);
-
-impl Retrieve for Preloaded {
-    fn retrieve(
-        &self,
-        uri: &Uri<String>,
-    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
-        let key = uri.as_str().trim_end_matches('#');
-        match self.0.get(key) {
-            Some(doc) => Ok(doc.clone()),
-            None => Err(format!("meshguard never fetches schemas; cannot resolve {key}").into()),
-        }
-    }
+/// The standard meta-schemas, compiled once per VM.
+fn standard_meta(d: Dialect) -> Option<&'static Program> {
+    static D7: OnceLock<Option<Program>> = OnceLock::new();
+    static D2020: OnceLock<Option<Program>> = OnceLock::new();
+    let cell = match d {
+        Dialect::Draft7 => &D7,
+        Dialect::Draft202012 => &D2020,
+    };
+    cell.get_or_init(|| {
+        let text = compile::embedded(d.meta_uri())?;
+        let v: Value = serde_json::from_str(text).ok()?;
+        Loader::new(&HashMap::new()).compile(v, d, VOC_ALL).ok()
+    })
+    .as_ref()
 }
 
 /// Compiles schemas for one configuration. The default is the production setting: draft
@@ -135,48 +142,63 @@ impl SchemaCompiler {
     /// Compiles `schema`, found at config path `at`. Errors name the path of the faulty
     /// keyword inside the schema (`routes[0].request.body_schema.properties.a.type`).
     pub fn compile(&self, schema: &Value, at: &str) -> Result<CompiledSchema, ConfigError> {
-        let (draft, dialect) = match declared(schema).map_err(|p| {
-            ConfigError::new(join(at, "$schema"), p)
-        })? {
-            Declared::Absent => (Some(self.default.draft()), self.default),
-            Declared::Known(d) => (Some(d.draft()), d),
+        let declared = declared(schema).map_err(|p| ConfigError::new(join(at, "$schema"), p))?;
+        let (dialect, vocab, custom) = match declared {
+            Declared::Absent => (self.default, VOC_ALL, None),
+            Declared::Known(d) => (d, VOC_ALL, None),
             Declared::Unsupported => {
                 return Err(ConfigError::new(
                     join(at, "$schema"),
                     "unsupported JSON Schema draft (meshguard supports 2020-12 and draft-07)",
                 ))
             }
-            Declared::Custom if self.documents.is_empty() => {
-                return Err(ConfigError::new(
-                    join(at, "$schema"),
-                    "unknown meta-schema (meshguard supports 2020-12 and draft-07 and never fetches schemas)",
-                ))
+            Declared::Custom(uri) => {
+                let Some(meta) = self.documents.get(&uri) else {
+                    return Err(ConfigError::new(
+                        join(at, "$schema"),
+                        "unknown meta-schema (meshguard supports 2020-12 and draft-07 and never fetches schemas)",
+                    ));
+                };
+                let vocab = compile::vocabularies(meta)
+                    .map_err(|p| ConfigError::new(join(at, "$schema"), p))?;
+                let meta_prog = Loader::new(&self.documents)
+                    .compile(meta.clone(), Dialect::Draft202012, VOC_ALL)
+                    .map_err(|e| ConfigError::new(join(at, "$schema"), e.problem))?;
+                (Dialect::Draft202012, vocab, Some(meta_prog))
             }
-            // A custom meta-schema built on a supported draft; the crate resolves which.
-            Declared::Custom => (None, Dialect::Draft202012),
         };
-        let mut options = jsonschema::options()
-            .with_retriever(Preloaded(Arc::clone(&self.documents)))
-            .with_pattern_options(PatternOptions::regex());
-        if let Some(draft) = draft {
-            options = options.with_draft(draft);
+        // The schema must be valid against its meta-schema.
+        let meta = match &custom {
+            Some(p) => Some(p),
+            None => standard_meta(dialect),
+        };
+        if let Some(meta) = meta {
+            let mut ev = Eval::new(meta, Mode::First);
+            if !ev.run(schema) {
+                let (pointer, keyword) =
+                    ev.failures.first().map_or((String::new(), "schema"), |f| {
+                        (f.pointer.clone(), f.keyword)
+                    });
+                return Err(ConfigError::new(
+                    pointer_to_path(schema, &pointer, at),
+                    format!("invalid schema: fails the meta-schema's {keyword:?}"),
+                ));
+            }
         }
-        match options.build(schema) {
-            Ok(validator) => Ok(CompiledSchema { validator, dialect }),
-            Err(e) => Err(build_error(schema, at, &e)),
-        }
+        let program = Loader::new(&self.documents)
+            .compile(schema.clone(), dialect, vocab)
+            .map_err(|e| {
+                let path = if e.doc == 0 {
+                    pointer_to_path(schema, &e.pointer, at)
+                } else {
+                    at.to_string()
+                };
+                let mut problem = e.problem;
+                truncate(&mut problem, 240);
+                ConfigError::new(path, problem)
+            })?;
+        Ok(CompiledSchema { program, dialect })
     }
-}
-
-/// Maps a compile error to a config error at the path of the faulty part of the schema.
-fn build_error(schema: &Value, at: &str, e: &ValidationError<'_>) -> ConfigError {
-    let path = pointer_to_path(schema, e.instance_path().as_str(), at);
-    let mut problem = match e.kind() {
-        ValidationErrorKind::Referencing(r) => format!("cannot resolve reference: {r}"),
-        _ => format!("invalid schema: {e}"),
-    };
-    truncate(&mut problem, 240);
-    ConfigError::new(path, problem)
 }
 
 /// Turns a JSON pointer into the schema into a config path (`/allOf/0/type` ->
@@ -221,7 +243,7 @@ pub(crate) fn truncate(s: &mut String, max: usize) {
 
 /// A schema compiled at configure time.
 pub struct CompiledSchema {
-    validator: jsonschema::Validator,
+    program: Program,
     dialect: Dialect,
 }
 
@@ -272,31 +294,46 @@ impl CompiledSchema {
 
     /// True when `instance` is valid.
     pub fn is_valid(&self, instance: &Value) -> bool {
-        self.validator.is_valid(instance)
+        Eval::new(&self.program, Mode::Quiet).run(instance)
     }
 
     /// Validates `instance`, returning the first violation.
     pub fn check(&self, instance: &Value) -> Result<(), Violation> {
-        match self.validator.validate(instance) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(violation(&e)),
+        let mut ev = Eval::new(&self.program, Mode::First);
+        if ev.run(instance) {
+            return Ok(());
         }
+        let f = ev.failures.into_iter().next();
+        Err(f.map_or_else(
+            || Violation {
+                pointer: String::new(),
+                keyword: "schema".to_string(),
+                missing: None,
+            },
+            |f| Violation {
+                pointer: f.pointer,
+                keyword: f.keyword.to_string(),
+                missing: f.missing,
+            },
+        ))
     }
 
     /// Every unknown object member the schema rejects through `additionalProperties` or
     /// `unevaluatedProperties` (as paths), or `None` when some other keyword fails too.
     pub fn unknown_members(&self, instance: &Value) -> Option<Vec<Vec<String>>> {
+        let mut ev = Eval::new(&self.program, Mode::All);
+        ev.run(instance);
         let mut out = Vec::new();
-        for e in self.validator.iter_errors(instance) {
-            let unexpected = match e.kind() {
-                ValidationErrorKind::AdditionalProperties { unexpected }
-                | ValidationErrorKind::UnevaluatedProperties { unexpected } => unexpected,
-                _ => return None,
-            };
-            let parent: Vec<String> = split_pointer(e.instance_path().as_str());
-            for name in unexpected {
+        for f in ev.failures {
+            if !matches!(f.keyword, "additionalProperties" | "unevaluatedProperties")
+                || f.unexpected.is_empty()
+            {
+                return None;
+            }
+            let parent = split_pointer(&f.pointer);
+            for name in f.unexpected {
                 let mut path = parent.clone();
-                path.push(name.clone());
+                path.push(name);
                 out.push(path);
             }
         }
@@ -311,18 +348,6 @@ pub(crate) fn split_pointer(pointer: &str) -> Vec<String> {
         .skip(1)
         .map(|s| s.replace("~1", "/").replace("~0", "~"))
         .collect()
-}
-
-fn violation(e: &ValidationError<'_>) -> Violation {
-    let missing = match e.kind() {
-        ValidationErrorKind::Required { property } => property.as_str().map(str::to_string),
-        _ => None,
-    };
-    Violation {
-        pointer: e.instance_path().as_str().to_string(),
-        keyword: e.kind().keyword().to_string(),
-        missing,
-    }
 }
 
 #[cfg(test)]
