@@ -90,6 +90,10 @@ size: toolchain ## Per-crate size breakdown of an unstripped release build (tool
 	CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=target/size cargo build -q --release --lib --target $(WASM_TARGET)
 	python3 tools/size.py target/size/$(WASM_TARGET)/release/meshguard.wasm --top 30 --functions 20
 
+cost: deps build ## Per-sidecar cost only: module size, Envoy RSS and start to ready at --concurrency 1 and 2 (~2 min; bench/cost.py)
+	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+	$(PY) bench/cost.py --envoy $(VENV)/bin/envoy --wasm $(WASM) --json bench/results/cost-latest.json
+
 clean: ## Remove build outputs and the venv (keeps cargo's target/ cache)
 	rm -rf dist $(VENV) .pytest_cache
 	find tests tools -name __pycache__ -type d -prune -exec rm -rf {} +

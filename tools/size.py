@@ -188,8 +188,16 @@ def main() -> None:
     for i, size in enumerate(bodies):
         raw = names.get(imported_funcs + i, f"func[{imported_funcs + i}]")
         name = demangle(raw)
-        crate = crate_of(name) if raw.startswith("_ZN") else (
-            "[non-Rust]" if not raw.startswith("func[") else "?")
+        if raw.startswith("_ZN"):
+            crate = crate_of(name)
+        elif raw.startswith("_R"):
+            # v0 mangling: the first crate root `C<disambiguator>_<len><name>`.
+            m = re.search(r"C(?:s[0-9A-Za-z]*_)?(\d+)", raw)
+            crate = raw[m.end():m.end() + int(m.group(1))] if m else "?"
+        elif raw.startswith("func["):
+            crate = "?"
+        else:
+            crate = "[C: ring, dlmalloc, libc]"
         per_crate[crate] += size
         funcs.append((size, name, crate))
     code = sum(bodies)
