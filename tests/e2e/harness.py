@@ -232,13 +232,18 @@ def _kill_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
 # Echo upstream
 
 
-class _EchoHandler(BaseHTTPRequestHandler):
+class _QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive, no access log on stderr."""
+
     protocol_version = "HTTP/1.1"
-    server_version = "meshguard-echo"
     sys_version = ""
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
+
+
+class _EchoHandler(_QuietHandler):
+    server_version = "meshguard-echo"
 
     def _read_body(self) -> bytes | None:
         """The request body, or None when the connection ended before all of it arrived (a
@@ -368,13 +373,8 @@ class EchoUpstream(_ServerThread):
             self._server.requests.clear()
 
 
-class _StubHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _StubHandler(_QuietHandler):
     server_version = "meshguard-stub"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
 
     def setup(self) -> None:
         super().setup()
