@@ -110,8 +110,8 @@ def assert_problem(
     status: int,
     reason: str,
     request_id: str | None = None,
-    *,
     upstream: "EchoUpstream | None" = None,
+    *,
     secrets: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """A meshguard refusal: `status`, an application/problem+json body with only the known keys,
