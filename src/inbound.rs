@@ -196,7 +196,10 @@ pub fn forged_injected(policy: &Policy, facts: &RequestFacts) -> Vec<String> {
     }
     let folded: Vec<Vec<u8>> = injected.iter().map(|n| fold_name(n.as_bytes())).collect();
     let mut out: Vec<String> = Vec::new();
-    for name in candidates {
+    // Names are lower case: only a name with `_` (or upper case, from a host that does not
+    // lower-case) can be another spelling of an injected name.
+    let respelled = |n: &[u8]| n.iter().any(|b| *b == b'_' || b.is_ascii_uppercase());
+    for name in candidates.filter(|n| respelled(n)) {
         let Ok(text) = std::str::from_utf8(name) else {
             continue;
         };
