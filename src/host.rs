@@ -76,6 +76,8 @@ pub enum BufferKind {
     HttpCallResponseBody,
     /// The plugin configuration.
     PluginConfiguration,
+    /// The message of a gRPC call's answer (e.g. the rate-limit service).
+    GrpcReceiveBuffer,
 }
 
 /// A header map as the host gives it: (name, value) pairs in order, repeats kept.
@@ -101,6 +103,8 @@ pub trait HostReads {
     fn shared_data(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError>;
     /// Host wall-clock time in Unix milliseconds.
     fn now_ms(&self) -> Result<u64, HostError>;
+    /// The status code and message of the gRPC call being answered (message as bytes).
+    fn grpc_status(&self) -> Result<(u32, Option<Vec<u8>>), HostError>;
 }
 
 /// Host calls made, per kind of read.
@@ -118,6 +122,8 @@ pub struct HostCalls {
     pub shared_data: u32,
     /// Clock reads.
     pub clock: u32,
+    /// gRPC call statuses read.
+    pub grpc_status: u32,
 }
 
 impl HostCalls {
@@ -129,6 +135,7 @@ impl HostCalls {
             .saturating_add(self.buffer)
             .saturating_add(self.shared_data)
             .saturating_add(self.clock)
+            .saturating_add(self.grpc_status)
     }
 }
 
@@ -191,6 +198,10 @@ impl<H: HostReads> HostReads for Counted<H> {
     fn now_ms(&self) -> Result<u64, HostError> {
         self.bump(|c| c.clock = c.clock.saturating_add(1));
         self.inner.now_ms()
+    }
+    fn grpc_status(&self) -> Result<(u32, Option<Vec<u8>>), HostError> {
+        self.bump(|c| c.grpc_status = c.grpc_status.saturating_add(1));
+        self.inner.grpc_status()
     }
 }
 
@@ -325,6 +336,8 @@ pub mod fake {
         pub store: MemStore,
         /// Clock.
         pub clock: FakeClock,
+        /// Status of the gRPC call being answered.
+        pub grpc: Option<(u32, Option<Vec<u8>>)>,
     }
 
     impl FakeHost {
@@ -371,6 +384,9 @@ pub mod fake {
         }
         fn now_ms(&self) -> Result<u64, HostError> {
             Ok(self.clock.now_ms())
+        }
+        fn grpc_status(&self) -> Result<(u32, Option<Vec<u8>>), HostError> {
+            self.grpc.clone().ok_or(HostError::NotAvailable)
         }
     }
 

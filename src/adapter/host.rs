@@ -103,6 +103,11 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_get_status(
+        return_code: *mut u32,
+        return_message_data: *mut *mut u8,
+        return_message_size: *mut usize,
+    ) -> u32;
 }
 
 // proxy-wasm ABI numbers (WasmResult).
@@ -148,6 +153,7 @@ fn buffer_code(kind: BufferKind) -> u32 {
         BufferKind::ResponseBody => 1,
         BufferKind::HttpCallResponseBody => 4,
         BufferKind::PluginConfiguration => 7,
+        BufferKind::GrpcReceiveBuffer => 5,
     }
 }
 
@@ -247,6 +253,17 @@ impl HostReads for Host {
         // SAFETY: the host writes the time into the local.
         status(unsafe { proxy_get_current_time_nanoseconds(&mut nanos) })?;
         Ok(nanos / 1_000_000)
+    }
+
+    fn grpc_status(&self) -> Result<(u32, Option<Vec<u8>>), HostError> {
+        let mut code: u32 = 0;
+        let mut data: *mut u8 = null_mut();
+        let mut size: usize = 0;
+        // SAFETY: the host writes into the three locals.
+        let result = unsafe { proxy_get_status(&mut code, &mut data, &mut size) };
+        let message = owned(data, size);
+        status(result)?;
+        Ok((code, message))
     }
 }
 
