@@ -11,7 +11,7 @@ What it gives a test:
 - `validate(plugin_config)`: `envoy --mode validate` on a bootstrap carrying that plugin config.
 - From helpers.py, re-exported here: `rid`, `get`/`post`/`call`, `reached_upstream`, `seen_upstream`,
   `received`, `upstream_records`, `assert_problem`, `assert_ok`, `counter`, `wait_for`, `bearer`,
-  `TokenIssuer`. Test files take them from here instead of keeping copies.
+  `worker_connections`, `TokenIssuer`. Test files take them from here instead of keeping copies.
 
 Nothing here uses a fixed port or asserts on wall-clock time; waits are bounded polls.
 """
@@ -55,6 +55,7 @@ from helpers import (  # noqa: F401 - re-exported: the one set of helpers test f
     seen_upstream,
     upstream_records,
     wait_for,
+    worker_connections,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,8 @@ harness: use `harness.X` or `from harness import X`).
 - `rid(label)`: a request id unique in the run; `get`/`post`/`call`: a request carrying one.
 - `reached_upstream`, `seen_upstream`, `received`, `upstream_records`: what the echo upstream got.
 - `assert_problem`: a meshguard refusal (status, RFC 9457 body, challenge); `assert_ok`: a pass.
-- `counter`: a meshguard counter; `wait_for`: a bounded poll.
+- `counter`: a meshguard counter; `worker_connections`: connections per worker; `wait_for`: a
+  bounded poll.
 - `bearer`, `TokenIssuer`: tokens from a test issuer and the JWKS that verifies them.
 
 Nothing here starts a process or reads the wall clock for an assertion.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import re
 import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -157,6 +159,17 @@ def counter(envoy: "Envoy", name: str) -> int:
     return envoy.stat(name) or 0
 
 
+def worker_connections(envoy: "Envoy") -> dict[str, int]:
+    """Downstream connections accepted per worker (`worker_N`) on the listeners, to prove a test's
+    connections landed on more than one worker."""
+    out: dict[str, int] = {}
+    for name, value in envoy.stats(r"^listener\..*worker_\d+\.downstream_cx_total$").items():
+        m = re.search(r"(worker_\d+)\.downstream_cx_total$", name)
+        if m:
+            out[m.group(1)] = out.get(m.group(1), 0) + value
+    return out
+
+
 def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 10.0, every_s: float = 0.1) -> Any:
     """Polls `check` until it returns something true (returned) or `timeout_s` passes (raises)."""
     deadline = time.monotonic() + timeout_s
@@ -176,10 +189,10 @@ def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 10.0, every
 class TokenIssuer:
     """A JWT issuer for tests: one private key (`alg` ES256, EdDSA, RS256, ...) under `kid`.
     `jwks()` is the JSON text of its public JWKS (for `local_jwks.inline_string`); `token(**claims)`
-    signs iss, aud, `defaults`, iat (now) and exp (now + `lifetime_s`) with `claims` over them (a
+    signs iss, aud (unless None), `defaults`, iat (now) and exp (now + `lifetime_s`) with `claims` over them (a
     value None removes a claim). Envoy's clock is the wall clock, so iat/exp come from it."""
 
-    def __init__(self, issuer: str, audience: str, key: Any, *, kid: str, alg: str,
+    def __init__(self, issuer: str, audience: str | None, key: Any, *, kid: str, alg: str,
                  lifetime_s: int = 3600, defaults: Mapping[str, Any] | None = None):
         self.issuer = issuer
         self.audience = audience

@@ -31,7 +31,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import harness
-from harness import assert_problem, counter, rid, upstream_records
+from harness import assert_problem, counter, rid, upstream_records, worker_connections
 
 HOUR = 3600
 PARALLEL = 16
@@ -126,16 +126,6 @@ def rl_counters(envoy: harness.Envoy, route: str, limit_name: str) -> dict[str, 
 
 def delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
     return {k: after.get(k, 0) - before.get(k, 0) for k in set(before) | set(after) if after.get(k, 0) != before.get(k, 0)}
-
-
-def worker_connections(envoy: harness.Envoy) -> dict[str, int]:
-    """Downstream connections accepted per worker on the main listener."""
-    out = {}
-    for name, value in envoy.stats(r"^listener\..*worker_\d+\.downstream_cx_total$").items():
-        m = re.search(r"(worker_\d+)\.downstream_cx_total$", name)
-        if m:
-            out[m.group(1)] = out.get(m.group(1), 0) + value
-    return out
 
 
 def burst(
