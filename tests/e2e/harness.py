@@ -1029,6 +1029,39 @@ def raw_request(
         conn.close()
 
 
+def h2_read_response(sock: socket.socket, conn: Any, stream_id: int) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any]], bytes]:
+    """Reads one HTTP/2 response from `sock` for `stream_id` of the h2 client connection `conn`
+    (the request already sent) until the stream ends or is reset, acknowledging data as it comes.
+    Returns (headers, trailers, body) as the h2 events carry them (str or bytes by `conn`'s
+    header_encoding). The caller owns and closes the socket."""
+    import h2.events  # only the HTTP/2 tests need it
+
+    headers: list[tuple[Any, Any]] = []
+    trailers: list[tuple[Any, Any]] = []
+    body = b""
+    done = False
+    while not done:
+        data = sock.recv(65536)
+        if not data:
+            break
+        for event in conn.receive_data(data):
+            if getattr(event, "stream_id", None) != stream_id:
+                continue
+            if isinstance(event, h2.events.ResponseReceived):
+                headers = list(event.headers)
+            elif isinstance(event, h2.events.TrailersReceived):
+                trailers = list(event.headers)
+            elif isinstance(event, h2.events.DataReceived):
+                body += event.data
+                conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
+            elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                done = True
+        out = conn.data_to_send()
+        if out:
+            sock.sendall(out)
+    return headers, trailers, body
+
+
 def parse_audit_lines(text: str) -> list[dict[str, Any]]:
     """Audit records from Envoy log text: lines whose message contains a JSON object with
     `"kind":"meshguard.audit"` (Envoy prefixes the module's message with its own context)."""

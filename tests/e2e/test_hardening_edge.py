@@ -15,7 +15,6 @@ import socket
 
 import h2.config
 import h2.connection
-import h2.events
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -130,28 +129,11 @@ def h2_call(port: int, path: str, headers: list[tuple[bytes, bytes]], body: byte
     if body:
         conn.send_data(sid, body, end_stream=True)
     sock.sendall(conn.data_to_send())
-    got: dict[str, str] = {}
-    data = b""
-    done = False
     try:
-        while not done:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            for event in conn.receive_data(chunk):
-                if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)) \
-                        and event.stream_id == sid:
-                    got.update({k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers})
-                elif isinstance(event, h2.events.DataReceived) and event.stream_id == sid:
-                    data += event.data
-                    conn.acknowledge_received_data(event.flow_controlled_length, sid)
-                if isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)) and event.stream_id == sid:
-                    done = True
-            out = conn.data_to_send()
-            if out:
-                sock.sendall(out)
+        headers_in, trailers, data = harness.h2_read_response(sock, conn, sid)
     finally:
         sock.close()
+    got = {k.decode("latin-1"): v.decode("latin-1") for k, v in [*headers_in, *trailers]}
     return got, data
 
 

@@ -33,7 +33,6 @@ from typing import Any, Iterable
 
 import h2.config
 import h2.connection
-import h2.events
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -212,27 +211,11 @@ def h2_request(port: int, path: str, chunks: list[bytes], *, headers: dict[str, 
     if trailers is not None:
         conn.send_headers(sid, list(trailers.items()), end_stream=True)
         sock.sendall(conn.data_to_send())
-    status, resp_headers, body = 0, [], b""
-    done = False
     try:
-        while not done:
-            data = sock.recv(65536)
-            if not data:
-                break
-            for event in conn.receive_data(data):
-                if isinstance(event, h2.events.ResponseReceived) and event.stream_id == sid:
-                    resp_headers = [(k, v) for k, v in event.headers]
-                    status = int(dict(resp_headers)[":status"])
-                elif isinstance(event, h2.events.DataReceived) and event.stream_id == sid:
-                    body += event.data
-                    conn.acknowledge_received_data(event.flow_controlled_length, sid)
-                elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)) and event.stream_id == sid:
-                    done = True
-            out = conn.data_to_send()
-            if out:
-                sock.sendall(out)
+        resp_headers, _, body = harness.h2_read_response(sock, conn, sid)
     finally:
         sock.close()
+    status = int(dict(resp_headers)[":status"]) if resp_headers else 0
     return harness.Response(status, resp_headers, body)
 
 
