@@ -346,18 +346,22 @@ def test_documented_skopeo_push_keeps_the_digest_and_the_pull_passes_istio_rules
 
 
 def test_documented_sha256_pin_makes_valid_manifests(layout):
+    """istio/README.md's sed (registry and digest) on both manifests gives manifests the CRDs accept,
+    pinned to the image `make oci` wrote."""
     from test_istio_manifests import load_crds, resource_schema
 
     digest = DIGEST_FILE.read_text().strip()
     crds = load_crds()
     for name in ("wasmplugin.yaml", "trafficextension.yaml"):
-        text = (REPO / "istio" / name).read_text()
-        # istio/README.md: sed -e "s|# sha256: .*|sha256: $(cat dist/oci-manifest.sha256)|"
-        pinned = re.sub(r"# sha256: .*", f"sha256: {digest}", text)
-        assert pinned != text, f"{name} has no `# sha256:` line to pin"
-        doc = yaml.safe_load(pinned)
+        proc = subprocess.run(
+            ["sed", "-e", "s|registry.example.com|registry.internal:5000|",
+             "-e", f"s|# sha256: .*|sha256: {digest}|", str(REPO / "istio" / name)],
+            check=True, capture_output=True, text=True, timeout=30,
+        )
+        doc = yaml.safe_load(proc.stdout)
         wasm = doc["spec"]["wasm"] if doc["kind"] == "TrafficExtension" else doc["spec"]
-        assert wasm["sha256"] == digest
+        assert wasm["sha256"] == digest, f"{name} has no `# sha256:` line to pin"
+        assert wasm["url"] == f"oci://registry.internal:5000/meshguard/meshguard:{VERSION}"
         group, _, version = doc["apiVersion"].rpartition("/")
         jsonschema.validate(doc, resource_schema(crds[(group, version, doc["kind"])]))
 
