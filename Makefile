@@ -58,7 +58,7 @@ oci: build ## Write dist/oci: an OCI image layout of the module that Istio accep
 
 schema: ## Regenerate schema/meshguard-config.schema.json from the config types (commit the result)
 	@mkdir -p $(dir $(SCHEMA))
-	cargo run -q --bin meshguard -- schema > $(SCHEMA).tmp
+	@cargo run -q --bin meshguard -- schema > $(SCHEMA).tmp || { rm -f $(SCHEMA).tmp; exit 1; }
 	@mv $(SCHEMA).tmp $(SCHEMA)
 	@echo "$(SCHEMA): $$(stat -c %s $(SCHEMA)) bytes"
 

@@ -1,5 +1,10 @@
 //! Raw plugin configuration, exactly as users write it (see README and docs).
 //! Unknown fields are errors. Only [`super::compile`] turns these into a policy.
+//!
+//! Every raw config type (here and in the feature modules) also derives `schemars::JsonSchema`
+//! under the `schema` feature (`#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]`):
+//! that is what `meshguard schema` prints. After adding or changing a field, run `make schema`
+//! and commit `schema/meshguard-config.schema.json` (`tests/config_schema.rs` checks it).
 
 use crate::authn::config::{RawJwtProvider, RawJwtRequirement};
 use crate::identity::config::{RawBinding, RawForwardIdentity, RawOwner, RawPeers};
