@@ -14,6 +14,7 @@ use crate::error::{Denial, Reason};
 
 /// One `routes[].request.headers[]` entry as written.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawHeaderRule {
     /// Header name (any case).
@@ -36,6 +37,13 @@ pub struct HeaderRule {
     required: bool,
     forbidden: bool,
     pattern: Option<Pattern>,
+}
+
+impl HeaderRule {
+    /// The lower-case header name the rule reads.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// Valid header names: an HTTP token, lower-cased; a leading `:` admits pseudo-headers.
