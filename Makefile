@@ -117,6 +117,7 @@ bench: deps build ## meshguard vs Envoy's native jwt_authn+rbac+local_ratelimit,
 	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq; $$SUDO apt-get install -y -qq wrk >/dev/null; }
 	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 	$(PY) bench/run.py --envoy $(VENV)/bin/envoy --wasm $(WASM)
+	$(PY) bench/cost.py --envoy $(VENV)/bin/envoy --wasm $(WASM) --json bench/results/cost-latest.json
 
 size: toolchain ## Per-crate size breakdown of an unstripped release build (tools/size.py; target/size)
 	CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=target/size cargo build -q $(WASM_FLAGS)
