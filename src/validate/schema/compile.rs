@@ -279,6 +279,7 @@ impl<'a> Loader<'a> {
     }
 
     /// Records base URIs, resources and anchors of every subschema under `v`.
+    #[inline(never)]
     fn index(
         &mut self,
         doc: usize,
@@ -444,6 +445,7 @@ impl<'a> Loader<'a> {
     }
 
     /// Resolves reference `r` made at `loc` (pointer `at` for errors).
+    #[inline(never)]
     fn resolve(&mut self, loc: &Loc, r: &str, at: &str) -> Result<(Loc, String), CompileError> {
         let (base, _) = self.base_of(loc);
         let target = uri::resolve(&base, r);
@@ -541,6 +543,7 @@ impl<'a> Loader<'a> {
             .collect()
     }
 
+    #[inline(never)]
     fn keywords(
         &mut self,
         loc: &Loc,
