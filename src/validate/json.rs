@@ -487,22 +487,71 @@ pub type MemberPath = Vec<String>;
 /// sent, so the service parses exactly what meshguard validated. Paths whose parent is not an
 /// object are ignored (the caller refuses those instead of stripping them).
 pub fn remove_members(body: &[u8], paths: &[MemberPath]) -> Result<Vec<u8>, JsonError> {
+    remove_matching(body, paths).map(|r| r.body)
+}
+
+/// One step of the path to a member: an object key (unescaped) or an array index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// A member of an object.
+    Key(&'a str),
+    /// An element of an array.
+    Index(usize),
+}
+
+/// A pattern naming object members to remove, matched one step at a time.
+pub trait PathPattern {
+    /// Number of steps from the document root to the member.
+    fn depth(&self) -> usize;
+    /// Whether step `i` of the pattern accepts `step`.
+    fn accepts(&self, i: usize, step: Step<'_>) -> bool;
+}
+
+impl PathPattern for MemberPath {
+    fn depth(&self) -> usize {
+        self.len()
+    }
+    fn accepts(&self, i: usize, step: Step<'_>) -> bool {
+        match (self.get(i), step) {
+            (Some(seg), Step::Key(k)) => seg == k,
+            (Some(seg), Step::Index(n)) => seg.parse::<usize>().ok() == Some(n),
+            (None, _) => false,
+        }
+    }
+}
+
+/// A body with members removed, and how many were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    /// The document without the removed members; every other byte as it was.
+    pub body: Vec<u8>,
+    /// Members removed (a member inside a removed member is not counted).
+    pub removed: usize,
+}
+
+/// Like [`remove_members`], for any [`PathPattern`] (wildcards, for instance). The walk checks
+/// the syntax as it goes, so a document that is not well-formed JSON is an error here too.
+pub fn remove_matching<P: PathPattern>(body: &[u8], patterns: &[P]) -> Result<Removal, JsonError> {
     let text = std::str::from_utf8(body).map_err(|e| JsonError::Malformed {
         what: "invalid UTF-8",
         at: e.valid_up_to(),
     })?;
-    let mut spans = Scanner::new(text, paths).spans()?;
+    let mut spans = Scanner::new(text, patterns).spans()?;
     spans.sort_unstable();
     let mut out = Vec::with_capacity(body.len());
     let mut cursor = 0usize;
+    let mut removed = 0usize;
     for (start, end) in spans {
+        if start >= cursor {
+            removed = removed.saturating_add(1);
+        }
         if start > cursor {
             out.extend_from_slice(body.get(cursor..start).unwrap_or_default());
         }
         cursor = cursor.max(end);
     }
     out.extend_from_slice(body.get(cursor..).unwrap_or_default());
-    Ok(out)
+    Ok(Removal { body: out, removed })
 }
 
 /// Where the scanner is inside one container.
@@ -518,19 +567,22 @@ enum Scope {
         comma_before: Option<usize>,
         /// Whether the current member is one to remove.
         remove: bool,
+        /// Whether an earlier member of this object is kept (then a removed member takes the
+        /// comma before it, else the comma after it, so that removals never overlap).
+        kept_before: bool,
     },
 }
 
 /// Walks an accepted document and records the byte spans of members to remove.
-struct Scanner<'a, 'p> {
+struct Scanner<'a, 'p, P> {
     reader: Reader<'a>,
-    paths: &'p [MemberPath],
+    paths: &'p [P],
     stack: Vec<Scope>,
     spans: Vec<(usize, usize)>,
 }
 
-impl<'a, 'p> Scanner<'a, 'p> {
-    fn new(text: &'a str, paths: &'p [MemberPath]) -> Self {
+impl<'a, 'p, P: PathPattern> Scanner<'a, 'p, P> {
+    fn new(text: &'a str, paths: &'p [P]) -> Self {
         Self {
             reader: Reader::new(text),
             paths,
@@ -540,13 +592,13 @@ impl<'a, 'p> Scanner<'a, 'p> {
     }
 
     /// The current path (keys and indices of the open scopes) equals `path`.
-    fn at_path(&self, path: &[String]) -> bool {
-        if path.len() != self.stack.len() {
+    fn at_path(&self, path: &P) -> bool {
+        if path.depth() != self.stack.len() {
             return false;
         }
-        self.stack.iter().zip(path).all(|(scope, seg)| match scope {
-            Scope::Array { index } => seg.parse::<usize>().ok() == Some(*index),
-            Scope::Object { key, .. } => key == seg,
+        self.stack.iter().enumerate().all(|(i, scope)| match scope {
+            Scope::Array { index } => path.accepts(i, Step::Index(*index)),
+            Scope::Object { key, .. } => path.accepts(i, Step::Key(key)),
         })
     }
 
@@ -554,7 +606,11 @@ impl<'a, 'p> Scanner<'a, 'p> {
         self.paths.iter().any(|p| self.at_path(p))
     }
 
-    fn begin_member(&mut self, comma_before: Option<usize>) -> Result<(), JsonError> {
+    fn begin_member(
+        &mut self,
+        comma_before: Option<usize>,
+        kept_before: bool,
+    ) -> Result<(), JsonError> {
         let r = &mut self.reader;
         r.skip_ws();
         let member_start = r.pos;
@@ -569,6 +625,7 @@ impl<'a, 'p> Scanner<'a, 'p> {
             member_start,
             comma_before,
             remove: false,
+            kept_before,
         });
         let remove = self.member_removed();
         if let Some(Scope::Object { remove: r, .. }) = self.stack.last_mut() {
@@ -588,7 +645,7 @@ impl<'a, 'p> Scanner<'a, 'p> {
                         self.reader.bump();
                     } else {
                         // The object scope is the member scope: path depth = open members.
-                        self.begin_member(None)?;
+                        self.begin_member(None, false)?;
                         continue 'value;
                     }
                 }
@@ -641,29 +698,31 @@ impl<'a, 'p> Scanner<'a, 'p> {
                         member_start,
                         comma_before,
                         remove,
+                        kept_before,
                         ..
                     }) => {
-                        let (member_start, comma_before, remove) =
-                            (*member_start, *comma_before, *remove);
+                        let (member_start, comma_before, remove, kept_before) =
+                            (*member_start, *comma_before, *remove, *kept_before);
                         self.stack.pop();
+                        // After a kept member: drop the comma before this one. Otherwise (first
+                        // member, or every earlier one removed too): drop the comma after it.
+                        let before = comma_before.filter(|_| kept_before);
                         match next {
                             Some(b',') => {
                                 let comma = self.reader.pos;
                                 if remove {
-                                    // Not the first member: drop the comma before it. The
-                                    // first: drop the comma after it.
-                                    self.spans.push(match comma_before {
+                                    self.spans.push(match before {
                                         Some(c) => (c, value_end),
                                         None => (member_start, comma.saturating_add(1)),
                                     });
                                 }
                                 self.reader.bump();
-                                self.begin_member(Some(comma))?;
+                                self.begin_member(Some(comma), kept_before || !remove)?;
                                 continue 'value;
                             }
                             Some(b'}') => {
                                 if remove {
-                                    self.spans.push(match comma_before {
+                                    self.spans.push(match before {
                                         Some(c) => (c, value_end),
                                         None => (member_start, value_end),
                                     });
@@ -924,6 +983,13 @@ mod tests {
         assert_eq!(strip(body, &[&["a"], &["b"], &["c"]]), "{ }");
         assert_eq!(strip(r#"{"a":1}"#, &[&["a"]]), "{}");
         assert_eq!(strip(body, &[&["zzz"]]), body);
+        // Leading members removed together, and every member but one.
+        assert_eq!(strip(body, &[&["a"], &["b"]]), r#"{ "c":3}"#);
+        assert_eq!(strip(body, &[&["b"], &["c"]]), r#"{"a":1 }"#);
+        assert_eq!(
+            strip(r#"{"a":1,"b":2,"c":3,"d":4}"#, &[&["a"], &["b"], &["d"]]),
+            r#"{"c":3}"#
+        );
     }
 
     #[test]
