@@ -13,6 +13,7 @@ pub mod identity;
 pub mod metrics;
 pub mod policy;
 pub mod ratelimit;
+pub mod response;
 pub mod routing;
 pub mod validate;
 
