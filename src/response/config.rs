@@ -2,7 +2,9 @@
 //! `mask_upstream_errors`) and its compilation. Every error names the JSON path at fault.
 
 use super::cors::{CorsPolicy, OriginPattern, DEFAULT_METHODS};
-use super::headers::{valid_name, valid_value, SecurityHeaders, DEFAULT_REMOVE, DEFAULT_SET, RESERVED};
+use super::headers::{
+    valid_name, valid_value, SecurityHeaders, DEFAULT_REMOVE, DEFAULT_SET, RESERVED,
+};
 use super::pointer::FieldPointer;
 use super::strip::{StripField, Visibility};
 use super::{OnMismatch, ResponseRules};
@@ -426,6 +428,8 @@ pub fn compile_route_response(
             Some(c) => Some(std::sync::Arc::new(compile_cors(c, &join(at, "cors"))?)),
             None => edge.cors.clone(),
         },
-        mask: raw.mask_upstream_errors.unwrap_or(edge.mask_upstream_errors),
+        mask: raw
+            .mask_upstream_errors
+            .unwrap_or(edge.mask_upstream_errors),
     })
 }

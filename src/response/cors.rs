@@ -53,13 +53,7 @@ fn split_origin(origin: &str) -> Option<(String, String, String)> {
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'*');
-    host_ok.then(|| {
-        (
-            scheme.to_ascii_lowercase(),
-            host.to_ascii_lowercase(),
-            port,
-        )
-    })
+    host_ok.then(|| (scheme.to_ascii_lowercase(), host.to_ascii_lowercase(), port))
 }
 
 impl OriginPattern {
@@ -157,7 +151,12 @@ impl CorsPolicy {
 
     /// Answers a preflight for `origin` asking for `method` and `request_headers` (the raw
     /// comma-separated `Access-Control-Request-Headers`).
-    pub fn preflight(&self, origin: &str, method: &str, request_headers: Option<&str>) -> Preflight {
+    pub fn preflight(
+        &self,
+        origin: &str,
+        method: &str,
+        request_headers: Option<&str>,
+    ) -> Preflight {
         if !self.allows_origin(origin) {
             return Preflight::Refused(
                 Denial::new(Reason::CorsOriginNotAllowed).with_log_detail("origin not allowed"),
@@ -237,7 +236,11 @@ impl CorsPolicy {
         if !self.allows_origin(origin) {
             return (edits, false);
         }
-        edits.extend(self.reply_headers(origin).into_iter().map(|(k, v)| HeaderEdit::Set(k, v)));
+        edits.extend(
+            self.reply_headers(origin)
+                .into_iter()
+                .map(|(k, v)| HeaderEdit::Set(k, v)),
+        );
         (edits, true)
     }
 
@@ -286,7 +289,14 @@ mod tests {
 
     #[test]
     fn origins_match_exactly_or_by_subdomain_suffix() {
-        let p = policy(&["https://app.example.com", "*.example.org", "http://*.local.test:8080"], false);
+        let p = policy(
+            &[
+                "https://app.example.com",
+                "*.example.org",
+                "http://*.local.test:8080",
+            ],
+            false,
+        );
         assert!(p.allows_origin("https://app.example.com"));
         assert!(p.allows_origin("https://APP.example.com"));
         assert!(!p.allows_origin("http://app.example.com"));
@@ -305,7 +315,14 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_refused() {
-        for bad in ["app.example.com", "https://a.*.com", "*example.com", "https://", "ftp//x", "*."] {
+        for bad in [
+            "app.example.com",
+            "https://a.*.com",
+            "*example.com",
+            "https://",
+            "ftp//x",
+            "*.",
+        ] {
             assert!(OriginPattern::parse(bad).is_none(), "{bad}");
         }
     }
@@ -313,13 +330,18 @@ mod tests {
     #[test]
     fn preflight_from_an_allowed_origin_lists_what_is_allowed() {
         let p = policy(&["https://app.example.com"], true);
-        let Preflight::Allowed(h) =
-            p.preflight("https://app.example.com", "POST", Some("Authorization, Content-Type"))
-        else {
+        let Preflight::Allowed(h) = p.preflight(
+            "https://app.example.com",
+            "POST",
+            Some("Authorization, Content-Type"),
+        ) else {
             panic!("refused")
         };
         let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-        assert_eq!(get("access-control-allow-origin"), Some("https://app.example.com"));
+        assert_eq!(
+            get("access-control-allow-origin"),
+            Some("https://app.example.com")
+        );
         assert_eq!(get("access-control-allow-credentials"), Some("true"));
         assert_eq!(get("access-control-allow-methods"), Some("GET, POST"));
         assert_eq!(get("access-control-max-age"), Some("600"));
@@ -344,7 +366,10 @@ mod tests {
             reason(p.preflight("https://app.example.com", "GET", Some("x-admin"))),
             Some(Reason::CorsPreflightNotAllowed)
         );
-        assert_eq!(reason(p.preflight("https://app.example.com", "GET", Some("accept"))), None);
+        assert_eq!(
+            reason(p.preflight("https://app.example.com", "GET", Some("accept"))),
+            None
+        );
     }
 
     #[test]
@@ -353,7 +378,10 @@ mod tests {
         let upstream = vec![("access-control-allow-origin".to_string(), b"*".to_vec())];
         let (e, ok) = p.actual(Some("https://x.test"), &upstream);
         assert!(ok);
-        assert!(e.contains(&HeaderEdit::Set("access-control-allow-origin".into(), "*".into())));
+        assert!(e.contains(&HeaderEdit::Set(
+            "access-control-allow-origin".into(),
+            "*".into()
+        )));
         let p = policy(&["https://app.example.com"], true);
         let (e, ok) = p.actual(Some("https://evil.test"), &upstream);
         assert!(!ok);

@@ -69,15 +69,17 @@ impl SecurityHeaders {
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
 }
 
 /// A header value meshguard may send: visible ASCII and spaces, no leading or trailing space.
 pub fn valid_value(value: &str) -> bool {
     value.len() <= 4096
-        && value.bytes().all(|b| b == b' ' || b == b'\t' || (0x21..0x7f).contains(&b))
+        && value
+            .bytes()
+            .all(|b| b == b' ' || b == b'\t' || (0x21..0x7f).contains(&b))
         && value.trim() == value
 }
 

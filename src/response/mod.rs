@@ -229,6 +229,21 @@ pub fn wanted(policy: &Policy, route: Option<&Route>) -> bool {
     edge.security_headers.is_some() || cors || mask || rules
 }
 
+/// Request-header changes for a route with response body checks: the upstream is asked for an
+/// uncompressed answer (`accept-encoding: identity`), so the body can be read. An Envoy
+/// compressor placed before meshguard still sees the client's preference and compresses the
+/// checked answer on the way out.
+pub fn request_header_ops(route: &Route) -> Vec<crate::decide::HeaderOp> {
+    if route.response.rules.is_some() {
+        vec![crate::decide::HeaderOp::Set(
+            "accept-encoding".into(),
+            "identity".into(),
+        )]
+    } else {
+        Vec::new()
+    }
+}
+
 /// The body read [`on_head`] asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyRead {
@@ -357,10 +372,8 @@ pub fn on_head(
             detail: Some(format!("upstream {status} body masked")),
         });
         if !site.report() {
-            out.plan = HeadPlan::Replace(decorate(
-                site,
-                mask::masked_reply(status, site.request_id),
-            ));
+            out.plan =
+                HeadPlan::Replace(decorate(site, mask::masked_reply(status, site.request_id)));
             return out;
         }
     }
@@ -414,7 +427,10 @@ pub fn on_head(
 }
 
 fn short(s: &str) -> String {
-    s.chars().take(32).filter(|c| c.is_ascii_graphic()).collect()
+    s.chars()
+        .take(32)
+        .filter(|c| c.is_ascii_graphic())
+        .collect()
 }
 
 fn deny_at_head(site: &Site<'_>, mut out: HeadOutcome, denial: Denial, status: u16) -> HeadOutcome {
@@ -422,7 +438,11 @@ fn deny_at_head(site: &Site<'_>, mut out: HeadOutcome, denial: Denial, status: u
     out.events.push(ResponseEvent {
         finding: Finding::Denied(denial.reason),
         report,
-        status: if report { status } else { denial.reason.status() },
+        status: if report {
+            status
+        } else {
+            denial.reason.status()
+        },
         detail: denial.log_detail.clone(),
     });
     if !report {
@@ -507,12 +527,17 @@ pub fn on_body(site: &Site<'_>, read: &BodyRead, body: &[u8]) -> BodyOutcome {
                 let schema = rules.schema.as_ref().filter(|_| read.schema);
                 if let Some(Err(v)) = schema.map(|s| s.check(&doc)) {
                     let detail = v.detail("response");
-                    let stripped = match rules.on_mismatch {
-                        OnMismatch::Strip => schema
-                            .and_then(|s| s.unknown_members(&doc))
-                            .and_then(|paths| json::remove_members(body, &paths).ok().map(|b| (b, paths.len()))),
-                        _ => None,
-                    };
+                    let stripped =
+                        match rules.on_mismatch {
+                            OnMismatch::Strip => schema
+                                .and_then(|s| s.unknown_members(&doc))
+                                .and_then(|paths| {
+                                    json::remove_members(body, &paths)
+                                        .ok()
+                                        .map(|b| (b, paths.len()))
+                                }),
+                            _ => None,
+                        };
                     match stripped {
                         Some((b, n)) => {
                             events.push(ResponseEvent {
@@ -526,7 +551,8 @@ pub fn on_body(site: &Site<'_>, read: &BodyRead, body: &[u8]) -> BodyOutcome {
                             }
                         }
                         None => {
-                            let d = Denial::new(Reason::ResponseSchemaViolation).with_log_detail(detail);
+                            let d = Denial::new(Reason::ResponseSchemaViolation)
+                                .with_log_detail(detail);
                             let per_check = rules.on_mismatch == OnMismatch::Report;
                             if let Some(r) = deny(&mut events, d, per_check) {
                                 return replace(r, events);
@@ -626,25 +652,32 @@ pub fn preflight(policy: &Policy, facts: &RequestFacts) -> Option<PreflightOutco
     };
     let cors = cors?;
     let request_id = facts.request_id();
-    let (reply, finding, status, detail) =
-        match cors.preflight(origin, method, facts.header("access-control-request-headers")) {
-            Preflight::Allowed(headers) => (
-                Some(Reply {
-                    status: 204,
-                    headers,
-                    body: Vec::new(),
-                }),
-                Finding::Changed(Change::PreflightAnswered),
-                204,
-                None,
-            ),
-            Preflight::Refused(denial) => {
-                let status = denial.reason.status();
-                let reply = (mode == Mode::Enforce)
-                    .then(|| crate::error::reply(&denial, request_id));
-                (reply, Finding::Denied(denial.reason), status, denial.log_detail)
-            }
-        };
+    let (reply, finding, status, detail) = match cors.preflight(
+        origin,
+        method,
+        facts.header("access-control-request-headers"),
+    ) {
+        Preflight::Allowed(headers) => (
+            Some(Reply {
+                status: 204,
+                headers,
+                body: Vec::new(),
+            }),
+            Finding::Changed(Change::PreflightAnswered),
+            204,
+            None,
+        ),
+        Preflight::Refused(denial) => {
+            let status = denial.reason.status();
+            let reply = (mode == Mode::Enforce).then(|| crate::error::reply(&denial, request_id));
+            (
+                reply,
+                Finding::Denied(denial.reason),
+                status,
+                denial.log_detail,
+            )
+        }
+    };
     let report = reply.is_none();
     Some(PreflightOutcome {
         route,

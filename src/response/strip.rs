@@ -100,7 +100,11 @@ mod tests {
   "items": [ {"sku": "a", "card": "4111"}, {"card": "5500", "sku": "b"} ] }"#;
         let (out, n) = run(
             body,
-            &[field("/password"), field("/profile/ssn"), field("/items/*/card")],
+            &[
+                field("/password"),
+                field("/profile/ssn"),
+                field("/items/*/card"),
+            ],
         );
         assert_eq!(n, 4);
         assert_eq!(

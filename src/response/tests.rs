@@ -47,7 +47,10 @@ fn hdrs(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-const JSON: &[(&str, &str)] = &[("content-type", "application/json"), ("content-length", "64")];
+const JSON: &[(&str, &str)] = &[
+    ("content-type", "application/json"),
+    ("content-length", "64"),
+];
 
 fn read(out: &HeadOutcome) -> BodyRead {
     match &out.plan {
@@ -72,7 +75,9 @@ fn strip_route_reads_json_bodies_and_drops_content_length() {
     let r = read(&out);
     assert_eq!(r.strip, vec![0, 1]);
     assert!(!r.hold);
-    assert!(out.edits.contains(&HeaderEdit::Remove("content-length".into())));
+    assert!(out
+        .edits
+        .contains(&HeaderEdit::Remove("content-length".into())));
     let body = br#"{"id":1,"password":"hunter2","items":[{"card":"4111","n":1}]}"#;
     let b = on_body(&s, &r, body);
     assert_eq!(
@@ -87,8 +92,14 @@ fn strip_route_reads_json_bodies_and_drops_content_length() {
     assert_eq!(on_head(&s, 200, &hdrs(JSON), true).plan, HeadPlan::Pass);
     // +json types and a missing content type are checked.
     let vnd = hdrs(&[("content-type", "application/vnd.api+json; charset=utf-8")]);
-    assert!(matches!(on_head(&s, 200, &vnd, false).plan, HeadPlan::ReadBody(_)));
-    assert!(matches!(on_head(&s, 500, &[], false).plan, HeadPlan::ReadBody(_)));
+    assert!(matches!(
+        on_head(&s, 200, &vnd, false).plan,
+        HeadPlan::ReadBody(_)
+    ));
+    assert!(matches!(
+        on_head(&s, 500, &[], false).plan,
+        HeadPlan::ReadBody(_)
+    ));
 }
 
 #[test]
@@ -108,7 +119,10 @@ fn malformed_json_on_a_strip_route_is_refused_not_passed() {
 fn compressed_body_is_refused_at_the_headers() {
     let p = users(json!({"strip_fields": ["/password"]}));
     let s = site(&p, None);
-    let gz = hdrs(&[("content-type", "application/json"), ("content-encoding", "gzip")]);
+    let gz = hdrs(&[
+        ("content-type", "application/json"),
+        ("content-encoding", "gzip"),
+    ]);
     let out = on_head(&s, 200, &gz, false);
     match &out.plan {
         HeadPlan::Replace(r) => {
@@ -119,8 +133,10 @@ fn compressed_body_is_refused_at_the_headers() {
         other => panic!("{other:?}"),
     }
     // Report mode: the body passes, reported.
-    let p = compile(json!({"mode": "report", "routes": [{"name": "users", "match": {"prefix": "/users"},
-        "response": {"strip_fields": ["/password"]}}]}));
+    let p = compile(
+        json!({"mode": "report", "routes": [{"name": "users", "match": {"prefix": "/users"},
+        "response": {"strip_fields": ["/password"]}}]}),
+    );
     let s = site(&p, None);
     let out = on_head(&s, 200, &gz, false);
     assert_eq!(out.plan, HeadPlan::Pass);
@@ -189,12 +205,23 @@ fn schema_mismatch_denies_strips_or_reports() {
 fn long_arrays_and_large_bodies_are_refused() {
     let p = users(json!({"max_array_len": 3, "max_body_bytes": 100}));
     let s = site(&p, None);
-    let r = read(&on_head(&s, 200, &hdrs(&[("content-type", "application/json")]), false));
+    let r = read(&on_head(
+        &s,
+        200,
+        &hdrs(&[("content-type", "application/json")]),
+        false,
+    ));
     let b = on_body(&s, &r, br#"{"items":[1,2,3,4]}"#);
     assert_eq!(b.events[0].code(), "response_array_too_long");
     assert!(matches!(b.plan, BodyPlan::Replace(_)));
-    assert_eq!(on_body(&s, &r, br#"{"items":[1,2,3]}"#).plan, BodyPlan::Unchanged);
-    let big = hdrs(&[("content-type", "application/json"), ("content-length", "101")]);
+    assert_eq!(
+        on_body(&s, &r, br#"{"items":[1,2,3]}"#).plan,
+        BodyPlan::Unchanged
+    );
+    let big = hdrs(&[
+        ("content-type", "application/json"),
+        ("content-length", "101"),
+    ]);
     let out = on_head(&s, 200, &big, false);
     assert!(matches!(out.plan, HeadPlan::Replace(_)));
     assert_eq!(out.events[0].code(), "response_too_large");
@@ -214,7 +241,10 @@ fn upstream_5xx_is_masked_with_its_status_route_override_wins() {
     match on_head(&s, 503, &trace, false).plan {
         HeadPlan::Replace(r) => {
             assert_eq!(r.status, 503);
-            assert!(r.headers.iter().any(|(k, v)| k == "content-type" && v == "application/problem+json"));
+            assert!(r
+                .headers
+                .iter()
+                .any(|(k, v)| k == "content-type" && v == "application/problem+json"));
         }
         other => panic!("{other:?}"),
     }
@@ -234,14 +264,21 @@ fn security_headers_defaults_and_lists() {
         "strict_transport_security": {"max_age_seconds": 63072000, "include_subdomains": true}},
         "routes": []}));
     let s = site(&p, None);
-    let up = hdrs(&[("x-powered-by", "Express"), ("x-debug", "1"), ("content-type", "application/problem+json")]);
+    let up = hdrs(&[
+        ("x-powered-by", "Express"),
+        ("x-debug", "1"),
+        ("content-type", "application/problem+json"),
+    ]);
     let out = on_head(&s, 200, &up, false);
     for e in [
         HeaderEdit::Remove("x-powered-by".into()),
         HeaderEdit::Remove("x-debug".into()),
         HeaderEdit::Set("x-content-type-options".into(), "nosniff".into()),
         HeaderEdit::Set("referrer-policy".into(), "no-referrer".into()),
-        HeaderEdit::Set("strict-transport-security".into(), "max-age=63072000; includeSubDomains".into()),
+        HeaderEdit::Set(
+            "strict-transport-security".into(),
+            "max-age=63072000; includeSubDomains".into(),
+        ),
         HeaderEdit::Set("cache-control".into(), "no-store".into()),
     ] {
         assert!(out.edits.contains(&e), "{e:?} in {:?}", out.edits);
@@ -251,7 +288,10 @@ fn security_headers_defaults_and_lists() {
 fn preflight_facts(origin: &str, method: &str, headers: Option<&str>) -> RequestFacts {
     let mut h = vec![
         ("origin".to_string(), origin.to_string()),
-        ("access-control-request-method".to_string(), method.to_string()),
+        (
+            "access-control-request-method".to_string(),
+            method.to_string(),
+        ),
     ];
     if let Some(x) = headers {
         h.push(("access-control-request-headers".into(), x.into()));
@@ -268,20 +308,27 @@ fn preflight_facts(origin: &str, method: &str, headers: Option<&str>) -> Request
 #[test]
 fn preflights_are_answered_from_the_route_the_actual_request_takes() {
     let p = compile(json!({
-        "cors": {"allow_origins": ["https://app.example.com"], "allow_methods": ["GET", "POST"],
-                 "allow_headers": ["authorization", "content-type"], "allow_credentials": true},
-        "routes": [
-            {"name": "orders", "match": {"path": "/api/orders", "methods": ["POST"]}},
-            {"name": "ro", "match": {"path": "/api/orders", "methods": ["GET"]}, "mode": "report",
-             "cors": {"allow_origins": ["*.example.org"]}}
-        ]}));
-    let ok = preflight(&p, &preflight_facts("https://app.example.com", "POST", Some("authorization"))).unwrap();
+    "cors": {"allow_origins": ["https://app.example.com"], "allow_methods": ["GET", "POST"],
+             "allow_headers": ["authorization", "content-type"], "allow_credentials": true},
+    "routes": [
+        {"name": "orders", "match": {"path": "/api/orders", "methods": ["POST"]}},
+        {"name": "ro", "match": {"path": "/api/orders", "methods": ["GET"]}, "mode": "report",
+         "cors": {"allow_origins": ["*.example.org"]}}
+    ]}));
+    let ok = preflight(
+        &p,
+        &preflight_facts("https://app.example.com", "POST", Some("authorization")),
+    )
+    .unwrap();
     assert_eq!(ok.route, Some(0));
     assert_eq!(ok.reply.as_ref().map(|r| r.status), Some(204));
     let bad = preflight(&p, &preflight_facts("https://evil.test", "POST", None)).unwrap();
     let reply = bad.reply.unwrap();
     assert_eq!(reply.status, 403);
-    assert!(!reply.headers.iter().any(|(k, _)| k.starts_with("access-control-")));
+    assert!(!reply
+        .headers
+        .iter()
+        .any(|(k, _)| k.starts_with("access-control-")));
     // Report-mode route: a refused preflight goes on to the normal checks.
     let rep = preflight(&p, &preflight_facts("https://evil.test", "GET", None)).unwrap();
     assert!(rep.reply.is_none());
@@ -295,27 +342,57 @@ fn preflights_are_answered_from_the_route_the_actual_request_takes() {
 #[test]
 fn bad_config_is_refused_with_its_path() {
     let cases = [
-        (json!({"strip_fields": ["password"]}), "routes[0].response.strip_fields[0]: a field pointer starts with '/'"),
-        (json!({"strip_fields": ["/a", {"pointer": "/b~2"}]}), "routes[0].response.strip_fields[1].pointer: '~'"),
-        (json!({"strip_fields": [{"pointer": "/b", "visible_to": {}}]}), "routes[0].response.strip_fields[0].visible_to: name at least one"),
-        (json!({"body_schema": {"type": "strin"}}), "routes[0].response.body_schema.type: invalid schema"),
-        (json!({"on_schema_mismatch": "strip"}), "routes[0].response.on_schema_mismatch: needs a body_schema"),
-        (json!({"max_body_bytes": 0}), "routes[0].response.max_body_bytes"),
-        (json!({"max_array_len": 0}), "routes[0].response.max_array_len"),
+        (
+            json!({"strip_fields": ["password"]}),
+            "routes[0].response.strip_fields[0]: a field pointer starts with '/'",
+        ),
+        (
+            json!({"strip_fields": ["/a", {"pointer": "/b~2"}]}),
+            "routes[0].response.strip_fields[1].pointer: '~'",
+        ),
+        (
+            json!({"strip_fields": [{"pointer": "/b", "visible_to": {}}]}),
+            "routes[0].response.strip_fields[0].visible_to: name at least one",
+        ),
+        (
+            json!({"body_schema": {"type": "strin"}}),
+            "routes[0].response.body_schema.type: invalid schema",
+        ),
+        (
+            json!({"on_schema_mismatch": "strip"}),
+            "routes[0].response.on_schema_mismatch: needs a body_schema",
+        ),
+        (
+            json!({"max_body_bytes": 0}),
+            "routes[0].response.max_body_bytes",
+        ),
+        (
+            json!({"max_array_len": 0}),
+            "routes[0].response.max_array_len",
+        ),
     ];
     for (response, want) in cases {
-        let e = err(json!({"routes": [{"name": "u", "match": {"prefix": "/u"}, "response": response}]}));
+        let e = err(
+            json!({"routes": [{"name": "u", "match": {"prefix": "/u"}, "response": response}]}),
+        );
         assert!(e.starts_with(want), "{e}\nwanted {want}");
     }
-    let e = err(json!({"cors": {"allow_origins": ["https://a.test", "*"], "allow_credentials": true}}));
-    assert!(e.starts_with("cors.allow_origins[1]: \"*\" cannot be combined"), "{e}");
+    let e =
+        err(json!({"cors": {"allow_origins": ["https://a.test", "*"], "allow_credentials": true}}));
+    assert!(
+        e.starts_with("cors.allow_origins[1]: \"*\" cannot be combined"),
+        "{e}"
+    );
     let e = err(json!({"routes": [{"name": "u", "match": {"prefix": "/u"},
         "cors": {"allow_origins": ["app.example.com"]}}]}));
     assert!(e.starts_with("routes[0].cors.allow_origins[0]"), "{e}");
     let e = err(json!({"security_headers": {"set": {"content-length": "1"}}}));
     assert!(e.starts_with("security_headers.set.content-length"), "{e}");
     let e = err(json!({"security_headers": {"strict_transport_security": {"max_age_seconds": 0}}}));
-    assert!(e.starts_with("security_headers.strict_transport_security.max_age_seconds"), "{e}");
+    assert!(
+        e.starts_with("security_headers.strict_transport_security.max_age_seconds"),
+        "{e}"
+    );
     let e = err(json!({"cors": {"allow_origins": ["*"], "max_age_seconds": 100000}}));
     assert!(e.starts_with("cors.max_age_seconds"), "{e}");
 }
