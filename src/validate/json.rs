@@ -304,29 +304,39 @@ impl<'a> Reader<'a> {
 
     /// A string starting at the opening quote, unescaped.
     fn string(&mut self, max_str: usize) -> Result<String, JsonError> {
+        self.string_cow(max_str).map(std::borrow::Cow::into_owned)
+    }
+
+    /// Moves past string bytes up to the next quote, backslash or control character.
+    fn skip_plain(&mut self) {
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        let n = rest
+            .iter()
+            .position(|&b| string_stop(b))
+            .unwrap_or(rest.len());
+        self.pos = self.pos.saturating_add(n);
+    }
+
+    /// A string, borrowed from the text when it has no escapes (no allocation).
+    fn string_cow(&mut self, max_str: usize) -> Result<std::borrow::Cow<'a, str>, JsonError> {
         self.bump(); // opening quote
         let start = self.pos;
         // Fast path: no escapes, borrow the slice once.
-        while let Some(&b) = self.bytes.get(self.pos) {
-            if string_stop(b) {
-                break;
-            }
-            self.bump();
-        }
+        self.skip_plain();
         if self.peek() == Some(b'"') {
             let s = self.slice(start, self.pos)?;
             if s.len() > max_str {
                 return Err(JsonError::Limit(Limit::StringLen));
             }
             self.bump();
-            return Ok(s.to_string());
+            return Ok(std::borrow::Cow::Borrowed(s));
         }
         let mut out = String::from(self.slice(start, self.pos)?);
         loop {
             match self.peek() {
                 Some(b'"') => {
                     self.bump();
-                    return Ok(out);
+                    return Ok(std::borrow::Cow::Owned(out));
                 }
                 Some(b'\\') => {
                     self.bump();
@@ -335,12 +345,7 @@ impl<'a> Reader<'a> {
                 Some(b) if b < 0x20 => return self.malformed("control character in string"),
                 Some(_) => {
                     let chunk_start = self.pos;
-                    while let Some(&b) = self.bytes.get(self.pos) {
-                        if string_stop(b) {
-                            break;
-                        }
-                        self.bump();
-                    }
+                    self.skip_plain();
                     out.push_str(self.slice(chunk_start, self.pos)?);
                 }
                 None => return self.malformed("unterminated string"),
@@ -555,12 +560,12 @@ pub fn remove_matching<P: PathPattern>(body: &[u8], patterns: &[P]) -> Result<Re
 }
 
 /// Where the scanner is inside one container.
-enum Scope {
+enum Scope<'a> {
     Array {
         index: usize,
     },
     Object {
-        key: String,
+        key: std::borrow::Cow<'a, str>,
         /// Byte offset where the current member's key starts.
         member_start: usize,
         /// Offset of the comma before the current member, if it is not the first.
@@ -577,7 +582,9 @@ enum Scope {
 struct Scanner<'a, 'p, P> {
     reader: Reader<'a>,
     paths: &'p [P],
-    stack: Vec<Scope>,
+    /// The deepest pattern: members below it are never compared.
+    deepest: usize,
+    stack: Vec<Scope<'a>>,
     spans: Vec<(usize, usize)>,
 }
 
@@ -586,6 +593,7 @@ impl<'a, 'p, P: PathPattern> Scanner<'a, 'p, P> {
         Self {
             reader: Reader::new(text),
             paths,
+            deepest: paths.iter().map(PathPattern::depth).max().unwrap_or(0),
             stack: Vec::new(),
             spans: Vec::new(),
         }
@@ -603,7 +611,7 @@ impl<'a, 'p, P: PathPattern> Scanner<'a, 'p, P> {
     }
 
     fn member_removed(&self) -> bool {
-        self.paths.iter().any(|p| self.at_path(p))
+        self.stack.len() <= self.deepest && self.paths.iter().any(|p| self.at_path(p))
     }
 
     fn begin_member(
@@ -617,7 +625,7 @@ impl<'a, 'p, P: PathPattern> Scanner<'a, 'p, P> {
         if r.peek() != Some(b'"') {
             return r.malformed("expected a string key");
         }
-        let key = r.string(usize::MAX)?;
+        let key = r.string_cow(usize::MAX)?;
         r.skip_ws();
         r.expect(b':', "expected ':'")?;
         self.stack.push(Scope::Object {
@@ -660,7 +668,7 @@ impl<'a, 'p, P: PathPattern> Scanner<'a, 'p, P> {
                     }
                 }
                 Some(b'"') => {
-                    self.reader.string(usize::MAX)?;
+                    self.reader.string_cow(usize::MAX)?;
                 }
                 Some(b't') => {
                     self.reader.literal(b"true", Value::Null)?;
