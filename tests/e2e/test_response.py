@@ -165,7 +165,8 @@ class _ApiHandler(BaseHTTPRequestHandler):
             }
             self._send(200, json.dumps(docs[parts[-1]]).encode())
         elif head in ("crash", "raw-crash"):
-            self._send(500, TRACEBACK.encode(), ctype="text/plain", extra={"x-debug-trace": "views.py:42"})
+            self._send(500, TRACEBACK.encode(), ctype="text/plain",
+                       extra={"x-debug-trace": "views.py:42", "set-cookie": "debug_session=leak"})
         elif head == "api":
             self._send(200, json.dumps({"orders": [1, 2]}).encode(), extra={"x-request-id": self.headers.get("x-request-id") or ""})
         elif head == "notfound":
@@ -478,6 +479,7 @@ def test_upstream_stack_trace_never_leaves_the_mesh(mg, listener):
     assert doc["request_id"] == request_id
     assert_clean(resp.body)
     assert resp.header("x-debug-trace") is None
+    assert resp.header("set-cookie") is None, "none of the upstream's headers go with the mask"
     assert resp.header("x-powered-by") is None
     assert resp.header("cache-control") == "no-store"
     assert resp.header("x-content-type-options") == "nosniff"
