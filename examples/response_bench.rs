@@ -50,7 +50,7 @@ fn main() {
         method: "GET",
     };
     let body = document_4k();
-    let headers = vec![("content-type".to_string(), b"application/json".to_vec())];
+    let headers = vec![(b"content-type".to_vec(), b"application/json".to_vec())];
     let HeadPlan::ReadBody(read) = on_head(&site, 200, &headers, false).plan else {
         panic!("no body read")
     };

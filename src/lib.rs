@@ -10,6 +10,7 @@ pub mod decide;
 pub mod error;
 pub mod host;
 pub mod identity;
+pub mod inbound;
 pub mod metrics;
 pub mod policy;
 pub mod ratelimit;

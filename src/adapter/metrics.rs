@@ -1,5 +1,6 @@
 //! Counter ids, defined once per configuration so request handling only increments.
 
+use super::host::{define_counter, increment_counter};
 use crate::authn::config::ProviderId;
 use crate::decide::{AuthnMetric, Decision};
 use crate::error::Reason;
@@ -7,16 +8,14 @@ use crate::metrics as names;
 use crate::policy::Policy;
 use crate::ratelimit::Outcome;
 use crate::response::Change;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
 
 fn counter(name: &str) -> Option<u32> {
-    hostcalls::define_metric(MetricType::Counter, name).ok()
+    define_counter(name)
 }
 
 fn bump(id: Option<u32>) {
     if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, 1);
+        increment_counter(id);
     }
 }
 

@@ -1,16 +1,17 @@
 //! Response-side wiring: the CORS preflight answer (before any request check), then the
 //! response head and body. Everything decided here comes from [`crate::response`]; this file
-//! only reads and writes host state.
+//! only reads and writes host state, through the host layer ([`super::host`]).
 
+use super::host::{self as abi, Host, HostClock, Level};
+use super::root::parse_status;
 use super::stream::StreamState;
 use crate::audit;
 use crate::decide::Decision;
-use crate::host::Clock;
+use crate::host::{BufferKind, Clock, HostReads, MapKind};
 use crate::response::{
     self, BodyPlan, BodyRead, Finding, HeadPlan, HeaderEdit, ResponseEvent, Site,
 };
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
+use proxy_wasm::types::Action;
 
 /// Where the response side of a stream is.
 #[derive(Debug, Default)]
@@ -19,28 +20,23 @@ pub(crate) struct ResponseState {
     preflight: bool,
     /// The body being read for checks.
     read: Option<BodyRead>,
-    /// Body bytes buffered so far.
-    buffered: usize,
 }
 
 fn send(reply: &crate::error::Reply) {
-    let headers: Vec<(&str, &str)> = reply
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    if hostcalls::send_http_response(u32::from(reply.status), headers, Some(&reply.body)).is_err() {
-        let _ = hostcalls::log(LogLevel::Error, "meshguard: could not send reply");
+    if abi::send_local_response(reply.status, &reply.headers, &reply.body, reply.grpc_status)
+        .is_err()
+    {
+        abi::log(Level::Error, "meshguard: could not send reply");
     }
 }
 
 fn apply(edits: &[HeaderEdit]) {
+    let t = MapKind::ResponseHeaders;
     for e in edits {
-        let t = MapType::HttpResponseHeaders;
         let _ = match e {
-            HeaderEdit::Set(k, v) => hostcalls::set_map_value_bytes(t, k, Some(v.as_bytes())),
-            HeaderEdit::Remove(k) => hostcalls::set_map_value_bytes(t, k, None),
-            HeaderEdit::Append(k, v) => hostcalls::add_map_value_bytes(t, k, v.as_bytes()),
+            HeaderEdit::Set(k, v) => abi::set_header(t, k, v.as_bytes()),
+            HeaderEdit::Remove(k) => abi::remove_header(t, k.as_bytes()),
+            HeaderEdit::Append(k, v) => abi::add_header(t, k, v.as_bytes()),
         };
     }
 }
@@ -94,12 +90,22 @@ impl StreamState {
 
     /// The response headers: edits, masking, and whether the body is read.
     pub(super) fn response_headers(&mut self, end_of_stream: bool) -> Action {
-        let headers = hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
+        let headers = match Host.map(MapKind::ResponseHeaders) {
+            Ok(h) => h,
+            Err(e) => {
+                // Fail closed: an answer whose headers cannot be read cannot be checked.
+                abi::log(
+                    Level::Error,
+                    &format!("meshguard: response headers unreadable: {e:?}"),
+                );
+                let _ = abi::reset_http_response();
+                return Action::Pause;
+            }
+        };
         let status = headers
             .iter()
-            .find(|(k, _)| k == ":status")
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-            .and_then(|s| s.parse::<u16>().ok())
+            .find(|(k, _)| k.as_slice() == b":status")
+            .and_then(|(_, v)| parse_status(v))
             .unwrap_or(0);
         let out = response::on_head(&self.site(), status, &headers, end_of_stream);
         self.record_response(&out.events);
@@ -132,7 +138,6 @@ impl StreamState {
         let Some(read) = &self.response.read else {
             return Action::Continue;
         };
-        self.response.buffered = body_size;
         if u64::try_from(body_size).map_or(true, |n| n > read.limit) {
             let (reply, event) = response::over_limit(&self.site(), read);
             self.response.read = None;
@@ -152,7 +157,7 @@ impl StreamState {
         }
     }
 
-    /// Trailers end a body that is being read (HTTP/2, gRPC-web style answers).
+    /// Trailers end a body that is being read (HTTP/2 answers with trailers).
     pub(super) fn response_trailers(&mut self) -> Action {
         if self.response.read.is_some() {
             return self.response_body_done();
@@ -168,30 +173,32 @@ impl StreamState {
         let max = usize::try_from(read.limit)
             .unwrap_or(usize::MAX)
             .saturating_add(1);
-        let body = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, max)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let body = match Host.buffer(BufferKind::ResponseBody, 0, max) {
+            Ok(b) => b.unwrap_or_default(),
+            Err(e) => {
+                abi::log(
+                    Level::Error,
+                    &format!("meshguard: response body unreadable: {e:?}"),
+                );
+                let _ = abi::reset_http_response();
+                return Action::Pause;
+            }
+        };
         let out = response::on_body(&self.site(), &read, &body);
         self.record_response(&out.events);
         match out.plan {
             BodyPlan::Unchanged => Action::Continue,
             BodyPlan::Rewrite(new) => {
-                if hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body.len(), &new).is_err()
-                {
+                if abi::set_buffer(BufferKind::ResponseBody, 0, body.len(), &new).is_err() {
                     // Fail closed: never pass the unchecked body.
-                    let _ =
-                        hostcalls::log(LogLevel::Error, "meshguard: could not rewrite response");
-                    let _ = hostcalls::reset_http_response();
+                    abi::log(Level::Error, "meshguard: could not rewrite response");
+                    let _ = abi::reset_http_response();
                     return Action::Pause;
                 }
                 if read.hold {
                     let len = new.len().to_string();
-                    let _ = hostcalls::set_map_value_bytes(
-                        MapType::HttpResponseHeaders,
-                        "content-length",
-                        Some(len.as_bytes()),
-                    );
+                    let _ =
+                        abi::set_header(MapKind::ResponseHeaders, "content-length", len.as_bytes());
                 }
                 Action::Continue
             }
@@ -216,7 +223,7 @@ impl StreamState {
     fn record(&self, events: &[ResponseEvent], route: &str, template: &str, phase: &'static str) {
         let policy = &self.shared.policy;
         let now = if events.iter().any(|e| audit::response_wanted(policy, e)) {
-            super::host::HostClock.now_ms()
+            HostClock.now_ms()
         } else {
             0
         };
@@ -242,7 +249,7 @@ impl StreamState {
                     phase,
                     now,
                 );
-                let _ = hostcalls::log(LogLevel::Info, &line);
+                abi::log(Level::Info, &line);
             }
         }
     }

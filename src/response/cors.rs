@@ -7,6 +7,7 @@
 
 use super::HeaderEdit;
 use crate::error::{Denial, Reason};
+use crate::host::HeaderPairs;
 
 /// Methods allowed when `allow_methods` is not set.
 pub const DEFAULT_METHODS: &[&str] = &["GET", "HEAD", "POST"];
@@ -218,15 +219,11 @@ impl CorsPolicy {
     /// Edits for an actual response: CORS headers the upstream set are removed (meshguard
     /// answers for the route), then set for an allowed origin. `None` origin: a same-origin or
     /// non-browser request. Also returns whether the origin was allowed.
-    pub fn actual(
-        &self,
-        origin: Option<&str>,
-        present: &[(String, Vec<u8>)],
-    ) -> (Vec<HeaderEdit>, bool) {
+    pub fn actual(&self, origin: Option<&str>, present: &HeaderPairs) -> (Vec<HeaderEdit>, bool) {
         let mut edits: Vec<HeaderEdit> = present
             .iter()
-            .filter(|(k, _)| k.starts_with("access-control-"))
-            .map(|(k, _)| HeaderEdit::Remove(k.clone()))
+            .filter(|(k, _)| k.starts_with(b"access-control-"))
+            .map(|(k, _)| HeaderEdit::Remove(String::from_utf8_lossy(k).into_owned()))
             .collect();
         edits.dedup();
         edits.push(HeaderEdit::Append("vary".into(), "origin".into()));
@@ -375,7 +372,7 @@ mod tests {
     #[test]
     fn actual_response_carries_cors_headers_only_for_allowed_origins() {
         let p = policy(&["*"], false);
-        let upstream = vec![("access-control-allow-origin".to_string(), b"*".to_vec())];
+        let upstream = vec![(b"access-control-allow-origin".to_vec(), b"*".to_vec())];
         let (e, ok) = p.actual(Some("https://x.test"), &upstream);
         assert!(ok);
         assert!(e.contains(&HeaderEdit::Set(

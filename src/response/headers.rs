@@ -4,6 +4,7 @@
 //! It decides which header edits a response gets; it never reads a body.
 
 use super::HeaderEdit;
+use crate::host::HeaderPairs;
 
 /// Set on every response when `defaults` is on.
 pub const DEFAULT_SET: &[(&str, &str)] = &[("x-content-type-options", "nosniff")];
@@ -40,11 +41,11 @@ pub struct SecurityHeaders {
 impl SecurityHeaders {
     /// The edits for a response with these header names; `problem` when its content type is
     /// `application/problem+json` (it then gets `cache-control: no-store`).
-    pub fn edits(&self, present: &[(String, Vec<u8>)], problem: bool) -> Vec<HeaderEdit> {
+    pub fn edits(&self, present: &HeaderPairs, problem: bool) -> Vec<HeaderEdit> {
         let mut out: Vec<HeaderEdit> = self
             .remove
             .iter()
-            .filter(|name| present.iter().any(|(k, _)| k == *name))
+            .filter(|name| present.iter().any(|(k, _)| k.as_slice() == name.as_bytes()))
             .map(|name| HeaderEdit::Remove(name.clone()))
             .collect();
         out.extend(
@@ -94,7 +95,7 @@ mod tests {
             set: vec![("x-content-type-options".into(), "nosniff".into())],
             remove: vec!["x-powered-by".into(), "server".into()],
         };
-        let present = vec![("x-powered-by".to_string(), b"Express".to_vec())];
+        let present = vec![(b"x-powered-by".to_vec(), b"Express".to_vec())];
         let e = h.edits(&present, false);
         assert_eq!(
             e,
@@ -103,7 +104,7 @@ mod tests {
                 HeaderEdit::Set("x-content-type-options".into(), "nosniff".into()),
             ]
         );
-        let e = h.edits(&[], true);
+        let e = h.edits(&Vec::new(), true);
         assert!(e.contains(&HeaderEdit::Set("cache-control".into(), "no-store".into())));
     }
 

@@ -20,6 +20,7 @@ pub mod strip;
 
 use crate::decide::RequestFacts;
 use crate::error::{Denial, Reason, Reply};
+use crate::host::HeaderPairs;
 use crate::policy::{Lookup, Mode, Policy, Route};
 use crate::validate::json::{self, JsonError, JsonLimits, Limit};
 use crate::validate::schema::CompiledSchema;
@@ -281,10 +282,10 @@ pub struct HeadOutcome {
     pub events: Vec<ResponseEvent>,
 }
 
-fn header<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h [u8]> {
+fn header<'h>(headers: &'h HeaderPairs, name: &str) -> Option<&'h [u8]> {
     headers
         .iter()
-        .find(|(k, _)| k == name)
+        .find(|(k, _)| k.as_slice() == name.as_bytes())
         .map(|(_, v)| v.as_slice())
 }
 
@@ -300,12 +301,18 @@ fn media_type(content_type: Option<&[u8]>) -> Option<String> {
     )
 }
 
-/// JSON media types (`application/json`, `*/*+json`); an absent content type counts too, so a
-/// body cannot dodge the checks by leaving it out.
+/// JSON media types (`application/json`, `*/*+json`, and the legacy `text/json`,
+/// `application/x-json`, `text/x-json` some frameworks still send); an absent content type
+/// counts too, so a body cannot dodge the checks by leaving it out.
 fn is_json(content_type: Option<&[u8]>) -> bool {
     match media_type(content_type) {
         None => content_type.is_none(),
-        Some(m) => m == "application/json" || m.ends_with("+json"),
+        Some(m) => {
+            matches!(
+                m.as_str(),
+                "application/json" | "text/json" | "application/x-json" | "text/x-json"
+            ) || m.ends_with("+json")
+        }
     }
 }
 
@@ -334,7 +341,7 @@ fn refused(site: &Site<'_>, denial: Denial) -> Reply {
 pub fn on_head(
     site: &Site<'_>,
     status: u16,
-    headers: &[(String, Vec<u8>)],
+    headers: &HeaderPairs,
     end_of_stream: bool,
 ) -> HeadOutcome {
     let mut out = HeadOutcome {
@@ -662,6 +669,7 @@ pub fn preflight(policy: &Policy, facts: &RequestFacts) -> Option<PreflightOutco
                 status: 204,
                 headers,
                 body: Vec::new(),
+                grpc_status: None,
             }),
             Finding::Changed(Change::PreflightAnswered),
             204,

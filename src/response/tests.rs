@@ -41,9 +41,9 @@ fn site<'a>(p: &'a Policy, claims: Option<&'a Map<String, Value>>) -> Site<'a> {
     }
 }
 
-fn hdrs(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+fn hdrs(list: &[(&str, &str)]) -> crate::host::HeaderPairs {
     list.iter()
-        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
         .collect()
 }
 
@@ -90,14 +90,25 @@ fn strip_route_reads_json_bodies_and_drops_content_length() {
     let html = hdrs(&[("content-type", "text/html")]);
     assert_eq!(on_head(&s, 200, &html, false).plan, HeadPlan::Pass);
     assert_eq!(on_head(&s, 200, &hdrs(JSON), true).plan, HeadPlan::Pass);
-    // +json types and a missing content type are checked.
+    // +json types, legacy JSON types and a missing content type are checked.
+    for legacy in [
+        "text/json",
+        "Application/JSON; charset=UTF-8",
+        "application/x-json",
+    ] {
+        let h = hdrs(&[("content-type", legacy)]);
+        assert!(
+            matches!(on_head(&s, 200, &h, false).plan, HeadPlan::ReadBody(_)),
+            "{legacy}"
+        );
+    }
     let vnd = hdrs(&[("content-type", "application/vnd.api+json; charset=utf-8")]);
     assert!(matches!(
         on_head(&s, 200, &vnd, false).plan,
         HeadPlan::ReadBody(_)
     ));
     assert!(matches!(
-        on_head(&s, 500, &[], false).plan,
+        on_head(&s, 500, &Vec::new(), false).plan,
         HeadPlan::ReadBody(_)
     ));
 }
@@ -301,6 +312,7 @@ fn preflight_facts(origin: &str, method: &str, headers: Option<&str>) -> Request
         path: "/api/orders".into(),
         authority: "api.example".into(),
         headers: h,
+        opaque: Vec::new(),
         end_of_stream: true,
     }
 }

@@ -40,6 +40,13 @@ pub struct HeaderRule {
     pattern: Option<Regex>,
 }
 
+impl HeaderRule {
+    /// The lower-case header name the rule reads.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// Valid header names: an HTTP token, lower-cased; a leading `:` admits pseudo-headers.
 fn header_name(name: &str) -> Option<String> {
     let body = name.strip_prefix(':').unwrap_or(name);
