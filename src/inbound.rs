@@ -144,11 +144,13 @@ pub fn check_route_headers(
     route: &Route,
     facts: &RequestFacts,
 ) -> Result<(), Denial> {
-    let ambiguous = facts.headers.iter().any(|(n, _)| n.contains('_'));
+    let read = route_text_headers(policy, route);
+    // A respelling needs a `_` on one side: in the request's name or in the configured one.
+    let underscore_read = read.iter().any(|r| r.contains('_'));
+    let ambiguous = underscore_read || facts.headers.iter().any(|(n, _)| n.contains('_'));
     if facts.opaque.is_empty() && !ambiguous {
         return Ok(());
     }
-    let read = route_text_headers(policy, route);
     for (name, _) in &facts.opaque {
         if read
             .iter()
@@ -157,7 +159,11 @@ pub fn check_route_headers(
             return Err(not_text(&String::from_utf8_lossy(name)));
         }
     }
-    for (name, _) in facts.headers.iter().filter(|(n, _)| n.contains('_')) {
+    let candidates = facts
+        .headers
+        .iter()
+        .filter(|(n, _)| underscore_read || n.contains('_'));
+    for (name, _) in candidates {
         let folded = fold_name(name.as_bytes());
         if let Some(r) = read
             .iter()
@@ -198,7 +204,9 @@ pub fn forged_injected(policy: &Policy, facts: &RequestFacts) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     // Names are lower case: only a name with `_` (or upper case, from a host that does not
     // lower-case) can be another spelling of an injected name.
-    let respelled = |n: &[u8]| n.iter().any(|b| *b == b'_' || b.is_ascii_uppercase());
+    let underscore_injected = injected.iter().any(|n| n.contains('_'));
+    let respelled =
+        |n: &[u8]| underscore_injected || n.iter().any(|b| *b == b'_' || b.is_ascii_uppercase());
     for name in candidates.filter(|n| respelled(n)) {
         let Ok(text) = std::str::from_utf8(name) else {
             continue;

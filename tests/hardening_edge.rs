@@ -215,6 +215,35 @@ fn forged_identity_headers_in_any_spelling_are_removed() {
 }
 
 #[test]
+fn configured_underscore_names_are_matched_from_the_dash_side_too() {
+    let jwks = include_str!("fixtures/jwt/jwks.json");
+    let json = serde_json::json!({
+        "jwt_providers": { "main": { "issuer": "https://issuer.example",
+            "local_jwks": { "inline_string": jwks },
+            "claim_to_headers": [{ "claim_name": "sub", "header_name": "x_user_id" }] } },
+        "routes": [{ "name": "r", "match": { "prefix": "/" },
+            "request": { "headers": [{ "name": "x_tenant", "forbidden": true }] } }]
+    });
+    let p = compile(json.to_string().as_bytes()).unwrap();
+    let facts = facts_from_pairs(request("GET", "/a", &[("x-tenant", b"evil")]), true);
+    let Verdict::Deny(d) = decide(&p, &facts).0 else {
+        panic!()
+    };
+    assert_eq!(
+        d.detail.as_deref(),
+        Some("header \"x-tenant\" is ambiguous with \"x_tenant\"")
+    );
+    let facts = facts_from_pairs(request("GET", "/a", &[("x-user-id", b"admin")]), true);
+    let (v, ops) = decide(&p, &facts);
+    assert_eq!(v, Verdict::Allow);
+    assert!(
+        ops.iter()
+            .any(|op| matches!(op, HeaderOp::Remove(n) if n == "x-user-id")),
+        "{ops:?}"
+    );
+}
+
+#[test]
 fn forged_identity_in_trailers_is_found() {
     let p = policy();
     let trailers: HeaderPairs = vec![

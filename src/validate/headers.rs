@@ -16,6 +16,7 @@ const PATTERN_SIZE_LIMIT: usize = 1 << 20;
 
 /// One `routes[].request.headers[]` entry as written.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawHeaderRule {
     /// Header name (any case).

@@ -181,21 +181,27 @@ def worker_connections(envoy: harness.Envoy) -> dict[str, int]:
     return out
 
 
-def assert_enforcing(envoy: harness.Envoy, connections: int = 16) -> None:
-    """The VM on every worker still enforces: new connections without a token are all 401 with a
-    problem body, and no panic was logged."""
+def assert_enforcing(envoy: harness.Envoy, connections: int = 16, all_workers: bool = False) -> None:
+    """The VM still enforces: new connections without a token are all 401 with a problem body,
+    and no panic was logged. With `all_workers`, connections go on (up to 64) until every worker
+    has answered at least one (the kernel spreads connections over the workers)."""
     before = worker_connections(envoy)
     statuses = []
-    for _ in range(connections):
+    sent = 0
+    while True:
         r = get1(envoy.port, "/admin/probe", [(b"x-request-id", rid("probe").encode())])
+        sent += 1
         statuses.append(r.status)
         if r.status == 401:
             assert r.json()["reason"] == "jwt_missing"
-    assert statuses == [401] * connections, statuses
-    after = worker_connections(envoy)
-    if envoy.concurrency > 1:
+        if sent < connections:
+            continue
+        after = worker_connections(envoy)
         busy = [w for w in after if after[w] > before.get(w, 0)]
-        assert len(busy) == envoy.concurrency, f"not every worker was probed: {before} -> {after}"
+        if not all_workers or len(busy) >= envoy.concurrency:
+            break
+        assert sent < 64, f"not every worker was probed: {before} -> {after}"
+    assert statuses == [401] * sent, statuses
     assert "panic" not in envoy.log_text(), envoy.log_tail(20)
 
 
@@ -218,6 +224,7 @@ OBS_TEXT = [
 
 
 def test_obs_text_over_http1_passes_untouched_and_every_worker_still_enforces(mg, upstream):
+    before = worker_connections(mg)
     for i in range(16):
         request_id = rid("obs1")
         r = get1(mg.port, f"/open/f{i}", [(b"x-request-id", request_id.encode()), *OBS_TEXT])
@@ -229,10 +236,14 @@ def test_obs_text_over_http1_passes_untouched_and_every_worker_still_enforces(mg
         # On a checked route the check still applies.
         r = get1(mg.port, "/admin/x", list(OBS_TEXT))
         assert r.status == 401, r.status
-    assert_enforcing(mg)
+    hit = worker_connections(mg)
+    # 32 connections: the kernel gave obs-text requests to every worker (odds of not: 2**-31).
+    assert all(hit[w] > before.get(w, 0) for w in hit) and len(hit) == mg.concurrency, (before, hit)
+    assert_enforcing(mg, all_workers=True)
 
 
 def test_obs_text_over_http2_passes_untouched_and_every_worker_still_enforces(mg, upstream):
+    before = worker_connections(mg)
     for i in range(16):
         request_id = rid("obs2")
         got, _ = h2_call(mg.port, f"/open/h{i}", [(b"x-request-id", request_id.encode()), *OBS_TEXT],
@@ -243,7 +254,10 @@ def test_obs_text_over_http2_passes_untouched_and_every_worker_still_enforces(mg
         assert seen["headers"]["user-agent"].encode("latin-1") == b"Mozilla/5.0 (caf\xe9)"
         got, _ = h2_call(mg.port, "/admin/x", list(OBS_TEXT), method=b"GET")
         assert got.get(":status") == "401", got
-    assert_enforcing(mg)
+    hit = worker_connections(mg)
+    # 32 connections: the kernel gave obs-text requests to every worker (odds of not: 2**-31).
+    assert all(hit[w] > before.get(w, 0) for w in hit) and len(hit) == mg.concurrency, (before, hit)
+    assert_enforcing(mg, all_workers=True)
 
 
 def test_obs_text_in_a_header_a_check_reads_is_400_never_absent(mg, upstream):
@@ -303,6 +317,7 @@ def test_forged_identity_headers_never_reach_the_upstream(closed, upstream, path
         assert seen["headers"]["x-token-subject"] == "alice"
     else:
         assert not names & set(INJECTED), names
+    assert_enforcing(closed, connections=4)
 
 
 def test_forged_identity_over_http2_never_reaches_the_upstream(closed, upstream):
@@ -350,6 +365,7 @@ def test_grpc_denials_answer_with_the_grpc_status(closed, upstream, path, extra,
     assert got.get("x-content-type-options") == "nosniff"
     assert body == b""
     assert reached(upstream, request_id) is None
+    assert_enforcing(closed, connections=4)
 
 
 def test_grpc_rate_limit_and_size_are_resource_exhausted_not_unavailable(closed, upstream):
@@ -363,6 +379,7 @@ def test_grpc_rate_limit_and_size_are_resource_exhausted_not_unavailable(closed,
     got, _ = h2_call(closed.port, "/grpc.Small/Call", [*GRPC, (b"content-length", str(len(big)).encode())], big)
     assert got["grpc-status"] == "8", got
     assert got["grpc-message"].startswith("body_too_large")
+    assert_enforcing(closed, connections=4)
 
 
 def test_non_grpc_request_to_the_same_route_gets_problem_json(closed):
