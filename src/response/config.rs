@@ -24,6 +24,7 @@ pub const MAX_AGE_CEILING: u32 = 86_400;
 
 /// `routes[].response`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawResponse {
     /// Field pointers removed from JSON responses.
@@ -45,6 +46,7 @@ pub struct RawResponse {
 
 /// A `strip_fields` entry: a pointer, or a pointer with the callers who keep the field.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum RawStripField {
     /// Stripped for everyone.
@@ -55,6 +57,7 @@ pub enum RawStripField {
 
 /// `{"pointer": "/ssn", "visible_to": {...}}`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawStripRule {
     /// The field.
@@ -66,6 +69,7 @@ pub struct RawStripRule {
 
 /// `visible_to`: scopes (all required) and claims (one accepted value each).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawVisibleTo {
     /// Required scopes.
@@ -78,6 +82,7 @@ pub struct RawVisibleTo {
 
 /// `on_schema_mismatch`.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RawOnMismatch {
     /// 502 problem.
@@ -90,6 +95,7 @@ pub enum RawOnMismatch {
 
 /// `security_headers`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawSecurityHeaders {
     /// Include meshguard's defaults (nosniff; banner removal). Default true.
@@ -112,6 +118,7 @@ fn yes() -> bool {
 
 /// `strict_transport_security`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawHsts {
     /// `max-age`.
@@ -126,6 +133,7 @@ pub struct RawHsts {
 
 /// `cors` (top level or per route).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawCors {
     /// Origins: exact, `*.suffix`, or `*`.
