@@ -2,7 +2,7 @@
 
 - `upstream`: one echo upstream for the whole session.
 - `meshguard_wasm`: path of the built module; tests that need it fail when the file is missing or
-  exports no proxy-wasm ABI (skip instead with MESHGUARD_ALLOW_NO_MODULE=1).
+  exports no proxy-wasm ABI.
 - `meshguard_cli`: path of the native `meshguard` command ($MESHGUARD_BIN, else built with cargo).
 - `offline_validator`: runs `meshguard validate` on a plugin config (exit code, output).
 - `module_envoys` / `envoys`: factories `start(**Envoy kwargs) -> Envoy` whose Envoys are stopped at the
@@ -53,10 +53,7 @@ def meshguard_wasm() -> Path:
     elif not harness.is_proxy_wasm_module(path):
         problem = f"{path} exports no proxy-wasm ABI (is the adapter compiled in?)"
     if problem:
-        # A module that cannot load is a failure, not a reason to skip half the suite; harness work
-        # without a module can opt out with MESHGUARD_ALLOW_NO_MODULE=1.
-        if os.environ.get("MESHGUARD_ALLOW_NO_MODULE") == "1":
-            pytest.skip(problem)
+        # A module that cannot load is a failure, never a reason to skip.
         pytest.fail(problem)
     return path
 
@@ -105,9 +102,12 @@ def offline_validator(meshguard_cli: str) -> Callable[[Any], tuple[int, str]]:
     return run
 
 
-def _factory(
-    upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory, started: list[Envoy]
-) -> Callable[..., Envoy]:
+def _envoy_factory(
+    upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Envoy]]:
+    """Yields `start(**kwargs) -> Envoy`; stops every Envoy it started when resumed."""
+    started: list[Envoy] = []
+
     def start(**kwargs: Any) -> Envoy:
         if kwargs.get("config") is None:
             kwargs.setdefault("upstream_port", upstream.port)
@@ -116,27 +116,21 @@ def _factory(
         started.append(envoy)
         return envoy.start()
 
-    return start
+    try:
+        yield start
+    finally:
+        for envoy in started:
+            envoy.stop()
 
 
 @pytest.fixture(scope="module")
 def module_envoys(upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Envoy]]:
-    started: list[Envoy] = []
-    try:
-        yield _factory(upstream, tmp_path_factory, started)
-    finally:
-        for envoy in started:
-            envoy.stop()
+    yield from _envoy_factory(upstream, tmp_path_factory)
 
 
 @pytest.fixture
 def envoys(upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Envoy]]:
-    started: list[Envoy] = []
-    try:
-        yield _factory(upstream, tmp_path_factory, started)
-    finally:
-        for envoy in started:
-            envoy.stop()
+    yield from _envoy_factory(upstream, tmp_path_factory)
 
 
 @pytest.hookimpl(hookwrapper=True)

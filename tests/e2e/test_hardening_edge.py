@@ -10,49 +10,32 @@ dead VM with fail-open skips every check).
 
 from __future__ import annotations
 
-import itertools
 import json
 import socket
-import time
-from typing import Any
 
 import h2.config
 import h2.connection
-import h2.events
-import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import harness
+from harness import reached_upstream, rid, seen_upstream, worker_connections
 
 ISSUER = "https://issuer.edge.test"
 SIGNING_KEY = ec.generate_private_key(ec.SECP256R1())
 KID = "edge-1"
-
-_ids = itertools.count(1)
-
-
-def rid(label: str) -> str:
-    return f"edge-{label}-{next(_ids)}"
-
-
-def _jwks() -> str:
-    jwk = pyjwt.algorithms.ECAlgorithm.to_jwk(SIGNING_KEY.public_key(), as_dict=True)
-    jwk.update({"kid": KID, "alg": "ES256", "use": "sig"})
-    return json.dumps({"keys": [jwk]})
+IDP = harness.TokenIssuer(ISSUER, None, SIGNING_KEY, kid=KID, alg="ES256")
 
 
 def token(sub: str = "alice") -> str:
-    now = int(time.time())
-    return pyjwt.encode({"iss": ISSUER, "sub": sub, "iat": now, "exp": now + 3600}, SIGNING_KEY,
-                        algorithm="ES256", headers={"kid": KID})
+    return IDP.token(sub=sub)
 
 
 CONFIG = {
     "jwt_providers": {
         "main": {
             "issuer": ISSUER,
-            "local_jwks": {"inline_string": _jwks()},
+            "local_jwks": {"inline_string": IDP.jwks()},
             "forward_payload_header": "x-jwt-payload",
             "claim_to_headers": [{"claim_name": "sub", "header_name": "x-user"}],
         }
@@ -146,39 +129,12 @@ def h2_call(port: int, path: str, headers: list[tuple[bytes, bytes]], body: byte
     if body:
         conn.send_data(sid, body, end_stream=True)
     sock.sendall(conn.data_to_send())
-    got: dict[str, str] = {}
-    data = b""
-    done = False
     try:
-        while not done:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            for event in conn.receive_data(chunk):
-                if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)) \
-                        and event.stream_id == sid:
-                    got.update({k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers})
-                elif isinstance(event, h2.events.DataReceived) and event.stream_id == sid:
-                    data += event.data
-                    conn.acknowledge_received_data(event.flow_controlled_length, sid)
-                if isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)) and event.stream_id == sid:
-                    done = True
-            out = conn.data_to_send()
-            if out:
-                sock.sendall(out)
+        headers_in, trailers, data = harness.h2_read_response(sock, conn, sid)
     finally:
         sock.close()
+    got = {k.decode("latin-1"): v.decode("latin-1") for k, v in [*headers_in, *trailers]}
     return got, data
-
-
-def worker_connections(envoy: harness.Envoy) -> dict[str, int]:
-    """Downstream connections accepted per worker on the main listener."""
-    stats = envoy.stats(r"listener\..*worker_[0-9]+\.downstream_cx_total")
-    out: dict[str, int] = {}
-    for name, value in stats.items():
-        worker = name.split(".worker_")[1].split(".")[0]
-        out[worker] = out.get(worker, 0) + value
-    return out
 
 
 def assert_enforcing(envoy: harness.Envoy, connections: int = 16, all_workers: bool = False) -> None:
@@ -205,13 +161,6 @@ def assert_enforcing(envoy: harness.Envoy, connections: int = 16, all_workers: b
     assert "panic" not in envoy.log_text(), envoy.log_tail(20)
 
 
-def reached(upstream, request_id: str) -> dict[str, Any] | None:
-    for r in upstream.requests:
-        if r["headers"].get("x-request-id") == request_id:
-            return r
-    return None
-
-
 # ---------------------------------------------------------------------------------------------
 # Host values and malformed input
 
@@ -229,7 +178,7 @@ def test_obs_text_over_http1_passes_untouched_and_every_worker_still_enforces(mg
         request_id = rid("obs1")
         r = get1(mg.port, f"/open/f{i}", [(b"x-request-id", request_id.encode()), *OBS_TEXT])
         assert r.status == 200, (r.status, r.body[:300])
-        seen = reached(upstream, request_id)
+        seen = seen_upstream(upstream, request_id)
         assert seen is not None
         # The echo server decodes header bytes as Latin-1: the bytes arrived as they were sent.
         assert seen["headers"]["x-file-name"].encode("latin-1") == b"r\xe9sum\xe9 \xff\xfe\x80.pdf"
@@ -249,7 +198,7 @@ def test_obs_text_over_http2_passes_untouched_and_every_worker_still_enforces(mg
         got, _ = h2_call(mg.port, f"/open/h{i}", [(b"x-request-id", request_id.encode()), *OBS_TEXT],
                          method=b"GET")
         assert got.get(":status") == "200", got
-        seen = reached(upstream, request_id)
+        seen = seen_upstream(upstream, request_id)
         assert seen is not None
         assert seen["headers"]["user-agent"].encode("latin-1") == b"Mozilla/5.0 (caf\xe9)"
         got, _ = h2_call(mg.port, "/admin/x", list(OBS_TEXT), method=b"GET")
@@ -267,7 +216,7 @@ def test_obs_text_in_a_header_a_check_reads_is_400_never_absent(mg, upstream):
     assert r.status == 400
     body = r.json()
     assert body["reason"] == "header_invalid" and body["detail"] == 'header "x-debug" is not valid text'
-    assert reached(upstream, request_id) is None
+    assert not reached_upstream(upstream, request_id)
     # A token that is not text is refused, not taken for a missing token.
     got, _ = h2_call(mg.port, "/admin/x", [(b"authorization", b"Bearer \xe9\xe9")], method=b"GET")
     assert got[":status"] == "400"
@@ -279,7 +228,7 @@ def test_underscore_spelling_of_a_checked_header_is_refused(closed, upstream):
     r = get1(closed.port, "/keyed/a", [(b"x-request-id", request_id.encode()), (b"x_debug", b"on")])
     assert r.status == 400
     assert r.json()["detail"] == 'header "x_debug" is ambiguous with "x-debug"'
-    assert reached(upstream, request_id) is None
+    assert not reached_upstream(upstream, request_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,7 +254,7 @@ def test_forged_identity_headers_never_reach_the_upstream(closed, upstream, path
         headers.append((b"authorization", b"Bearer " + token("alice").encode()))
     r = get1(closed.port, path, headers)
     assert r.status == 200, r.body[:300]
-    seen = reached(upstream, request_id)
+    seen = seen_upstream(upstream, request_id)
     assert seen is not None
     names = set(seen["headers"])
     for name in names:
@@ -326,7 +275,7 @@ def test_forged_identity_over_http2_never_reaches_the_upstream(closed, upstream)
                                                (b"x_user", b"admin"), (b"x_peer_spiffe_id", b"spiffe://evil/x")],
                      method=b"GET")
     assert got[":status"] == "200"
-    seen = reached(upstream, request_id)
+    seen = seen_upstream(upstream, request_id)
     assert seen is not None
     assert not {n.replace("_", "-") for n in seen["headers"]} & set(INJECTED), seen["headers"]
 
@@ -335,7 +284,7 @@ def test_envoy_as_shipped_refuses_underscore_names_before_meshguard(rejecting, u
     request_id = rid("reject")
     r = get1(rejecting.port, "/open/me", [(b"x-request-id", request_id.encode()), (b"x_user", b"admin")])
     assert r.status == 400
-    assert reached(upstream, request_id) is None
+    assert not reached_upstream(upstream, request_id)
     assert get1(rejecting.port, "/open/me", []).status == 200
 
 
@@ -364,7 +313,7 @@ def test_grpc_denials_answer_with_the_grpc_status(closed, upstream, path, extra,
     assert got["grpc-message"].startswith(reason), got
     assert got.get("x-content-type-options") == "nosniff"
     assert body == b""
-    assert reached(upstream, request_id) is None
+    assert not reached_upstream(upstream, request_id)
     assert_enforcing(closed, connections=4)
 
 
@@ -415,7 +364,7 @@ def test_two_host_headers_are_refused_not_routed_past_the_host_rule(closed, upst
     assert r.status == 400
     assert r.json()["reason"] == "header_invalid"
     assert r.json()["detail"] == "host: more than one value"
-    assert reached(upstream, request_id) is None
+    assert not reached_upstream(upstream, request_id)
     # One Host each: the rule applies to internal.example, the open route to the rest.
     assert get1(closed.port, "/internal/secrets", [], host=b"internal.example").status == 401
     assert get1(closed.port, "/internal/secrets", [], host=b"public.example").status == 200
@@ -428,9 +377,9 @@ def test_the_same_token_twice_is_one_token_two_different_are_refused(closed, ups
     r = get1(closed.port, "/admin/me", [(b"x-request-id", request_id.encode()),
                                         (b"authorization", alice), (b"authorization", alice)])
     assert r.status == 200, r.body[:300]
-    assert reached(upstream, request_id)["headers"]["x-user"] == "alice"
+    assert seen_upstream(upstream, request_id)["headers"]["x-user"] == "alice"
     request_id = rid("auth-two")
     r = get1(closed.port, "/admin/me", [(b"x-request-id", request_id.encode()), (b"authorization", alice),
                                         (b"authorization", b"Bearer " + token("bob").encode())])
     assert r.status == 401
-    assert reached(upstream, request_id) is None
+    assert not reached_upstream(upstream, request_id)
