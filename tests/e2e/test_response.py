@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import gzip
 import http.client
-import itertools
 import json
 import socket
 import time
@@ -34,16 +33,13 @@ from urllib.parse import parse_qs, urlsplit
 import h2.config
 import h2.connection
 import h2.events
-import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import harness
 
-ISSUER = "https://issuer.response.test"
-AUDIENCE = "shop"
-SIGNING_KEY = ec.generate_private_key(ec.SECP256R1())
-KID = "response-1"
+ISSUER = harness.TokenIssuer("https://issuer.response.test", "shop", ec.generate_private_key(ec.SECP256R1()),
+                             kid="response-1", alg="ES256", defaults={"sub": "ada"})
 
 PASSWORD = "hunter2-SECRET"
 SSN = "078-05-1120"
@@ -51,24 +47,9 @@ CARDS = ["4111111111111111", "5500005555555559"]
 TRACE_SECRET = "DB_PASSWORD=s3cr3t"
 APP = "https://app.example.com"
 
-_ids = itertools.count(1)
-
-
-def rid(label: str) -> str:
-    return f"resp-{label}-{next(_ids)}"
-
-
-def _jwks() -> str:
-    jwk = pyjwt.algorithms.ECAlgorithm.to_jwk(SIGNING_KEY.public_key(), as_dict=True)
-    jwk.update({"kid": KID, "alg": "ES256", "use": "sig"})
-    return json.dumps({"keys": [jwk]})
-
-
-def token(**claims: Any) -> str:
-    now = int(time.time())
-    payload: dict[str, Any] = {"iss": ISSUER, "aud": AUDIENCE, "sub": "ada", "iat": now, "exp": now + 3600}
-    payload.update(claims)
-    return pyjwt.encode(payload, SIGNING_KEY, algorithm="ES256", headers={"kid": KID})
+rid = harness.rid
+counter = harness.counter
+token = ISSUER.token
 
 
 # --------------------------------------------------------------------------------------------------
@@ -212,7 +193,8 @@ CONTRACT = {"type": "object", "required": ["id"], "additionalProperties": False,
 
 CONFIG: dict[str, Any] = {
     "jwt_providers": {
-        "local": {"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": {"inline_string": _jwks()}},
+        "local": {"issuer": ISSUER.issuer, "audiences": [ISSUER.audience],
+                  "local_jwks": {"inline_string": ISSUER.jwks()}},
     },
     "security_headers": {
         "set": {"referrer-policy": "no-referrer"},
@@ -327,10 +309,6 @@ def assert_clean(body: bytes) -> None:
     text = body.decode("utf-8", "replace")
     for secret in (PASSWORD, *CARDS, TRACE_SECRET, "Traceback"):
         assert secret not in text, secret
-
-
-def counter(envoy: harness.Envoy, name: str) -> int:
-    return envoy.stat(name) or 0
 
 
 # --------------------------------------------------------------------------------------------------
