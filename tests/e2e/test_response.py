@@ -24,7 +24,6 @@ import gzip
 import http.client
 import json
 import socket
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from threading import Lock, Thread
 from typing import Any
