@@ -609,3 +609,17 @@ def test_bad_config_is_refused_with_its_json_path(patch, path, meshguard_wasm, t
     code, out = harness.validate(config, wasm=meshguard_wasm, workdir=tmp_path)
     assert code != 0
     assert f"{path}:" in out, out[-2000:]
+
+
+def test_envoy_own_upstream_failure_text_is_masked_too(envoys, meshguard_wasm):
+    # A port nothing listens on: Envoy answers 503 "upstream connect error ... connection refused".
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    dead = sock.getsockname()[1]
+    sock.close()
+    config = {"mask_upstream_errors": True, "routes": [{"name": "any", "match": {"prefix": "/"}}]}
+    envoy = envoys(plugin_config=config, wasm=meshguard_wasm, upstream_port=dead)
+    resp, request_id = get(envoy, "/anything", label="dead")
+    assert_problem(resp, 503, "upstream_error")
+    assert b"upstream connect error" not in resp.body
+    envoy.wait_audit(request_id=request_id, reason="upstream_error", decision="deny")
