@@ -231,6 +231,16 @@ CONFIG: dict[str, Any] = {
 }
 
 HOLD_CONFIG = {**CONFIG, "allow_on_headers_stop_iteration": True}
+COMPRESSOR = {
+    "name": "envoy.filters.http.compressor",
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor",
+        "compressor_library": {
+            "name": "gzip",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.compression.gzip.compressor.v3.Gzip"},
+        },
+    },
+}
 PASS_SERVER = {"server_header_transformation": "PASS_THROUGH"}
 
 
@@ -245,8 +255,11 @@ def mg(module_envoys, meshguard_wasm, api) -> harness.Envoy:
     held = harness.wasm_filter(HOLD_CONFIG, wasm=meshguard_wasm)
     held["typed_config"]["config"]["allow_on_headers_stop_iteration"] = True
     hold = harness.http_listener("hold", [held], http2=True, hcm_overrides=PASS_SERVER)
+    # Envoy's compressor before meshguard: it reads the client's accept-encoding first and
+    # compresses the checked answer on the way out.
+    gz = harness.http_listener("gz", [COMPRESSOR, harness.wasm_filter(CONFIG, wasm=meshguard_wasm)])
     return module_envoys(plugin_config=CONFIG, wasm=meshguard_wasm, http2=True, upstream_port=api.port,
-                         hcm_overrides=PASS_SERVER, extra_listeners=[hold])
+                         hcm_overrides=PASS_SERVER, extra_listeners=[hold, gz])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -374,6 +387,14 @@ def test_upstream_is_asked_for_identity_and_the_answer_is_checked(mg, api):
     assert api.seen(request_id) == ["identity"]
     assert resp.header("content-encoding") is None
     assert resp.body.decode() == stripped_text("9")
+
+
+def test_compressor_before_meshguard_compresses_the_checked_answer(mg, api):
+    resp, request_id = get(mg, "/users/11", label="gz-client", listener="gz", headers={"accept-encoding": "gzip"})
+    assert api.seen(request_id) == ["identity"]
+    assert resp.status == 200
+    assert resp.header("content-encoding") == "gzip"
+    assert gzip.decompress(resp.body).decode() == stripped_text("11")
 
 
 @pytest.mark.parametrize("listener", [None, "hold"])
