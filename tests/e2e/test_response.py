@@ -12,7 +12,8 @@ Two listeners run the same plugin config:
   config says so (`allow_on_headers_stop_iteration`): headers wait for the body's verdict, a
   refused body is a 502 problem and a rewritten one gets its exact content-length.
 
-Both listeners pass the upstream's `server` header through (`server_header_transformation:
+A third listener, `gz`, puts Envoy's compressor before meshguard (the client's gzip preference is
+honoured on the checked answer). `main` and `hold` pass the upstream's `server` header through (`server_header_transformation:
 PASS_THROUGH`), so its removal by `security_headers` is visible. Tokens are ES256 against an
 inline JWKS. Every wait is a bounded poll; no test asserts on latency.
 """
