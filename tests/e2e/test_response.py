@@ -97,7 +97,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, body: bytes, *, ctype: str = "application/json", chunked: bool = False,
-              extra: dict[str, str] | None = None) -> None:
+              extra: dict[str, str] | None = None, trailers: dict[str, str] | None = None) -> None:
         seen = self.headers.get("accept-encoding") or ""
         self.server.seen.append((self.headers.get("x-request-id"), seen))  # type: ignore[attr-defined]
         gz = self.path.startswith("/always-gzip/") or ("gzip" in seen and self.path.startswith("/users/"))
@@ -114,12 +114,15 @@ class _ApiHandler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         if chunked:
             self.send_header("transfer-encoding", "chunked")
+            if trailers:
+                self.send_header("trailer", ", ".join(trailers))
             self.end_headers()
             for i in range(0, len(body), 7):
                 piece = body[i:i + 7]
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                 self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
+            tail = "".join(f"{k}: {v}\r\n" for k, v in (trailers or {}).items())
+            self.wfile.write(b"0\r\n" + tail.encode() + b"\r\n")
         else:
             self.send_header("content-length", str(len(body)))
             self.end_headers()
@@ -135,6 +138,8 @@ class _ApiHandler(BaseHTTPRequestHandler):
             self._send(200, user_text(parts[-1]).encode())
         elif head == "chunked":
             self._send(200, user_text(parts[-1]).encode(), chunked=True)
+        elif head == "trailers":
+            self._send(200, user_text(parts[-1]).encode(), chunked=True, trailers={"x-checksum": "abc123"})
         elif head == "list":
             n = int(q.get("n", ["3"])[0])
             self._send(200, json.dumps({"items": list(range(n))}).encode(), chunked="chunked" in q)
@@ -214,6 +219,7 @@ CONFIG: dict[str, Any] = {
         {"name": "user", "match": {"methods": ["GET", "HEAD"], "path": "/users/{id}"},
          "jwt": {"providers": ["local"], "allow_missing": True}, "response": {"strip_fields": STRIP}},
         {"name": "chunked", "match": {"prefix": "/chunked/"}, "response": {"strip_fields": STRIP}},
+        {"name": "trailers", "match": {"prefix": "/trailers/"}, "response": {"strip_fields": STRIP}},
         {"name": "gzip", "match": {"prefix": "/always-gzip/"}, "response": {"strip_fields": STRIP}},
         {"name": "list", "match": {"path": "/list"}, "response": {"max_array_len": 100}},
         {"name": "contract", "match": {"prefix": "/contract/"}, "response": {"body_schema": CONTRACT}},
@@ -259,8 +265,19 @@ def mg(module_envoys, meshguard_wasm, api) -> harness.Envoy:
     # Envoy's compressor before meshguard: it reads the client's accept-encoding first and
     # compresses the checked answer on the way out.
     gz = harness.http_listener("gz", [COMPRESSOR, harness.wasm_filter(CONFIG, wasm=meshguard_wasm)])
-    return module_envoys(plugin_config=CONFIG, wasm=meshguard_wasm, http2=True, upstream_port=api.port,
-                         hcm_overrides=PASS_SERVER, extra_listeners=[hold, gz])
+    config = harness.bootstrap(plugin_config=CONFIG, wasm=meshguard_wasm, http2=True, upstream_port=api.port,
+                               hcm_overrides=PASS_SERVER, extra_listeners=[hold, gz])
+    # Forward the upstream's HTTP/1.1 trailers (answers ended by trailers reach meshguard's
+    # trailers callback).
+    for cluster in config["static_resources"]["clusters"]:
+        if cluster["name"] == "echo":
+            cluster["typed_extension_protocol_options"] = {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http_protocol_options": {"enable_trailers": True}},
+                }
+            }
+    return module_envoys(config=config)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -285,6 +302,7 @@ def h2_get(port: int, path: str, headers: dict[str, str], method: str = "GET",
                             (":authority", "response.test"), *headers.items()], end_stream=True)
     sock.sendall(conn.data_to_send())
     status, resp_headers, body, reset = 0, [], b"", False
+    trailers: list[tuple[str, str]] = []
     try:
         done = False
         while not done:
@@ -298,6 +316,8 @@ def h2_get(port: int, path: str, headers: dict[str, str], method: str = "GET",
                 elif isinstance(event, h2.events.DataReceived) and event.stream_id == sid:
                     body += event.data
                     conn.acknowledge_received_data(event.flow_controlled_length, sid)
+                elif isinstance(event, h2.events.TrailersReceived) and event.stream_id == sid:
+                    trailers = [(k, v) for k, v in event.headers]
                 elif isinstance(event, h2.events.StreamEnded) and event.stream_id == sid:
                     done = True
                 elif isinstance(event, h2.events.StreamReset) and event.stream_id == sid:
@@ -307,7 +327,7 @@ def h2_get(port: int, path: str, headers: dict[str, str], method: str = "GET",
                 sock.sendall(out)
     finally:
         sock.close()
-    return harness.Response(status, resp_headers, body), reset
+    return harness.Response(status, resp_headers + trailers, body), reset
 
 
 def assert_problem(resp: harness.Response, status: int, reason: str) -> dict[str, Any]:
@@ -365,6 +385,14 @@ def test_http2_answers_are_stripped(mg, path):
         resp, reset = h2_get(port, path, {"x-request-id": rid("h2")})
         assert (resp.status, reset) == (200, False)
         assert resp.body.decode() == stripped_text("5")
+
+
+def test_http2_answer_ended_by_trailers_is_stripped_and_keeps_its_trailers(mg):
+    for port in (mg.port, mg.listener_ports["hold"]):
+        resp, reset = h2_get(port, "/trailers/6", {"x-request-id": rid("h2-trailers")})
+        assert (resp.status, reset) == (200, False)
+        assert resp.body.decode() == stripped_text("6")
+        assert resp.header("x-checksum") == "abc123"
 
 
 def test_strip_applies_to_error_answers_too(mg):
