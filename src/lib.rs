@@ -9,6 +9,7 @@ pub mod config;
 pub mod decide;
 pub mod error;
 pub mod host;
+pub mod http;
 pub mod identity;
 pub mod inbound;
 pub mod metrics;

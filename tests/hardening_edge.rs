@@ -18,7 +18,8 @@ use meshguard::decide::{Env, Exchange, HeaderOp, Properties, RequestFacts, Runti
 use meshguard::error::Reason;
 use meshguard::host::fake::{FakeClock, FakeHost, MemStore};
 use meshguard::host::{decode_pairs, encode_pairs, Counted, HeaderPairs, HostReads, MapKind};
-use meshguard::inbound::{facts_from_pairs, fold_name};
+use meshguard::http::name::fold;
+use meshguard::inbound::facts_from_pairs;
 use meshguard::policy::Policy;
 use proptest::prelude::*;
 use ring::signature::Ed25519KeyPair;
@@ -414,7 +415,7 @@ proptest! {
             let names = facts.headers.iter().map(|(n, _)| n.as_bytes())
                 .chain(facts.opaque.iter().map(|(n, _)| n.as_slice()));
             for n in names {
-                if injected.iter().any(|i| fold_name(i.as_bytes()) == fold_name(n)) {
+                if injected.iter().any(|i| fold(i.as_bytes()) == fold(n)) {
                     let text = String::from_utf8(n.to_vec()).unwrap();
                     prop_assert!(
                         ops.iter().any(|op| matches!(op, HeaderOp::Remove(r) if *r == text)),

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::spiffe::{SpiffeId, SpiffeIdError};
+use crate::http::percent::hex_value;
 
 /// Where the peer identity comes from (`routes[].peers.source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -195,15 +196,6 @@ impl PeerFacts {
         self.cert_sha256
             .as_deref()
             .and_then(CertDigest::from_property)
-    }
-}
-
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
     }
 }
 
