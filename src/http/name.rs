@@ -5,8 +5,9 @@
 //! it). What a caller adds on top (pseudo-headers allowed, upper case refused, its own reserved
 //! names) stays with the caller; the character rule and the length bound are this module's.
 
-/// Longest header name a config may give, in bytes.
-pub const MAX_NAME_BYTES: usize = 256;
+/// Longest header name a config may give, in bytes (real names are far shorter; a bound keeps
+/// per-request comparisons and log lines small).
+pub const MAX_NAME_BYTES: usize = 128;
 
 /// Why a configured header name was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +18,8 @@ pub enum NameError {
     TooLong,
     /// A byte outside the RFC 9110 token characters.
     NotToken,
+    /// An upper-case letter where the name must be written in lower case.
+    NotLowerCase,
 }
 
 impl NameError {
@@ -29,6 +32,7 @@ impl NameError {
             NameError::NotToken => {
                 "is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)".to_string()
             }
+            NameError::NotLowerCase => "must be a lower-case header name".to_string(),
         }
     }
 }
@@ -72,6 +76,16 @@ pub fn check(name: &str) -> Result<(), NameError> {
     } else {
         Ok(())
     }
+}
+
+/// [`check`], and the name must already be lower case (where a config names a header exactly as
+/// it is sent).
+pub fn check_lower(name: &str) -> Result<(), NameError> {
+    check(name)?;
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(NameError::NotLowerCase);
+    }
+    Ok(())
 }
 
 /// A configured header name, [`check`]ed and lower-cased.
@@ -149,6 +163,9 @@ mod tests {
         assert_eq!(lower("X-Api-Key"), Ok("x-api-key".to_string()));
         assert_eq!(lower(""), Err(NameError::Empty));
         assert_eq!(lower("x y"), Err(NameError::NotToken));
+        assert_eq!(check_lower("x-api-key"), Ok(()));
+        assert_eq!(check_lower("X-Api-Key"), Err(NameError::NotLowerCase));
+        assert_eq!(check_lower(":status"), Err(NameError::NotToken));
         assert_eq!(check(&"a".repeat(MAX_NAME_BYTES)), Ok(()));
         assert_eq!(
             check(&"a".repeat(MAX_NAME_BYTES + 1)),

@@ -66,13 +66,9 @@ impl SecurityHeaders {
     }
 }
 
-/// A header name as Envoy keeps it: lower-case token characters.
+/// A header name as Envoy keeps it: a lower-case token ([`crate::http::name::check_lower`]).
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+    crate::http::name::check_lower(name).is_ok()
 }
 
 /// A header value meshguard may send: visible ASCII and spaces, no leading or trailing space.
