@@ -11,8 +11,9 @@
     clippy::indexing_slicing
 )]
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+mod common;
+
+use common::{alice_token, NOW};
 use meshguard::config::compile;
 use meshguard::decide::{Env, Exchange, HeaderOp, Properties, RequestFacts, Runtime, Verdict};
 use meshguard::error::Reason;
@@ -22,11 +23,7 @@ use meshguard::http::name::fold;
 use meshguard::inbound::facts_from_pairs;
 use meshguard::policy::Policy;
 use proptest::prelude::*;
-use ring::signature::Ed25519KeyPair;
 use std::cell::RefCell;
-
-const NOW: u64 = 1_700_000_000;
-const ED25519: &[u8] = include_bytes!("fixtures/jwt/ed25519.pk8.der");
 
 struct NoProps;
 impl Properties for NoProps {
@@ -58,22 +55,6 @@ fn policy() -> Policy {
         ]
     });
     compile(json.to_string().as_bytes()).unwrap()
-}
-
-/// An EdDSA token of `https://issuer.example` for `alice`, valid at NOW.
-fn alice_token() -> String {
-    let b64 = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
-    let input = format!(
-        "{}.{}",
-        b64(serde_json::json!({ "alg": "EdDSA", "kid": "ed25519" })),
-        b64(
-            serde_json::json!({ "iss": "https://issuer.example", "sub": "alice",
-                                "iat": NOW, "exp": NOW + 600 })
-        )
-    );
-    let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(ED25519).unwrap();
-    let sig = URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).as_ref());
-    format!("{input}.{sig}")
 }
 
 fn decide(p: &Policy, facts: &RequestFacts) -> (Verdict, Vec<HeaderOp>) {

@@ -6,6 +6,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use meshguard::config::compile;
 use meshguard::decide::{Decision, Env, Exchange, Properties, RequestFacts, Runtime, Verdict};
 use meshguard::error::Reason;
@@ -296,14 +298,9 @@ mod peers {
 mod jwt {
     //! The JWT stage as the adapter drives it: what it records for counters and audit lines.
     use super::*;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine as _;
+    use crate::common::alice_token;
     use meshguard::authn::config::ProviderId;
     use meshguard::decide::AuthnMetric;
-    use ring::signature::Ed25519KeyPair;
-
-    const NOW: u64 = 1_700_000_000;
-    const ED25519: &[u8] = include_bytes!("fixtures/jwt/ed25519.pk8.der");
 
     fn config() -> String {
         let jwks = include_str!("fixtures/jwt/jwks.json");
@@ -322,22 +319,6 @@ mod jwt {
             ]
         })
         .to_string()
-    }
-
-    /// An EdDSA token of `https://issuer.example` for `alice`, valid at NOW, without scopes.
-    fn alice_token() -> String {
-        let b64 = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
-        let input = format!(
-            "{}.{}",
-            b64(serde_json::json!({ "alg": "EdDSA", "kid": "ed25519" })),
-            b64(
-                serde_json::json!({ "iss": "https://issuer.example", "sub": "alice",
-                                    "iat": NOW, "exp": NOW + 600 })
-            )
-        );
-        let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(ED25519).unwrap();
-        let sig = URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).as_ref());
-        format!("{input}.{sig}")
     }
 
     #[test]
