@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import envoycfg
-from load import Envoy, Procs, http_request, run_wrk
+from load import Envoy, Procs, add_micro_args, http_request, measure_cpu
 
 REPO = Path(__file__).resolve().parents[1]
 PATH = envoycfg.API_PATH
@@ -63,16 +63,7 @@ def bootstrap(setup: str, wasm: str, wasm_b: str | None = None) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--envoy", default=str(REPO / ".venv" / "bin" / "envoy"))
-    ap.add_argument("--wasm", default=str(REPO / "dist" / "meshguard.wasm"))
-    ap.add_argument("--wasm-b", help="another module, measured as mg-body-b (compare two builds)")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--warmup-seconds", type=int, default=1)
-    ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--envoy-cpu", type=int, default=0)
-    ap.add_argument("--load-cpu", type=int, default=1)
-    ap.add_argument("--nice", type=int, default=0, help="run Envoy and wrk under nice -n N (negative needs root)")
+    add_micro_args(ap, REPO, "another module, measured as mg-body-b (compare two builds)")
     args = ap.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="meshguard-bench-body-"))
@@ -102,15 +93,9 @@ def main() -> int:
                         status, _ = http_request(envoy.port, "POST", PATH, headers, bad)
                         if status != 400:
                             raise SystemExit(f"mg-body let a body against the schema through ({status})")
-                    common = dict(port=envoy.port, path=PATH, connections=args.connections,
-                                  cpu=args.load_cpu, method="POST", body_file=body_file, nice=args.nice)
-                    run_wrk(procs, seconds=args.warmup_seconds, **common)
-                    before = envoy.cpu_seconds()
-                    res = run_wrk(procs, seconds=args.seconds, **common)
-                    used = envoy.cpu_seconds() - before
-                    if res["status_errors"] or not res["requests"]:
-                        raise SystemExit(f"{setup}: {res}")
-                    cpu[setup].append(used / res["requests"] * 1e6)
+                    us, res = measure_cpu(procs, envoy, args, setup, path=PATH, method="POST",
+                                          body_file=body_file)
+                    cpu[setup].append(us)
                     rps[setup].append(res["requests"] / (res["duration_us"] / 1e6))
                 finally:
                     envoy.stop(procs)
