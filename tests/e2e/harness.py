@@ -1029,16 +1029,24 @@ def raw_request(
         conn.close()
 
 
-def h2_read_response(sock: socket.socket, conn: Any, stream_id: int) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any]], bytes]:
+@dataclass
+class H2Answer:
+    """One HTTP/2 response as read by `h2_read`: headers, trailers and body as the h2 events carry
+    them, and whether the stream was reset instead of ended."""
+
+    headers: list[tuple[Any, Any]]
+    trailers: list[tuple[Any, Any]]
+    body: bytes
+    reset: bool
+
+
+def h2_read(sock: socket.socket, conn: Any, stream_id: int) -> H2Answer:
     """Reads one HTTP/2 response from `sock` for `stream_id` of the h2 client connection `conn`
     (the request already sent) until the stream ends or is reset, acknowledging data as it comes.
-    Returns (headers, trailers, body) as the h2 events carry them (str or bytes by `conn`'s
-    header_encoding). The caller owns and closes the socket."""
+    Headers are str or bytes by `conn`'s header_encoding. The caller owns and closes the socket."""
     import h2.events  # only the HTTP/2 tests need it
 
-    headers: list[tuple[Any, Any]] = []
-    trailers: list[tuple[Any, Any]] = []
-    body = b""
+    answer = H2Answer([], [], b"", False)
     done = False
     while not done:
         data = sock.recv(65536)
@@ -1048,18 +1056,26 @@ def h2_read_response(sock: socket.socket, conn: Any, stream_id: int) -> tuple[li
             if getattr(event, "stream_id", None) != stream_id:
                 continue
             if isinstance(event, h2.events.ResponseReceived):
-                headers = list(event.headers)
+                answer.headers = list(event.headers)
             elif isinstance(event, h2.events.TrailersReceived):
-                trailers = list(event.headers)
+                answer.trailers = list(event.headers)
             elif isinstance(event, h2.events.DataReceived):
-                body += event.data
+                answer.body += event.data
                 conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
-            elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+            elif isinstance(event, h2.events.StreamEnded):
                 done = True
+            elif isinstance(event, h2.events.StreamReset):
+                done, answer.reset = True, True
         out = conn.data_to_send()
         if out:
             sock.sendall(out)
-    return headers, trailers, body
+    return answer
+
+
+def h2_read_response(sock: socket.socket, conn: Any, stream_id: int) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any]], bytes]:
+    """`h2_read` as (headers, trailers, body)."""
+    answer = h2_read(sock, conn, stream_id)
+    return answer.headers, answer.trailers, answer.body
 
 
 def parse_audit_lines(text: str) -> list[dict[str, Any]]:

@@ -33,7 +33,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import h2.config
 import h2.connection
-import h2.events
 import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -289,30 +288,13 @@ def h2_get(port: int, path: str, headers: dict[str, str], method: str = "GET",
     conn.send_headers(sid, [(":method", method), (":path", path), (":scheme", "http"),
                             (":authority", "response.test"), *headers.items()], end_stream=True)
     sock.sendall(conn.data_to_send())
-    status, resp_headers, body, reset = 0, [], b"", False
     try:
-        done = False
-        while not done:
-            data = sock.recv(65536)
-            if not data:
-                break
-            for event in conn.receive_data(data):
-                if isinstance(event, h2.events.ResponseReceived) and event.stream_id == sid:
-                    resp_headers = [(k, v) for k, v in event.headers]
-                    status = int(dict(resp_headers)[":status"])
-                elif isinstance(event, h2.events.DataReceived) and event.stream_id == sid:
-                    body += event.data
-                    conn.acknowledge_received_data(event.flow_controlled_length, sid)
-                elif isinstance(event, h2.events.StreamEnded) and event.stream_id == sid:
-                    done = True
-                elif isinstance(event, h2.events.StreamReset) and event.stream_id == sid:
-                    done, reset = True, True
-            out = conn.data_to_send()
-            if out:
-                sock.sendall(out)
+        answer = harness.h2_read(sock, conn, sid)
     finally:
         sock.close()
-    return harness.Response(status, resp_headers, body), reset
+    headers = [(k, v) for k, v in answer.headers]
+    status = int(dict(headers).get(":status", 0))
+    return harness.Response(status, headers, answer.body), answer.reset
 
 
 def assert_problem(resp: harness.Response, status: int, reason: str) -> dict[str, Any]:
