@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod policy;
 pub mod ratelimit;
 pub mod routing;
+pub mod text;
 pub mod validate;
 
 #[cfg(target_arch = "wasm32")]

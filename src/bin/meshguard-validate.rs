@@ -30,7 +30,12 @@ fn main() -> ExitCode {
                 failed = true;
             }
             Ok(bytes) => match meshguard::config::compile(&bytes) {
-                Ok(policy) => println!("{file}: ok ({} routes)", policy.routes.len()),
+                Ok(policy) => {
+                    println!("{file}: ok ({} routes)", policy.routes.len());
+                    for w in policy.providers.warnings().iter().chain(&policy.warnings) {
+                        println!("{file}: warning: {w}");
+                    }
+                }
                 Err(e) => {
                     println!("{file}: {e}");
                     failed = true;
