@@ -635,9 +635,10 @@ pub fn body_fields(body: &[u8], facts: &RequestFacts, route: &Route) -> BodyFiel
         return Ok(None);
     }
     let form = facts.header("content-type").is_some_and(|ct| {
-        ct.split(';')
-            .next()
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        ct.split(';').next().is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
     });
     if form {
         let text = std::str::from_utf8(body).map_err(|_| {
@@ -647,9 +648,8 @@ pub fn body_fields(body: &[u8], facts: &RequestFacts, route: &Route) -> BodyFiel
         for pair in text.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let k = query::form_decode(k).unwrap_or_else(|| k.to_string());
-            let v = serde_json::Value::String(
-                query::form_decode(v).unwrap_or_else(|| v.to_string()),
-            );
+            let v =
+                serde_json::Value::String(query::form_decode(v).unwrap_or_else(|| v.to_string()));
             match map.get_mut(&k) {
                 Some(serde_json::Value::Array(items)) => items.push(v),
                 Some(first) => {

@@ -1,13 +1,15 @@
 //! Is this token valid for this provider? Parsing, key selection, signature and claim checks.
 //!
 //! Only JWS compact serialization with three segments is accepted; JWE (five segments or an
-//! `enc` header) and nested JWTs (`cty: JWT`) are refused, as is any `crit` header (meshguard
+//! `enc` header) and nested JWTs (`cty: JWT` or `application/jwt`, any case) are refused, as is any `crit` header (meshguard
 //! implements no JWS extension). The key always comes from the provider's [`KeySet`], selected
 //! by `kid`: `jwk`, `jku`, `x5u`, `x5c` headers are ignored. The token's `alg` must be in the
 //! provider's allow-list and be an algorithm the selected key is pinned to, so `none`, HMAC with
 //! a public key, and other algorithm confusions fail before any cryptography.
 //!
-//! The signature is checked before the payload is parsed. Duplicate header parameters and
+//! The signature is checked before the payload is parsed. Registered claims must have their
+//! RFC 7519 types (`iss`, `sub`, `jti` strings; `exp`, `nbf`, `iat` numbers; `aud` a string or
+//! an array of strings), else the token is malformed (401). Duplicate header parameters and
 //! duplicate top-level claims are refused (RFC 7515 §5.2, RFC 7519 §4), so the claims meshguard
 //! checks are the claims the upstream sees. Time is given by the caller; nothing here reads a
 //! clock, caches, or fetches keys.
@@ -214,13 +216,15 @@ pub fn verify(
     if header.enc.is_some() {
         return Err(JwtError::UnsupportedType("JWE (enc header)"));
     }
-    if header
-        .cty
-        .as_ref()
-        .and_then(Value::as_str)
-        .is_some_and(|c| c.eq_ignore_ascii_case("JWT"))
-    {
-        return Err(JwtError::UnsupportedType("nested JWT (cty: JWT)"));
+    match &header.cty {
+        // RFC 7515 §4.1.10: `JWT` and `application/JWT` name the same type, in any case.
+        Some(Value::String(c))
+            if c.eq_ignore_ascii_case("JWT") || c.eq_ignore_ascii_case("application/jwt") =>
+        {
+            return Err(JwtError::UnsupportedType("nested JWT (cty: JWT)"));
+        }
+        Some(Value::String(_)) | None => {}
+        Some(_) => return Err(JwtError::Malformed("cty header is not a string")),
     }
     if header.crit.is_some() {
         return Err(JwtError::CritUnsupported);
@@ -262,6 +266,7 @@ pub fn verify(
     let Claims(claims) = serde_json::from_slice(&payload)
         .map_err(|_| JwtError::Malformed("payload is not a JSON object without duplicates"))?;
 
+    check_claim_types(&claims)?;
     let exp = check_times(&claims, provider, now_secs)?;
     if let Some(issuer) = &provider.issuer {
         if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
@@ -333,6 +338,29 @@ fn select_keys<'k>(
         Err(JwtError::UnknownKid)
     } else {
         Ok(found)
+    }
+}
+
+/// RFC 7519 §4.1: the registered claims have fixed JSON types. A token where one has another
+/// type is malformed, whichever claim the provider checks: the upstream may read the claim
+/// (an `aud` object, a `sub` number) differently from meshguard.
+fn check_claim_types(claims: &Map<String, Value>) -> Result<(), JwtError> {
+    for name in ["iss", "sub", "jti"] {
+        if claims.get(name).is_some_and(|v| !v.is_string()) {
+            return Err(JwtError::Malformed("iss, sub or jti is not a string"));
+        }
+    }
+    for name in ["exp", "nbf", "iat"] {
+        if claims.get(name).is_some_and(|v| !v.is_number()) {
+            return Err(JwtError::Malformed("a time claim is not a number"));
+        }
+    }
+    match claims.get("aud") {
+        None | Some(Value::String(_)) => Ok(()),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(()),
+        Some(_) => Err(JwtError::Malformed(
+            "aud is not a string or an array of strings",
+        )),
     }
 }
 

@@ -369,6 +369,26 @@ fn rejects_jwe_and_nested_jwt() {
         None,
     );
     assert_eq!(reason(check(&lower)), Reason::JwtUnsupportedType);
+    for cty in ["application/jwt", "Application/JWT"] {
+        let t = token_with(
+            json!({ "alg": "EdDSA", "kid": "ed25519", "cty": cty }),
+            good_claims(),
+            None,
+        );
+        assert_eq!(reason(check(&t)), Reason::JwtUnsupportedType, "{cty}");
+    }
+    let odd = token_with(
+        json!({ "alg": "EdDSA", "kid": "ed25519", "cty": 1 }),
+        good_claims(),
+        None,
+    );
+    assert_eq!(reason(check(&odd)), Reason::JwtMalformed);
+    let plain = token_with(
+        json!({ "alg": "EdDSA", "kid": "ed25519", "cty": "application/json" }),
+        good_claims(),
+        None,
+    );
+    assert!(check(&plain).is_ok());
     let enc = token_with(
         json!({ "alg": "EdDSA", "kid": "ed25519", "enc": "A128GCM" }),
         good_claims(),
@@ -453,6 +473,34 @@ fn rejects_malformed_payloads_after_the_signature() {
         let e = check(&sign_raw(&payload)).unwrap_err();
         assert_eq!(e.reason(), Reason::JwtMalformed, "{what}: {e}");
     }
+}
+
+#[test]
+fn registered_claims_of_the_wrong_type_make_the_token_malformed() {
+    let bad: Vec<(&str, Value)> = vec![
+        ("aud", json!({ "x": AUDIENCE })),
+        ("aud", json!([AUDIENCE, 1])),
+        ("aud", json!(7)),
+        ("aud", json!(null)),
+        ("iss", json!([ISSUER])),
+        ("sub", json!(42)),
+        ("sub", json!({ "id": "alice" })),
+        ("jti", json!(1)),
+        ("exp", json!("9999999999")),
+        ("nbf", json!(true)),
+        ("iat", json!([NOW])),
+    ];
+    for (name, value) in bad {
+        let c = claims_with(|c| c[name] = value.clone());
+        let t = token("ed25519", "EdDSA", c);
+        assert_eq!(reason(check(&t)), Reason::JwtMalformed, "{name}: {value}");
+    }
+    // The right types pass, `aud` as a string or a list.
+    let c = claims_with(|c| {
+        c["aud"] = json!(["other", AUDIENCE]);
+        c["jti"] = json!("j-1");
+    });
+    assert!(check(&token("ed25519", "EdDSA", c)).is_ok());
 }
 
 #[test]

@@ -187,8 +187,7 @@ fn compile_route(
         .request
         .as_ref()
         .map(|q| {
-            let params =
-                path.is_template().then_some(&template_params[..]);
+            let params = path.is_template().then_some(&template_params[..]);
             crate::validate::RequestRules::compile(q, &join(at, "request"), params)
         })
         .transpose()?;

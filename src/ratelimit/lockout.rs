@@ -156,9 +156,9 @@ impl LockoutPolicy {
     /// True when some `body:` key of this request has a value that is not a string: the
     /// request counts as a failure by itself (see [`crate::ratelimit::key::LockoutKeys`]).
     pub fn non_string_body_key(&self, facts: &KeyFacts<'_>) -> bool {
-        self.keys.iter().any(|k| {
-            k.key.needs_body() && k.key.lockout_keys(facts, self.normalize).non_string
-        })
+        self.keys
+            .iter()
+            .any(|k| k.key.needs_body() && k.key.lockout_keys(facts, self.normalize).non_string)
     }
 
     /// Also counts these upstream response statuses as failures.

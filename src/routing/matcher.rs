@@ -142,10 +142,7 @@ impl PathMatcher {
     pub fn path(source: &str, at: &str) -> Result<Self, ConfigError> {
         let normal = check_written_path(source, at)?;
         if !source.contains('{') && !source.contains('}') {
-            return Ok(Self::new(
-                normal.path.clone(),
-                PathForm::Exact(normal.path),
-            ));
+            return Ok(Self::new(normal.path.clone(), PathForm::Exact(normal.path)));
         }
         let mut segments = Vec::new();
         for seg in source.split('/').filter(|s| !s.is_empty()) {
@@ -350,8 +347,7 @@ mod tests {
 
     #[test]
     fn template_captures_decoded_params() {
-        let m = PathMatcher::path("/users/{id}/orders/{order}", "p")
-            .unwrap();
+        let m = PathMatcher::path("/users/{id}/orders/{order}", "p").unwrap();
         assert_eq!(
             m.matches(&np("/users/a%20b/orders/7")),
             Some(vec![

@@ -134,7 +134,9 @@ fn decode_utf8_run(bytes: &[u8], start: usize, out: &mut String) -> usize {
     while bytes.get(i) == Some(&b'%') {
         let hi = bytes.get(i + 1).copied().and_then(hex);
         let lo = bytes.get(i + 2).copied().and_then(hex);
-        let (Some(hi), Some(lo)) = (hi, lo) else { break };
+        let (Some(hi), Some(lo)) = (hi, lo) else {
+            break;
+        };
         let b = (hi << 4) | lo;
         if b < 0x80 {
             break;

@@ -660,7 +660,9 @@ mod tests {
         let found = r.violations(&json!({"TIER": "gold"}), &["user"]);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].path, path(&["TIER"]));
-        assert!(r.violations(&json!({"Tier": "gold"}), &["admin"]).is_empty());
+        assert!(r
+            .violations(&json!({"Tier": "gold"}), &["admin"])
+            .is_empty());
         // The reported path is the member as sent, so strip mode removes that member.
         let found = r.violations(&json!({"Role": 1}), &[]);
         assert_eq!(found[0].path, path(&["Role"]));
