@@ -199,6 +199,7 @@ pub struct Event {
 pub const HEADER_STAGES: &[Stage] = &[
     Stage::Peers,
     Stage::Lockout,
+    Stage::RateLimitEarly,
     Stage::Jwt,
     Stage::Binding,
     Stage::Owner,
@@ -226,7 +227,11 @@ pub enum Stage {
     Lockout,
     /// `routes[].lockout` with a `body:` key, once the body is parsed.
     LockoutBody,
-    /// `routes[].rate_limits`.
+    /// `routes[].rate_limits` keyed by the caller's address or peer, on a route with a token
+    /// requirement: counted before the signature check, so a flood of forged tokens is limited
+    /// before it costs a verification each.
+    RateLimitEarly,
+    /// `routes[].rate_limits` (on a route with a token requirement, those not counted early).
     RateLimit,
     /// `routes[].request` checks decidable from the headers (size, type, headers, params, query).
     Request,
@@ -332,49 +337,60 @@ fn run_stage(stage: Stage, cx: &mut StageCx<'_>) -> Step {
             }
             _ => Ok(()),
         },
-        Stage::RateLimit => {
-            if cx.route.rate_limits.is_empty() {
-                Ok(())
-            } else {
-                // The address is a host lookup (about 10 us under V8): skip it when every key
-                // part is present and none is `client_ip`.
-                let needs_ip = {
-                    let facts = cx.key_facts(None, None);
-                    cx.route
-                        .rate_limits
-                        .limits()
-                        .iter()
-                        .any(|l| l.key().needs_client_ip(&facts))
-                };
-                let ip = if needs_ip { cx.client_ip() } else { None };
-                let facts = cx.key_facts(ip.as_deref(), None);
-                let d = cx
-                    .route
-                    .rate_limits
-                    .check(&facts, cx.env.clock, cx.env.store);
-                for i in d.report_hits() {
-                    let name = cx
-                        .route
-                        .rate_limits
-                        .limits()
-                        .get(i)
-                        .map_or("", |l| l.name());
-                    cx.reports.push(
-                        Denial::new(Reason::RateLimited)
-                            .with_log_detail(format!("rate limit {name} (report)")),
-                    );
-                }
-                cx.limit_outcomes
-                    .extend(d.outcomes.iter().map(|o| (o.limit, o.outcome)));
-                cx.response_headers.extend(d.response_headers);
-                d.denial.map_or(Ok(()), Err)
-            }
-        }
+        Stage::RateLimitEarly | Stage::RateLimit => rate_limit_stage(stage, cx),
     };
     match result {
         Ok(()) => Step::Next,
         Err(denial) => Step::Deny(denial),
     }
+}
+
+/// Charges the route's limits of this stage: with a token requirement, early limits
+/// ([`crate::ratelimit::KeySpec::counts_before_authn`]) before it and the rest after; without
+/// one, all of them at [`Stage::RateLimit`].
+fn rate_limit_stage(stage: Stage, cx: &mut StageCx<'_>) -> Result<(), Denial> {
+    let limits = &cx.route.rate_limits;
+    if limits.is_empty() {
+        return Ok(());
+    }
+    let split = cx.route.jwt.is_some() && limits.has_early();
+    if stage == Stage::RateLimitEarly && !split {
+        return Ok(());
+    }
+    let early = stage == Stage::RateLimitEarly;
+    let which = |l: &crate::ratelimit::RateLimit| !split || l.key().counts_before_authn() == early;
+    // The address is a host lookup (about 10 us under V8): skip it when every key part is
+    // present and none is `client_ip`.
+    let needs_ip = {
+        let facts = cx.key_facts(None, None);
+        limits
+            .limits()
+            .iter()
+            .filter(|l| which(l))
+            .any(|l| l.key().needs_client_ip(&facts))
+    };
+    let ip = if needs_ip { cx.client_ip() } else { None };
+    let facts = cx.key_facts(ip.as_deref(), None);
+    let d = limits.check_some(&facts, cx.env.clock, cx.env.store, which);
+    for i in d.report_hits() {
+        let name = limits.limits().get(i).map_or("", |l| l.name());
+        cx.reports.push(
+            Denial::new(Reason::RateLimited).with_log_detail(format!("rate limit {name} (report)")),
+        );
+    }
+    cx.limit_outcomes
+        .extend(d.outcomes.iter().map(|o| (o.limit, o.outcome)));
+    for (name, value) in d.response_headers {
+        // Two stages may each add RateLimit-Policy / RateLimit: one list per header.
+        match cx.response_headers.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => {
+                v.push_str(", ");
+                v.push_str(&value);
+            }
+            None => cx.response_headers.push((name, value)),
+        }
+    }
+    d.denial.map_or(Ok(()), Err)
 }
 
 /// Longest a request waits for keys when its provider has no remote JWKS timeout to go by.

@@ -27,8 +27,10 @@ use std::fmt;
 
 /// How long a verified token without `exp` may stay in the verified-token cache.
 pub const NO_EXP_CACHE_SECONDS: u64 = 300;
-/// Most keys tried for a token that names no `kid`.
-pub const MAX_KEYS_TRIED: usize = 8;
+/// Most keys tried for a token that names no `kid` (among the keys pinned to its `alg` whose
+/// signature length fits): a forged token costs at most this many signature checks. Three
+/// covers an issuer rotating keys (old, current, next) without `kid`s.
+pub const MAX_KEYS_TRIED: usize = 3;
 
 /// Why a token is refused. Each variant is one [`Reason`]; the text is operator detail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,7 +256,7 @@ pub fn verify(
         .decode(sig_b64)
         .map_err(|_| JwtError::Malformed("signature is not base64url"))?;
 
-    let candidates = select_keys(keys, kid, alg)?;
+    let candidates = select_keys(keys, kid, alg, sig.len())?;
     let key = candidates
         .into_iter()
         .find(|k| k.verify(alg, signing_input.as_bytes(), &sig))
@@ -311,33 +313,42 @@ pub fn peek_issuer(token: &str, max_token_bytes: usize) -> Option<String> {
 }
 
 /// The keys that may verify a token with this `kid` and `alg`. A named `kid` selects that key
-/// (or, as in Envoy, keys that have no `kid`); no `kid` selects every key pinned to `alg`.
+/// (or, as in Envoy, keys that have no `kid`); no `kid` selects the keys pinned to `alg`, at
+/// most [`MAX_KEYS_TRIED`]. Keys whose signature length cannot fit are skipped (the token's
+/// signature is then bad, not its key unknown).
 fn select_keys<'k>(
     keys: &'k KeySet,
     kid: Option<&str>,
     alg: Alg,
+    sig_len: usize,
 ) -> Result<Vec<&'k Key>, JwtError> {
     if let Some(kid) = kid {
         if let Some(key) = keys.by_kid(kid) {
-            return if key.admits(alg) {
-                Ok(vec![key])
-            } else {
+            return if !key.admits(alg) {
                 Err(JwtError::AlgNotAllowed(
                     "the key with this kid is pinned to another algorithm",
                 ))
+            } else if key.signature_len_fits(alg, sig_len) {
+                Ok(vec![key])
+            } else {
+                Err(JwtError::BadSignature)
             };
         }
     }
-    let found: Vec<&Key> = keys
+    let admitted = keys
         .keys()
         .iter()
-        .filter(|k| (kid.is_none() || k.kid().is_none()) && k.admits(alg))
+        .filter(|k| (kid.is_none() || k.kid().is_none()) && k.admits(alg));
+    let mut any = false;
+    let found: Vec<&Key> = admitted
+        .inspect(|_| any = true)
+        .filter(|k| k.signature_len_fits(alg, sig_len))
         .take(MAX_KEYS_TRIED)
         .collect();
-    if found.is_empty() {
-        Err(JwtError::UnknownKid)
-    } else {
-        Ok(found)
+    match (found.is_empty(), any) {
+        (false, _) => Ok(found),
+        (true, true) => Err(JwtError::BadSignature),
+        (true, false) => Err(JwtError::UnknownKid),
     }
 }
 

@@ -559,3 +559,39 @@ fn every_error_maps_to_its_reason_without_client_detail() {
         assert_eq!(r.status(), 401);
     }
 }
+
+#[test]
+fn token_without_kid_tries_at_most_max_keys_tried_keys() {
+    // Four copies of rsa-b, then rsa-a, none with a kid.
+    let doc: Value = serde_json::from_str(JWKS).unwrap();
+    let strip = |i: usize| {
+        let mut k = doc["keys"][i].clone();
+        k.as_object_mut().unwrap().remove("kid");
+        k
+    };
+    let keys: Vec<Value> = vec![strip(1), strip(1), strip(1), strip(1), strip(0)];
+    let jwks = json!({ "keys": keys }).to_string();
+    let p = provider_with(|p| p["local_jwks"] = json!({ "inline_string": jwks }));
+    let ks = keys_of(&p);
+    let by_b = token_with(json!({ "alg": "RS256" }), good_claims(), Some("rsa-b"));
+    assert!(verify(&by_b, &p, &ks, NOW).is_ok());
+    // rsa-a is the fifth candidate: never tried, so its own token fails.
+    let by_a = token_with(json!({ "alg": "RS256" }), good_claims(), Some("rsa-a"));
+    assert_eq!(
+        verify(&by_a, &p, &ks, NOW).unwrap_err(),
+        JwtError::BadSignature
+    );
+    assert_eq!(
+        select_keys(&ks, None, Alg::RS256, 256).unwrap().len(),
+        MAX_KEYS_TRIED
+    );
+    // A signature of the wrong length selects no key at all.
+    assert_eq!(
+        select_keys(&ks, None, Alg::RS256, 255).unwrap_err(),
+        JwtError::BadSignature
+    );
+    assert_eq!(
+        select_keys(&ks, Some("x"), Alg::ES256, 64).unwrap_err(),
+        JwtError::UnknownKid
+    );
+}

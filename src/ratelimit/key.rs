@@ -151,6 +151,22 @@ impl KeySpec {
         &self.components
     }
 
+    /// True when a limit with this key may count a request before its token is verified: the
+    /// key names the caller by its address or mTLS peer (which no request can forge) and reads
+    /// no claim. A `jwt:` key needs the verified claims; a key of only `route` or `header:`
+    /// parts would let unauthenticated (or header-forging) callers spend a bucket others share.
+    pub fn counts_before_authn(&self) -> bool {
+        let bound = self
+            .components
+            .iter()
+            .any(|c| matches!(c, Component::ClientIp | Component::Peer));
+        let claims = self
+            .components
+            .iter()
+            .any(|c| matches!(c, Component::Claim(_)));
+        bound && !claims
+    }
+
     /// True when a part reads the request body.
     pub fn needs_body(&self) -> bool {
         self.components
