@@ -886,9 +886,12 @@ impl Exchange {
                 _ => None,
             };
             if !policy.semicolons_allowed(route) {
-                self.mode = route
-                    .and_then(|i| policy.route(i))
-                    .map_or(policy.mode, |r| r.mode);
+                if let Some(r) = route.and_then(|i| policy.route(i)) {
+                    self.mode = r.mode;
+                    self.template = r.path.template().to_string();
+                } else {
+                    self.mode = policy.mode;
+                }
                 self.route = route;
                 let denial = Denial::new(Reason::PathInvalid)
                     .with_detail("';' path parameters are not accepted");
