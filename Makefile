@@ -12,13 +12,25 @@ PY           := $(VENV)/bin/python
 DEPS_STAMP   := $(VENV)/.deps-stamp
 CONFIG       ?=
 PYTEST_ARGS  ?=
+VERSION      := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+GIT_HASH     := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+OCI_DIR      := dist/oci
+SCHEMA       := schema/meshguard-config.schema.json
+# The wasm module is built without default features: `schema` (schemars) is for the native tool.
+WASM_FLAGS   := --release --lib --target $(WASM_TARGET) --no-default-features
 
-.PHONY: help deps toolchain build validate lint unit e2e test run bench clean
+.PHONY: help deps toolchain tools build oci schema release validate lint unit e2e test run bench clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-deps: toolchain $(DEPS_STAMP) ## Install what builds and tests need (toolchain, .venv with Envoy and pytest); idempotent
+deps: toolchain tools $(DEPS_STAMP) ## Install what builds and tests need (toolchain, skopeo, .venv with Envoy and pytest); idempotent
+
+tools: ## skopeo and a local registry (docker-registry), which the delivery tests push to; idempotent
+	@command -v skopeo >/dev/null && command -v docker-registry >/dev/null || { \
+	  echo "installing skopeo and docker-registry (Debian packages; tests/e2e/test_delivery.py)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq skopeo docker-registry >/dev/null; }
 
 toolchain: ## Rust wasm32-wasip1 target, rustfmt/clippy, and clang (builds ring for wasm); idempotent
 	@rustup target list --installed | grep -x '$(WASM_TARGET)' >/dev/null || rustup target add $(WASM_TARGET)
@@ -34,26 +46,42 @@ $(DEPS_STAMP): tests/requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 	@touch $@
 
-build: toolchain ## Build the wasm module into dist/meshguard.wasm and print its size
-	MESHGUARD_GIT_HASH=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) cargo build --release --lib --target $(WASM_TARGET)
+build: toolchain ## Build the wasm module into dist/meshguard.wasm; print version, size and sha256
+	MESHGUARD_GIT_HASH=$(GIT_HASH) cargo build $(WASM_FLAGS)
 	@mkdir -p dist
 	@cp $(WASM_OUT) $(WASM)
-	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes"
+	@echo "meshguard $(VERSION) ($(GIT_HASH))"
+	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes, sha256 $$(sha256sum $(WASM) | cut -d' ' -f1)"
+
+oci: build ## Write dist/oci: an OCI image layout of the module that Istio accepts; print its manifest digest
+	python3 tools/oci.py $(WASM) $(OCI_DIR) --tag $(VERSION) --revision $(GIT_HASH) --digest-file dist/oci-manifest.sha256
+
+schema: ## Regenerate schema/meshguard-config.schema.json from the config types (commit the result)
+	@mkdir -p $(dir $(SCHEMA))
+	@cargo run -q --bin meshguard -- schema > $(SCHEMA).tmp || { rm -f $(SCHEMA).tmp; exit 1; }
+	@mv $(SCHEMA).tmp $(SCHEMA)
+	@echo "$(SCHEMA): $$(stat -c %s $(SCHEMA)) bytes"
+
+release: oci ## dist/: the module, its sha256, the OCI layout (+ manifest digest) and the config schema
+	@cd dist && sha256sum meshguard.wasm > meshguard.wasm.sha256
+	cargo run -q --bin meshguard -- schema > dist/meshguard-config.schema.json
+	@cmp -s dist/meshguard-config.schema.json $(SCHEMA) || { echo "$(SCHEMA) is stale: run make schema" >&2; exit 1; }
+	@ls -1 dist | sed 's|^|  dist/|'
 
 validate: ## Check a plugin config offline: make validate CONFIG=file.json
 	@[ -n "$(CONFIG)" ] || { echo "usage: make validate CONFIG=file.json" >&2; exit 2; }
-	cargo run -q --bin meshguard-validate -- $(CONFIG)
+	cargo run -q --bin meshguard -- validate $(CONFIG)
 
 lint: toolchain ## rustfmt check and clippy (native, all targets; and the wasm lib), warnings are errors
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
-	cargo clippy --lib --target $(WASM_TARGET) -- -D warnings
+	cargo clippy --lib --target $(WASM_TARGET) --no-default-features -- -D warnings
 
 unit: ## Native unit and integration tests (cargo test), then the conformance pass rates
 	cargo test
 	@cargo test -q --test jsonschema_conformance --test spiffe_conformance -- --nocapture 2>&1 | grep -E '^(jsonschema|spiffe) conformance'
 
-e2e: deps build ## End-to-end tests: the built module in a real Envoy (pytest tests/e2e)
+e2e: deps oci ## End-to-end tests: the built module in a real Envoy (pytest tests/e2e)
 	$(PY) -m pytest -q tests/e2e $(PYTEST_ARGS)
 
 test: ## Every test: lint, unit, e2e

@@ -33,19 +33,56 @@ pub struct RequestFacts {
     pub path: String,
     /// `:authority` (or `host`).
     pub authority: String,
-    /// All request headers, names lower-case as Envoy gives them, in order.
+    /// Request headers whose name and value are text (UTF-8), names lower-case as Envoy gives
+    /// them, in order. A header whose value is not UTF-8 is in `opaque` instead.
     pub headers: Vec<(String, String)>,
+    /// Request headers whose name or value is not UTF-8 (RFC 9110 obs-text such as a Latin-1
+    /// file name), as bytes, in order. They go upstream untouched; a check that reads one of
+    /// them refuses the request ([`crate::inbound::check_route_headers`]).
+    pub opaque: Vec<(Vec<u8>, Vec<u8>)>,
     /// The headers end the request (no body follows).
     pub end_of_stream: bool,
 }
 
+/// A header exists but its value is not text (UTF-8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotText;
+
 impl RequestFacts {
-    /// The first value of a header (name lower-case).
+    /// The first text value of a header (name lower-case). `None` also when the header's only
+    /// values are not UTF-8: use [`Self::header_text`] where absence matters.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+    /// The first value of a header as text; `Err(NotText)` when any value of it is not UTF-8,
+    /// so that a value that is not text never reads as an absent header.
+    pub fn header_text(&self, name: &str) -> Result<Option<&str>, NotText> {
+        if self
+            .opaque
+            .iter()
+            .any(|(k, _)| k.as_slice() == name.as_bytes())
+        {
+            return Err(NotText);
+        }
+        Ok(self.header(name))
+    }
+    /// The first value of a header as bytes, text or not (text values first).
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.header(name).map(str::as_bytes).or_else(|| {
+            self.opaque
+                .iter()
+                .find(|(k, _)| k.as_slice() == name.as_bytes())
+                .map(|(_, v)| v.as_slice())
+        })
+    }
+    /// True for a gRPC request as Envoy decides it (`content-type` is `application/grpc` or
+    /// starts with `application/grpc+`): Envoy then turns a local reply into a gRPC status.
+    pub fn is_grpc(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|ct| ct == "application/grpc" || ct.starts_with("application/grpc+"))
     }
     /// `x-request-id`, set by Envoy's connection manager.
     pub fn request_id(&self) -> Option<&str> {
@@ -774,6 +811,8 @@ pub struct Exchange {
     body_need: Option<BodyNeed>,
     body_rewrite: Option<Vec<u8>>,
     header_ops: Vec<HeaderOp>,
+    /// Client headers impersonating an injected header (`x_user` for `x-user`): removed too.
+    forged: Vec<String>,
     events: Vec<Event>,
     reported: bool,
     phase: Phase,
@@ -804,6 +843,7 @@ impl Default for Exchange {
             body_need: None,
             body_rewrite: None,
             header_ops: Vec::new(),
+            forged: Vec::new(),
             events: Vec::new(),
             reported: false,
             phase: Phase::Headers(0),
@@ -858,6 +898,13 @@ impl Exchange {
 
     /// Headers phase: match the route and run the header checks.
     pub fn on_headers(&mut self, policy: &Policy, facts: &RequestFacts, env: &Env<'_>) -> Verdict {
+        self.forged = crate::inbound::forged_injected(policy, facts);
+        if let Err(denial) = crate::inbound::check_request_line(facts) {
+            self.mode = policy.mode;
+            return self
+                .fail(denial)
+                .unwrap_or_else(|| self.finish(policy, env));
+        }
         if !is_method_token(&facts.method) {
             // `get` is GET to ASP.NET Core and would skip a GET-only route: refuse before routing.
             self.mode = policy.mode;
@@ -907,6 +954,11 @@ impl Exchange {
                 if let Some(route) = policy.route(i) {
                     self.mode = route.mode;
                     self.template = route.path.template().to_string();
+                    if let Err(denial) = crate::inbound::check_route_headers(policy, route, facts) {
+                        if let Some(v) = self.fail(denial) {
+                            return v;
+                        }
+                    }
                 }
                 self.phase = Phase::Headers(0);
                 self.run(policy, facts, None, env)
@@ -1212,6 +1264,7 @@ impl Exchange {
         let mut ops: Vec<HeaderOp> = policy
             .injected_headers
             .iter()
+            .chain(self.forged.iter())
             .map(|h| HeaderOp::Remove(h.clone()))
             .collect();
         let rewrites = self
@@ -1224,6 +1277,9 @@ impl Exchange {
             ops.push(HeaderOp::Remove("content-length".to_string()));
         }
         ops.append(&mut self.header_ops);
+        if let Some(route) = self.route.and_then(|i| policy.route(i)) {
+            ops.extend(crate::response::request_header_ops(route));
+        }
         self.header_ops = ops;
         self.forward_identity(policy, env);
     }
@@ -1369,6 +1425,7 @@ mod tests {
             authority: "api.example".into(),
             headers: vec![("x-device".into(), device.into())],
             end_of_stream: true,
+            ..Default::default()
         }
     }
 
@@ -1422,6 +1479,7 @@ mod tests {
                 ("transfer-encoding".into(), "chunked".into()),
             ],
             end_of_stream: false,
+            ..Default::default()
         }
     }
 

@@ -81,11 +81,26 @@ pub enum Reason {
     LockedOut,
     /// meshguard could not decide (a host call failed); fail closed.
     Internal,
+    /// A CORS preflight from an origin not in the route's `cors.allow_origins`.
+    CorsOriginNotAllowed,
+    /// A CORS preflight asking for a method or request header the route's `cors` does not allow.
+    CorsPreflightNotAllowed,
+    /// An upstream 5xx whose body was replaced (`mask_upstream_errors`); the reply keeps the
+    /// upstream's status.
+    UpstreamError,
+    /// The upstream's JSON response does not match the route's `response.body_schema`.
+    ResponseSchemaViolation,
+    /// The upstream's response body exceeds the route's `response.max_body_bytes`.
+    ResponseTooLarge,
+    /// An array in the upstream's response exceeds the route's `response.max_array_len`.
+    ResponseArrayTooLong,
+    /// The upstream's response cannot be checked: compressed, or not well-formed JSON.
+    ResponseUnreadable,
 }
 
 impl Reason {
     /// Every reason, for pre-defining metrics and for documentation tests.
-    pub const ALL: [Reason; 35] = [
+    pub const ALL: [Reason; 42] = [
         Reason::RouteNotFound,
         Reason::MethodNotAllowed,
         Reason::PathInvalid,
@@ -121,6 +136,13 @@ impl Reason {
         Reason::RateLimited,
         Reason::LockedOut,
         Reason::Internal,
+        Reason::CorsOriginNotAllowed,
+        Reason::CorsPreflightNotAllowed,
+        Reason::UpstreamError,
+        Reason::ResponseSchemaViolation,
+        Reason::ResponseTooLarge,
+        Reason::ResponseArrayTooLong,
+        Reason::ResponseUnreadable,
     ];
 
     /// Stable snake_case code.
@@ -161,6 +183,13 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::LockedOut => "locked_out",
             Reason::Internal => "internal",
+            Reason::CorsOriginNotAllowed => "cors_origin_not_allowed",
+            Reason::CorsPreflightNotAllowed => "cors_preflight_not_allowed",
+            Reason::UpstreamError => "upstream_error",
+            Reason::ResponseSchemaViolation => "response_schema_violation",
+            Reason::ResponseTooLarge => "response_too_large",
+            Reason::ResponseArrayTooLong => "response_array_too_long",
+            Reason::ResponseUnreadable => "response_unreadable",
         }
     }
 
@@ -195,11 +224,18 @@ impl Reason {
             | Reason::PeerNotMtls
             | Reason::PeerIdentityMissing
             | Reason::PeerNotAllowed
-            | Reason::OwnerMismatch => 403,
+            | Reason::OwnerMismatch
+            | Reason::CorsOriginNotAllowed
+            | Reason::CorsPreflightNotAllowed => 403,
             Reason::UnsupportedMediaType => 415,
             Reason::BodyTooLarge => 413,
             Reason::RateLimited | Reason::LockedOut => 429,
             Reason::JwksUnavailable | Reason::Internal => 503,
+            Reason::UpstreamError
+            | Reason::ResponseSchemaViolation
+            | Reason::ResponseTooLarge
+            | Reason::ResponseArrayTooLong
+            | Reason::ResponseUnreadable => 502,
         }
     }
 
@@ -241,6 +277,13 @@ impl Reason {
             Reason::RateLimited => "Too many requests",
             Reason::LockedOut => "Temporarily locked out",
             Reason::Internal => "Request could not be checked",
+            Reason::CorsOriginNotAllowed => "Origin is not allowed",
+            Reason::CorsPreflightNotAllowed => "Cross-origin request is not allowed",
+            Reason::UpstreamError => "Upstream service error",
+            Reason::ResponseSchemaViolation => "Upstream response does not match its contract",
+            Reason::ResponseTooLarge => "Upstream response is too large",
+            Reason::ResponseArrayTooLong => "Upstream response has too many entries",
+            Reason::ResponseUnreadable => "Upstream response could not be checked",
         }
     }
 
@@ -291,15 +334,17 @@ impl Denial {
     }
 }
 
-/// The HTTP reply for a denial: what the adapter sends with `send_http_response`.
+/// The reply for a denial: what the adapter sends as a local response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     /// HTTP status.
     pub status: u16,
     /// Headers, content type first.
     pub headers: Vec<(String, String)>,
-    /// `application/problem+json` body.
+    /// `application/problem+json` body; for a gRPC reply the `grpc-message` text.
     pub body: Vec<u8>,
+    /// For a gRPC request: the gRPC status Envoy answers with (trailers-only, HTTP 200).
+    pub grpc_status: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -340,6 +385,8 @@ pub fn reply(denial: &Denial, request_id: Option<&str>) -> Reply {
             "application/problem+json".to_string(),
         ),
         ("cache-control".to_string(), "no-store".to_string()),
+        // A problem body is data, never a document to render or a script to run.
+        ("x-content-type-options".to_string(), "nosniff".to_string()),
     ];
     if let Some(challenge) = www_authenticate(reason) {
         if !denial
@@ -355,6 +402,45 @@ pub fn reply(denial: &Denial, request_id: Option<&str>) -> Reply {
         status,
         headers,
         body,
+        grpc_status: None,
+    }
+}
+
+/// The reply for a denial of a request, gRPC or not: a gRPC caller (see
+/// [`crate::decide::RequestFacts::is_grpc`]) gets the gRPC status of [`grpc_status`] with a short
+/// `grpc-message` (reason code, title, client-safe detail); anyone else the problem reply.
+pub fn reply_to(denial: &Denial, request: &crate::decide::RequestFacts) -> Reply {
+    let mut r = reply(denial, request.request_id());
+    if request.is_grpc() {
+        let reason = denial.reason;
+        let mut message = format!("{}: {}", reason.code(), reason.title());
+        if let Some(detail) = &denial.detail {
+            message.push_str(": ");
+            message.push_str(detail);
+        }
+        // Envoy sets the gRPC content type; the JSON one would be wrong.
+        r.headers.retain(|(k, _)| k != "content-type");
+        r.body = message.into_bytes();
+        r.grpc_status = Some(grpc_status(r.status));
+    }
+    r
+}
+
+/// The gRPC status for a meshguard denial's HTTP status, so that gRPC clients see what happened
+/// instead of Envoy's generic mapping (which turns 429 into UNAVAILABLE, retried at once, and
+/// 400 into INTERNAL): 401 UNAUTHENTICATED (16), 403 PERMISSION_DENIED (7), 429 and 413
+/// RESOURCE_EXHAUSTED (8), 400 and 415 INVALID_ARGUMENT (3), 404 and 405 UNIMPLEMENTED (12:
+/// no route is what a gRPC server says for a method it does not serve), 503 UNAVAILABLE (14),
+/// anything else INTERNAL (13).
+pub fn grpc_status(http_status: u16) -> u32 {
+    match http_status {
+        401 => 16,
+        403 => 7,
+        413 | 429 => 8,
+        400 | 415 => 3,
+        404 | 405 => 12,
+        503 => 14,
+        _ => 13,
     }
 }
 
@@ -410,6 +496,67 @@ mod tests {
         assert_eq!(body["reason"], "jwt_expired");
         assert_eq!(body["status"], 401);
         assert_eq!(body["request_id"], "abc-1");
+    }
+
+    #[test]
+    fn every_denial_says_nosniff_and_no_store() {
+        for reason in Reason::ALL {
+            let r = reply(&Denial::new(reason), None);
+            let has = |k: &str, v: &str| r.headers.iter().any(|(a, b)| a == k && b == v);
+            assert!(has("x-content-type-options", "nosniff"), "{reason:?}");
+            assert!(has("cache-control", "no-store"), "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn grpc_statuses_follow_the_meaning_of_each_denial() {
+        let expect = [
+            (Reason::JwtMissing, 16),
+            (Reason::JwtExpired, 16),
+            (Reason::PeerNotAllowed, 7),
+            (Reason::JwtInsufficientScope, 7),
+            (Reason::RateLimited, 8),
+            (Reason::LockedOut, 8),
+            (Reason::BodyTooLarge, 8),
+            (Reason::SchemaViolation, 3),
+            (Reason::HeaderInvalid, 3),
+            (Reason::UnsupportedMediaType, 3),
+            (Reason::RouteNotFound, 12),
+            (Reason::MethodNotAllowed, 12),
+            (Reason::JwksUnavailable, 14),
+        ];
+        for (reason, code) in expect {
+            assert_eq!(grpc_status(reason.status()), code, "{reason:?}");
+        }
+        for reason in Reason::ALL {
+            assert_ne!(grpc_status(reason.status()), 0, "a denial is never OK");
+        }
+    }
+
+    #[test]
+    fn grpc_request_gets_a_grpc_status_and_message_http_gets_problem_json() {
+        let mut facts = crate::decide::RequestFacts::default();
+        facts
+            .headers
+            .push(("content-type".into(), "application/grpc+proto".into()));
+        let d = Denial::new(Reason::RateLimited).with_header("retry-after", "1");
+        let r = reply_to(&d, &facts);
+        assert_eq!(r.grpc_status, Some(8));
+        assert_eq!(r.body, b"rate_limited: Too many requests".to_vec());
+        assert!(!r.headers.iter().any(|(k, _)| k == "content-type"));
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| k == "retry-after" && v == "1"));
+        for ct in [
+            "application/grpc-web",
+            "application/json",
+            "Application/GRPC",
+        ] {
+            let mut f = crate::decide::RequestFacts::default();
+            f.headers.push(("content-type".into(), ct.into()));
+            assert_eq!(reply_to(&d, &f).grpc_status, None, "{ct}");
+        }
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub struct Route {
     pub rate_limits: RouteLimits,
     /// Authentication-failure lockout.
     pub lockout: Option<LockoutPolicy>,
+    /// Response checks, CORS and error masking in effect on this route.
+    pub response: crate::response::RouteResponse,
 }
 
 impl Route {
@@ -137,6 +139,8 @@ pub struct Policy {
     /// Non-fatal findings of the compiler (a catch-all behind a case-sensitive route...), logged
     /// at configure time.
     pub warnings: Vec<String>,
+    /// Response-side settings: security headers, CORS, error masking, header hold.
+    pub edge: crate::response::EdgePolicy,
 }
 
 impl Policy {

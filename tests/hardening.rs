@@ -143,6 +143,7 @@ fn req(method: &str, path: &str, bearer: Option<&str>) -> RequestFacts {
         path: path.into(),
         authority: "api.example.com".into(),
         headers,
+        opaque: Vec::new(),
         end_of_stream: true,
     }
 }

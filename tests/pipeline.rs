@@ -33,6 +33,7 @@ fn req(method: &str, path: &str) -> RequestFacts {
         authority: "api.example.com".into(),
         headers: vec![("x-request-id".into(), "rid-1".into())],
         end_of_stream: true,
+        ..Default::default()
     }
 }
 

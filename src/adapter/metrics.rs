@@ -1,21 +1,21 @@
 //! Counter ids, defined once per configuration so request handling only increments.
 
+use super::host::{define_counter, increment_counter};
 use crate::authn::config::ProviderId;
 use crate::decide::{AuthnMetric, Decision};
 use crate::error::Reason;
 use crate::metrics as names;
 use crate::policy::Policy;
 use crate::ratelimit::Outcome;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
+use crate::response::Change;
 
 fn counter(name: &str) -> Option<u32> {
-    hostcalls::define_metric(MetricType::Counter, name).ok()
+    define_counter(name)
 }
 
 fn bump(id: Option<u32>) {
     if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, 1);
+        increment_counter(id);
     }
 }
 
@@ -38,6 +38,8 @@ pub(crate) struct Metrics {
     limits: Vec<Vec<Vec<Option<u32>>>>,
     /// Per provider: verified, cache hit, then one per JWT reason (in `Reason::ALL` order).
     providers: Vec<ProviderIds>,
+    /// Response changes (in `Change::ALL` order): applied, report.
+    changes: Vec<[Option<u32>; 2]>,
 }
 
 /// Counter ids of one JWT provider.
@@ -119,7 +121,23 @@ impl Metrics {
                     }
                 })
                 .collect(),
+            changes: Change::ALL
+                .iter()
+                .map(|c| [false, true].map(|report| counter(&names::response_change(*c, report))))
+                .collect(),
         }
+    }
+
+    /// Counts a response change (applied, or would-be in report mode).
+    pub(crate) fn change(&self, change: Change, report: bool) {
+        let id = Change::ALL
+            .iter()
+            .position(|c| *c == change)
+            .and_then(|i| self.changes.get(i))
+            .and_then(|ids| ids.get(usize::from(report)))
+            .copied()
+            .flatten();
+        bump(id);
     }
 
     /// Counts a JWT outcome for a provider.

@@ -3,11 +3,11 @@
 
 mod host;
 mod metrics;
+mod response;
 mod root;
 mod stream;
 
 use proxy_wasm::traits::RootContext;
-use proxy_wasm::types::LogLevel;
 
 /// Version and build id logged at VM start.
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -18,10 +18,11 @@ pub(crate) const GIT_HASH: &str = match option_env!("MESHGUARD_GIT_HASH") {
 };
 
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
+    // The SDK's `set_log_level` is not called: its logger and panic hook unwrap host statuses.
+    // meshguard logs through its own host layer and never through the `log` crate.
     std::panic::set_hook(Box::new(|info| {
         // A panic aborts this VM: say so loudly, with where, so it is found and fixed.
-        let _ = proxy_wasm::hostcalls::log(LogLevel::Critical, &format!("meshguard panic: {info}"));
+        host::log(host::Level::Critical, &format!("meshguard panic: {info}"));
     }));
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(root::Root::default()) });
 }}

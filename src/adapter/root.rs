@@ -1,18 +1,18 @@
 //! Root context: compiles the plugin configuration once per configure and hands the immutable
 //! policy to every stream.
 
-use super::host::{HostClock, HostStore};
+use super::host::{self as abi, Host, HostClock, HostStore, Level};
 use super::metrics::{config_outcome, Metrics};
-use super::stream::{Stream, StreamState};
+use super::stream::{Stream, StreamState, Unconfigured};
 use super::{GIT_HASH, VERSION};
 use crate::authn::config::ProviderId;
 use crate::authn::keys::{FetchOutcome, FetchReport, FetchRequest};
 use crate::decide::Runtime;
-use crate::host::Clock;
+use crate::host::{BufferKind, Clock, HostReads, MapKind};
 use crate::policy::Policy;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
@@ -46,7 +46,7 @@ impl Waiters {
             let Some(state) = weak.upgrade() else {
                 continue;
             };
-            if hostcalls::set_effective_context(id).is_err() {
+            if abi::set_effective_context(id).is_err() {
                 continue;
             }
             let outcome = match state.try_borrow_mut() {
@@ -56,7 +56,7 @@ impl Waiters {
             match outcome {
                 None => still.push((id, weak)),
                 Some(true) => {
-                    let _ = hostcalls::resume_http_request();
+                    let _ = abi::resume_http_request();
                 }
                 Some(false) => {}
             }
@@ -83,8 +83,8 @@ pub(crate) struct Shared {
     pub(crate) runtime: RefCell<Runtime>,
 }
 
-/// How often the root polls the key manager while any provider has a remote JWKS.
-const TICK: Duration = Duration::from_millis(100);
+/// How often (ms) the root polls the key manager while any provider has a remote JWKS.
+const TICK_MS: u32 = 100;
 
 /// The per-VM root context.
 #[derive(Default)]
@@ -133,7 +133,7 @@ impl Root {
             }
             Err(status) => {
                 log(
-                    LogLevel::Warn,
+                    Level::Warn,
                     &format!(
                         "meshguard: JWKS fetch through cluster {:?} not dispatched: {status:?}",
                         f.cluster
@@ -165,14 +165,14 @@ impl Root {
             } => {
                 shared.metrics.fetch(provider, true);
                 log(
-                    LogLevel::Info,
+                    Level::Info,
                     &format!(
                         "meshguard: JWKS for provider {name}: generation {generation}, {keys} keys"
                     ),
                 );
                 for w in warnings {
                     log(
-                        LogLevel::Warn,
+                        Level::Warn,
                         &format!("meshguard: JWKS for provider {name}: key skipped: {w:?}"),
                     );
                 }
@@ -183,7 +183,7 @@ impl Root {
             } => {
                 shared.metrics.fetch(provider, false);
                 log(
-                    LogLevel::Warn,
+                    Level::Warn,
                     &format!(
                         "meshguard: JWKS fetch for provider {name} failed: {reason}; previous keys kept: {kept_previous}"
                     ),
@@ -194,8 +194,8 @@ impl Root {
     }
 }
 
-fn log(level: LogLevel, msg: &str) {
-    let _ = hostcalls::log(level, msg);
+fn log(level: Level, msg: &str) {
+    abi::log(level, msg);
 }
 
 impl Context for Root {
@@ -215,10 +215,10 @@ impl Context for Root {
         let status = if num_headers == 0 {
             None
         } else {
-            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            Host.map_value(MapKind::HttpCallResponseHeaders, ":status")
                 .ok()
                 .flatten()
-                .and_then(|s| s.parse::<u16>().ok())
+                .and_then(|s| parse_status(&s))
         };
         // Copy at most one byte over the provider's `max_body_bytes` into the VM: enough for
         // the key manager to refuse the body as too large, without allocating whatever size
@@ -231,20 +231,21 @@ impl Context for Root {
             .map_or(0, |r| r.max_body_bytes);
         if body_size > limit {
             log(
-                LogLevel::Warn,
+                Level::Warn,
                 &format!(
                     "meshguard: JWKS response of {body_size} bytes is over max_body_bytes {limit}"
                 ),
             );
         }
-        let body = hostcalls::get_buffer(
-            BufferType::HttpCallResponseBody,
-            0,
-            body_size.min(limit.saturating_add(1)),
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+        let body = Host
+            .buffer(
+                BufferKind::HttpCallResponseBody,
+                0,
+                body_size.min(limit.saturating_add(1)),
+            )
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let outcome = match status {
             Some(status) => FetchOutcome::Response {
                 status,
@@ -260,17 +261,24 @@ impl Context for Root {
 impl RootContext for Root {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
         log(
-            LogLevel::Info,
+            Level::Info,
             &format!("meshguard {VERSION} ({GIT_HASH}) VM started"),
         );
         true
     }
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let bytes = match Host.buffer(BufferKind::PluginConfiguration, 0, usize::MAX) {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(e) => {
+                log(
+                    Level::Error,
+                    &format!("meshguard config rejected: plugin configuration unreadable: {e:?}"),
+                );
+                config_outcome(false);
+                return false;
+            }
+        };
         match crate::config::compile(&bytes) {
             Ok(policy) => {
                 // Shared tables are created before any request can race to create them.
@@ -283,7 +291,7 @@ impl RootContext for Root {
                     });
                     if prepared.is_err() {
                         log(
-                            LogLevel::Error,
+                            Level::Error,
                             &format!(
                                 "meshguard config rejected: routes.{}: shared data unavailable for rate-limit tables",
                                 route.name.as_str()
@@ -295,12 +303,12 @@ impl RootContext for Root {
                 }
                 let metrics = Metrics::define(&policy);
                 for w in policy.providers.warnings().iter().chain(&policy.warnings) {
-                    log(LogLevel::Warn, &format!("meshguard: {w}"));
+                    log(Level::Warn, &format!("meshguard: {w}"));
                 }
                 let runtime = RefCell::new(Runtime::new(&policy, &HostStore));
                 let remote = policy.providers.iter().any(|(_, p)| p.remote().is_some());
                 log(
-                    LogLevel::Info,
+                    Level::Info,
                     &format!(
                         "meshguard {VERSION} ({GIT_HASH}) config accepted: {} routes",
                         policy.routes.len()
@@ -314,14 +322,14 @@ impl RootContext for Root {
                 self.inflight.clear();
                 if remote {
                     // Keys are fetched from the tick: the first one comes right away.
-                    let _ = hostcalls::set_tick_period(TICK);
+                    let _ = abi::set_tick_period_ms(TICK_MS);
                 }
                 config_outcome(true);
                 true
             }
             Err(e) => {
                 // One line naming the field and the problem; Envoy then refuses the config.
-                log(LogLevel::Error, &format!("meshguard config rejected: {e}"));
+                log(Level::Error, &format!("meshguard config rejected: {e}"));
                 config_outcome(false);
                 false
             }
@@ -329,9 +337,12 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        // Without an accepted configuration no context is created; Envoy's fail-closed setting
-        // then governs the request (the VM never starts serving with a bad config anyway).
-        let shared = self.shared.clone()?;
+        // Returning `None` here makes the SDK's dispatcher panic (the VM would die). Without an
+        // accepted configuration (which Envoy normally never lets serve) every request is
+        // refused with a 503 problem instead: fail closed, VM alive.
+        let Some(shared) = self.shared.clone() else {
+            return Some(Box::new(Unconfigured));
+        };
         Some(Box::new(Stream::new(
             context_id,
             shared,
@@ -346,4 +357,9 @@ impl RootContext for Root {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+/// An HTTP status from `:status` bytes (three ASCII digits).
+pub(crate) fn parse_status(bytes: &[u8]) -> Option<u16> {
+    std::str::from_utf8(bytes).ok()?.parse::<u16>().ok()
 }

@@ -4,15 +4,14 @@
 //! that is waiting (for JWKS keys): it re-runs the pipeline and applies the verdict after
 //! switching the host's effective context to that stream.
 
-use super::host::{HostClock, HostProps, HostStore};
-use super::root::{Shared, Waiters};
+use super::host::{self as abi, Host, HostClock, HostProps, HostStore, Level};
+use super::root::{parse_status, Shared, Waiters};
 use crate::audit;
 use crate::decide::{Env, Exchange, HeaderOp, RequestFacts, Verdict};
-use crate::error::reply;
-use crate::host::Clock;
-use proxy_wasm::hostcalls;
+use crate::error::{reply_to, Denial, Reason};
+use crate::host::{BufferKind, Clock, HostReads, MapKind};
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
+use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -34,9 +33,9 @@ enum Held {
 
 /// The state of one stream, shared with the root context's waiter list.
 pub(crate) struct StreamState {
-    shared: Rc<Shared>,
-    ex: Exchange,
-    facts: RequestFacts,
+    pub(super) shared: Rc<Shared>,
+    pub(super) ex: Exchange,
+    pub(super) facts: RequestFacts,
     body: Option<Vec<u8>>,
     held: Held,
     /// The whole body arrived while the stream was held waiting (Envoy buffered it).
@@ -44,6 +43,8 @@ pub(crate) struct StreamState {
     /// Body bytes seen so far when the body streams through (size limit without buffering).
     streamed: u64,
     counted: bool,
+    /// Response side (preflight answered, body being read).
+    pub(super) response: super::response::ResponseState,
 }
 
 fn env(shared: &Shared) -> Env<'_> {
@@ -56,20 +57,35 @@ fn env(shared: &Shared) -> Env<'_> {
 }
 
 impl StreamState {
-    fn snapshot(&mut self, end_of_stream: bool) {
-        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
-        let mut facts = RequestFacts::default();
-        for (k, v) in &headers {
-            match k.as_str() {
-                ":method" => facts.method.clone_from(v),
-                ":path" => facts.path.clone_from(v),
-                ":authority" => facts.authority.clone_from(v),
-                _ => {}
-            }
+    /// Reads the request headers as bytes (one host call). A header map the host cannot give
+    /// is an error the caller answers with a 503, never a request judged without its headers.
+    fn snapshot(&mut self, end_of_stream: bool) -> Result<(), crate::host::HostError> {
+        let pairs = Host.map(MapKind::RequestHeaders)?;
+        self.facts = crate::inbound::facts_from_pairs(pairs, end_of_stream);
+        Ok(())
+    }
+
+    /// Headers phase: snapshot, decide, apply.
+    fn on_headers(&mut self, end_of_stream: bool) -> Action {
+        if let Err(e) = self.snapshot(end_of_stream) {
+            abi::log(
+                Level::Error,
+                &format!("meshguard: request headers unreadable: {e:?}"),
+            );
+            return deny_unchecked(&self.facts);
         }
-        facts.headers = headers;
-        facts.end_of_stream = end_of_stream;
-        self.facts = facts;
+        if self.cors_preflight() {
+            return Action::Pause;
+        }
+        let verdict = self
+            .ex
+            .on_headers(&self.shared.policy, &self.facts, &env(&self.shared));
+        let action = self.advance(verdict);
+        if self.held == Held::Body && end_of_stream {
+            // No body will come: check the empty body now.
+            return self.body_done();
+        }
+        action
     }
 
     /// Applies a verdict: the one place that turns core decisions into host actions.
@@ -82,17 +98,7 @@ impl StreamState {
                 Action::Continue
             }
             Verdict::Deny(denial) => {
-                let r = reply(&denial, self.facts.request_id());
-                let headers: Vec<(&str, &str)> = r
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                if hostcalls::send_http_response(u32::from(r.status), headers, Some(&r.body))
-                    .is_err()
-                {
-                    let _ = hostcalls::log(LogLevel::Error, "meshguard: could not send reply");
-                }
+                send_denial(&denial, &self.facts);
                 self.held = Held::No;
                 Action::Pause
             }
@@ -118,12 +124,8 @@ impl StreamState {
     fn apply_header_ops(&mut self) {
         for op in self.ex.take_header_ops() {
             let _ = match &op {
-                HeaderOp::Set(k, v) => {
-                    hostcalls::set_map_value(MapType::HttpRequestHeaders, k, Some(v))
-                }
-                HeaderOp::Remove(k) => {
-                    hostcalls::set_map_value(MapType::HttpRequestHeaders, k, None)
-                }
+                HeaderOp::Set(k, v) => abi::set_header(MapKind::RequestHeaders, k, v.as_bytes()),
+                HeaderOp::Remove(k) => abi::remove_header(MapKind::RequestHeaders, k.as_bytes()),
             };
         }
     }
@@ -145,7 +147,7 @@ impl StreamState {
                 }
                 if audit::wanted(policy, event) {
                     let line = audit::line(policy, &self.ex, &self.facts, event, now);
-                    let _ = hostcalls::log(LogLevel::Info, &line);
+                    abi::log(Level::Info, &line);
                 }
             }
         }
@@ -173,23 +175,60 @@ impl StreamState {
             .body_limit()
             .and_then(|l| usize::try_from(l).ok())
             .map_or(DEFAULT_MAX_BUFFER, |l| l.saturating_add(1));
-        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, max)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let body = match Host.buffer(BufferKind::RequestBody, 0, max) {
+            Ok(body) => body.unwrap_or_default(),
+            Err(e) => {
+                // Judging an unread body as empty could pass it: refuse instead.
+                abi::log(
+                    Level::Error,
+                    &format!("meshguard: request body unreadable: {e:?}"),
+                );
+                self.held = Held::No;
+                return deny_unchecked(&self.facts);
+            }
+        };
         let verdict = self
             .ex
             .on_body(&self.shared.policy, &self.facts, &body, &env(&self.shared));
         if verdict == Verdict::Allow {
             if let Some(new) = self.ex.take_body_rewrite() {
-                if hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body.len(), &new).is_err()
-                {
-                    let _ = hostcalls::log(LogLevel::Error, "meshguard: could not rewrite body");
+                if abi::set_buffer(BufferKind::RequestBody, 0, body.len(), &new).is_err() {
+                    abi::log(Level::Error, "meshguard: could not rewrite body");
                 }
             }
         }
         self.body = Some(body);
         self.advance(verdict)
+    }
+
+    /// The request's trailers arrived: the body is complete.
+    fn trailers(&mut self) -> Action {
+        match self.held {
+            Held::Body => self.body_done(),
+            Held::No => {
+                self.body_streamed();
+                Action::Continue
+            }
+            Held::Waiting | Held::WaitingWithBody => {
+                self.body_ended_while_waiting = true;
+                Action::Pause
+            }
+        }
+    }
+
+    /// Removes trailers named like a header meshguard injects (any case, `_` for `-`): Envoy
+    /// forwards request trailers, and an identity never travels in one. One host call, only
+    /// when the policy injects headers.
+    fn strip_injected_trailers(&mut self) {
+        if crate::inbound::injected_names(&self.shared.policy).is_empty() {
+            return;
+        }
+        let Ok(pairs) = Host.map(MapKind::RequestTrailers) else {
+            return;
+        };
+        for name in crate::inbound::injected_in(&self.shared.policy, &pairs) {
+            let _ = abi::remove_header(MapKind::RequestTrailers, &name);
+        }
     }
 
     /// Enforces the body size limit as the body arrives; `Some` when the request was refused.
@@ -241,6 +280,35 @@ impl StreamState {
     }
 }
 
+/// Sends the reply for a denial (a gRPC status for a gRPC request).
+fn send_denial(denial: &Denial, facts: &RequestFacts) {
+    let r = reply_to(denial, facts);
+    if abi::send_local_response(r.status, &r.headers, &r.body, r.grpc_status).is_err() {
+        abi::log(Level::Error, "meshguard: could not send reply");
+    }
+}
+
+/// Refuses a request meshguard could not read from the host (503 `internal`): fail closed.
+fn deny_unchecked(facts: &RequestFacts) -> Action {
+    send_denial(&Denial::new(Reason::Internal), facts);
+    Action::Pause
+}
+
+/// The stream of a VM without an accepted configuration: every request is refused (503).
+pub(crate) struct Unconfigured;
+
+impl Context for Unconfigured {}
+
+impl HttpContext for Unconfigured {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        abi::log(
+            Level::Warn,
+            "meshguard: no accepted configuration: request refused",
+        );
+        deny_unchecked(&RequestFacts::default())
+    }
+}
+
 /// One HTTP stream.
 pub(crate) struct Stream {
     id: u32,
@@ -261,6 +329,7 @@ impl Stream {
                 body_ended_while_waiting: false,
                 streamed: 0,
                 counted: false,
+                response: Default::default(),
             })),
             waiters,
         }
@@ -288,19 +357,7 @@ impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let action = self.with(
-            |s| {
-                s.snapshot(end_of_stream);
-                let verdict = s.ex.on_headers(&s.shared.policy, &s.facts, &env(&s.shared));
-                let action = s.advance(verdict);
-                if s.held == Held::Body && end_of_stream {
-                    // No body will come: check the empty body now.
-                    return s.body_done();
-                }
-                action
-            },
-            Action::Pause,
-        );
+        let action = self.with(|s| s.on_headers(end_of_stream), Action::Pause);
         self.register_if_waiting();
         action
     }
@@ -347,16 +404,9 @@ impl HttpContext for Stream {
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         let action = self.with(
-            |s| match s.held {
-                Held::Body => s.body_done(),
-                Held::No => {
-                    s.body_streamed();
-                    Action::Continue
-                }
-                Held::Waiting | Held::WaitingWithBody => {
-                    s.body_ended_while_waiting = true;
-                    Action::Pause
-                }
+            |s| {
+                s.strip_injected_trailers();
+                s.trailers()
             },
             Action::Pause,
         );
@@ -364,31 +414,56 @@ impl HttpContext for Stream {
         action
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         // Most requests have nothing to do here: skip the host calls.
-        let wanted = self
-            .state
-            .try_borrow()
-            .is_ok_and(|s| s.ex.wants_response(&s.shared.policy));
+        let (wanted, response) = self.state.try_borrow().map_or((false, false), |s| {
+            (s.ex.wants_response(&s.shared.policy), s.response_wanted())
+        });
+        if response {
+            self.response_limits_and_lockout(wanted);
+            return self.with(|s| s.response_headers(end_of_stream), Action::Continue);
+        }
         if !wanted {
             return Action::Continue;
         }
-        let status = hostcalls::get_map_value(MapType::HttpResponseHeaders, ":status")
+        self.response_limits_and_lockout(true);
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.with(
+            |s| s.response_body(body_size, end_of_stream),
+            Action::Continue,
+        )
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.with(|s| s.response_trailers(), Action::Continue)
+    }
+}
+
+impl Stream {
+    /// Rate-limit response headers and upstream-failure lockout counts.
+    fn response_limits_and_lockout(&mut self, wanted: bool) {
+        if !wanted {
+            return;
+        }
+        let status = Host
+            .map_value(MapKind::ResponseHeaders, ":status")
             .ok()
             .flatten()
-            .and_then(|s| s.parse::<u16>().ok())
+            .and_then(|s| parse_status(&s))
             .unwrap_or(0);
         self.with(
             |s| {
                 let add =
                     s.ex.on_response(&s.shared.policy, &s.facts, status, &env(&s.shared));
                 for (k, v) in &add {
-                    let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, k, v);
+                    let _ = abi::add_header(MapKind::ResponseHeaders, k, v.as_bytes());
                 }
                 s.emit();
             },
             (),
         );
-        Action::Continue
     }
 }

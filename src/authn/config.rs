@@ -29,6 +29,7 @@ pub const DEFAULT_MIN_REFETCH_INTERVAL_SECONDS: u64 = 30;
 
 /// Raw `jwt_providers.<name>`: a token issuer and how to find and check its tokens.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawJwtProvider {
     /// Required `iss` (exact match); not checked when absent (as in Envoy).
@@ -67,6 +68,7 @@ pub struct RawJwtProvider {
 
 /// Raw `local_jwks`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawLocalJwks {
     /// The JWKS document as a JSON string (Envoy's name).
@@ -75,6 +77,7 @@ pub struct RawLocalJwks {
 
 /// Raw `remote_jwks`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawRemoteJwks {
     /// Envoy cluster the fetch goes through.
@@ -95,6 +98,7 @@ pub struct RawRemoteJwks {
 
 /// Raw `hmac_secret`: the only way to verify HS256/384/512 tokens.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawHmacSecret {
     /// The secret, base64url (padding optional); at least as long as the hash (32/48/64 bytes).
@@ -105,6 +109,7 @@ pub struct RawHmacSecret {
 
 /// Raw `from_headers[]` entry.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawHeaderSource {
     /// Lowercase header name.
@@ -115,6 +120,7 @@ pub struct RawHeaderSource {
 
 /// Raw `claim_to_headers[]` entry.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawClaimToHeader {
     /// Claim name (a top-level claim, or a dotted path into nested objects).
@@ -125,6 +131,7 @@ pub struct RawClaimToHeader {
 
 /// Raw `routes[].jwt`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawJwtRequirement {
     /// Providers whose tokens are accepted (any-of).

@@ -67,8 +67,13 @@ pub fn extract(
                     if !h.eq_ignore_ascii_case(name) {
                         continue;
                     }
-                    if let Some(token) = after_prefix(value, prefix) {
-                        note(token.to_string(), TokenLocation::Header(name.clone()))?;
+                    // Envoy joins repeated `authorization` headers with a comma (it is an
+                    // inline header): judge each part, so the same token twice stays one token
+                    // and two different ones are ambiguous. A JWT never holds a comma.
+                    for part in value.split(',') {
+                        if let Some(token) = after_prefix(part.trim_start(), prefix) {
+                            note(token.to_string(), TokenLocation::Header(name.clone()))?;
+                        }
                     }
                 }
             }
@@ -363,5 +368,24 @@ mod tests {
         }
         assert_eq!(percent_decode("%e9"), "%e9");
         assert_eq!(percent_decode("a%2"), "a%2");
+    }
+
+    #[test]
+    fn merged_authorization_with_the_same_token_twice_is_one_token() {
+        // Envoy joins two `authorization` headers into one value with a comma.
+        for merged in ["Bearer a.a.a,Bearer a.a.a", "Bearer a.a.a, Bearer a.a.a"] {
+            let got = extract(&bearer(), &h(&[("authorization", merged)]), "")
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.token, "a.a.a", "{merged}");
+        }
+        assert_eq!(
+            extract(
+                &bearer(),
+                &h(&[("authorization", "Bearer a.a.a,Bearer b.b.b")]),
+                ""
+            ),
+            Err(ExtractError::Ambiguous)
+        );
     }
 }

@@ -69,10 +69,12 @@ fn mode(raw: RawMode) -> Mode {
 pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
     let global = mode(raw.mode);
     let providers = compile_providers(&raw.jwt_providers, "jwt_providers")?;
+    let edge = crate::response::config::compile_edge(raw)?;
     let mut routes: Vec<Route> = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.iter().enumerate() {
         let at = index("routes", i);
-        let route = compile_route(r, global, &providers, raw.paths, &at)?;
+        let mut route = compile_route(r, global, &providers, raw.paths, &at)?;
+        route.response = crate::response::config::compile_route_response(r, &edge, &at)?;
         if routes.iter().any(|x| x.name == route.name) {
             return Err(ConfigError::new(
                 join(&at, "name"),
@@ -120,6 +122,7 @@ pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
         allow_semicolon_params: raw.paths.allow_semicolon_params,
         fold_paths,
         warnings,
+        edge,
     })
 }
 
@@ -240,6 +243,7 @@ fn compile_route(
         request,
         rate_limits,
         lockout,
+        response: crate::response::RouteResponse::default(),
     })
 }
 

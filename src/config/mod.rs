@@ -7,3 +7,5 @@ pub mod raw;
 
 pub use compile::compile;
 pub use error::ConfigError;
+#[cfg(feature = "schema")]
+pub mod schema;

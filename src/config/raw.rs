@@ -1,5 +1,10 @@
 //! Raw plugin configuration, exactly as users write it (see README and docs).
 //! Unknown fields are errors. Only [`super::compile`] turns these into a policy.
+//!
+//! Every raw config type (here and in the feature modules) also derives `schemars::JsonSchema`
+//! under the `schema` feature (`#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]`):
+//! that is what `meshguard schema` prints. After adding or changing a field, run `make schema`
+//! and commit `schema/meshguard-config.schema.json` (`tests/config_schema.rs` checks it).
 
 use crate::authn::config::{RawJwtProvider, RawJwtRequirement};
 use crate::identity::config::{RawBinding, RawForwardIdentity, RawOwner, RawPeers};
@@ -9,6 +14,7 @@ use std::collections::BTreeMap;
 
 /// Enforcement mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RawMode {
     /// Denials are enforced (default).
@@ -20,6 +26,7 @@ pub enum RawMode {
 
 /// What happens to a request no route matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RawUnmatched {
     /// 404 problem (default).
@@ -31,6 +38,7 @@ pub enum RawUnmatched {
 
 /// The whole plugin configuration.
 #[derive(Debug, Clone, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// Global mode; a route's `mode` overrides it.
@@ -57,6 +65,18 @@ pub struct RawConfig {
     /// Verified-token cache options.
     #[serde(default)]
     pub jwt_cache: Option<RawJwtCache>,
+    /// Replace upstream 5xx bodies with meshguard's problem (routes may override).
+    #[serde(default)]
+    pub mask_upstream_errors: bool,
+    /// Response headers set and removed on every response.
+    #[serde(default)]
+    pub security_headers: Option<crate::response::config::RawSecurityHeaders>,
+    /// Browser cross-origin policy (routes may override).
+    #[serde(default)]
+    pub cors: Option<crate::response::config::RawCors>,
+    /// Envoy's wasm `allow_on_headers_stop_iteration` is on: response headers may be held.
+    #[serde(default)]
+    pub allow_on_headers_stop_iteration: bool,
     /// How request paths are compared with routes.
     #[serde(default)]
     pub paths: RawPaths,
@@ -64,6 +84,7 @@ pub struct RawConfig {
 
 /// Top-level `paths`: defaults for every route's path comparison.
 #[derive(Debug, Clone, Copy, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawPaths {
     /// Compare route paths with letter case as written (default false: `/ADMIN` is `/admin`).
@@ -76,6 +97,7 @@ pub struct RawPaths {
 
 /// Verified-token cache options.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawJwtCache {
     /// Entries per worker (default 1024; 0 turns the cache off).
@@ -85,6 +107,7 @@ pub struct RawJwtCache {
 
 /// Audit-log options.
 #[derive(Debug, Clone, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
     /// Also log one line per allowed request (default false: denials and report-mode hits only).
@@ -94,9 +117,14 @@ pub struct RawAudit {
 
 /// One route.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
     /// Unique name, `[A-Za-z0-9_-]`, used in audit lines and metric names.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))
+    )]
     pub name: String,
     /// Which requests the route applies to.
     #[serde(rename = "match")]
@@ -125,10 +153,24 @@ pub struct RawRoute {
     /// Brute-force lockout after repeated authentication failures.
     #[serde(default)]
     pub lockout: Option<RawLockout>,
+    /// Response checks: fields stripped, schema, size.
+    #[serde(default)]
+    pub response: Option<crate::response::config::RawResponse>,
+    /// Overrides the top-level `mask_upstream_errors`.
+    #[serde(default)]
+    pub mask_upstream_errors: Option<bool>,
+    /// Replaces the top-level `cors` on this route.
+    #[serde(default)]
+    pub cors: Option<crate::response::config::RawCors>,
 }
 
 /// A route's match: exactly one of `path` / `prefix`; `methods` and `hosts` optional.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    schemars(extend("oneOf" = [{"required": ["path"]}, {"required": ["prefix"]}]))
+)]
 #[serde(deny_unknown_fields)]
 pub struct RawMatch {
     /// Upper-case methods; any when absent.

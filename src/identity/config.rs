@@ -38,6 +38,7 @@ const MAX_NAME_BYTES: usize = 256;
 
 /// `routes[].peers` as written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawPeers {
     /// Require a client certificate. Implied by a non-empty `allow` or `deny`; `false` together
@@ -57,6 +58,7 @@ pub struct RawPeers {
 
 /// `routes[].owner` as written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawOwner {
     /// Path template parameter holding the object owner (`id` in `/users/{id}`).
@@ -77,6 +79,7 @@ pub struct RawOwner {
 
 /// `routes[].owner.bypass` as written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawBypass {
     /// Token claim to look at (a string or an array of strings, e.g. `role` or `roles`).
@@ -87,6 +90,7 @@ pub struct RawBypass {
 
 /// `routes[].binding` as written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawBinding {
     /// Token claim (e.g. `azp`, `client_id`, `sub`) that must name the peer: equal to its SPIFFE
@@ -103,6 +107,7 @@ pub struct RawBinding {
 
 /// Top-level `forward_identity` as written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawForwardIdentity {
     /// Header carrying the peer's SPIFFE ID upstream.

@@ -24,6 +24,7 @@ use super::spiffe::{SpiffeId, SpiffeIdError};
 
 /// Where the peer identity comes from (`routes[].peers.source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum IdentitySource {
     /// Envoy connection properties: the downstream TLS connection's client certificate.

@@ -32,6 +32,7 @@ pub const MAX_FAILURES: u64 = 1_000_000;
 
 /// `enforce` refuses; `report` counts and logs what would have been refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Refuse.
@@ -43,6 +44,7 @@ pub enum Mode {
 
 /// `routes[].rate_limits[]` as written.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimit {
     /// Key expression: `client_ip`, `route`, `peer`, `header:<name>`, `jwt:<claim>`, joined by `+`.
@@ -73,6 +75,7 @@ pub struct RawRateLimit {
 
 /// `routes[].lockout` as written.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawLockout {
     /// Key expressions counted separately; default `["client_ip"]`. `body:<field>` allowed.
@@ -100,6 +103,7 @@ pub struct RawLockout {
 
 /// Top-level `client_ip` as written.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawClientIp {
     /// `connection` (default) or `x_forwarded_for`.
@@ -115,6 +119,7 @@ pub struct RawClientIp {
 
 /// `client_ip.source`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RawIpSource {
     /// The connection's peer address.

@@ -38,6 +38,7 @@ use crate::config::error::{join, ConfigError};
 
 /// `routes[].request` as written.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawRequest {
     /// Largest body in bytes (413 above it).
@@ -77,6 +78,7 @@ pub struct RawRequest {
 
 /// `json_limits` as written.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawJsonLimits {
     /// Deepest nesting (1..=128).

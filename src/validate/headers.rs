@@ -16,6 +16,7 @@ const PATTERN_SIZE_LIMIT: usize = 1 << 20;
 
 /// One `routes[].request.headers[]` entry as written.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawHeaderRule {
     /// Header name (any case).
@@ -38,6 +39,13 @@ pub struct HeaderRule {
     required: bool,
     forbidden: bool,
     pattern: Option<Regex>,
+}
+
+impl HeaderRule {
+    /// The lower-case header name the rule reads.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// Valid header names: an HTTP token, lower-cased; a leading `:` admits pseudo-headers.

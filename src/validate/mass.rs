@@ -193,6 +193,7 @@ impl Found {
 /// `writable_by_role` as written: the claim holding the caller's roles, and per role the
 /// fields it may set. A field listed under any role is writable only by the roles listing it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawWritableByRole {
     /// Claim of the verified token holding the role (a string or an array of strings).
@@ -203,6 +204,7 @@ pub struct RawWritableByRole {
 
 /// What to do with a violating request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OnMassAssignment {
     /// Refuse it: 400 `mass_assignment`.

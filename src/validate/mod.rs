@@ -115,6 +115,13 @@ fn header_values<'h, S: AsRef<str>>(headers: &'h [(S, S)], name: &str) -> Vec<&'
 }
 
 impl RequestRules {
+    /// Every request header these rules read as text (content type and length, header rules).
+    pub fn header_names(&self) -> impl Iterator<Item = &str> {
+        ["content-type", "content-length"]
+            .into_iter()
+            .chain(self.headers.iter().map(HeaderRule::name))
+    }
+
     /// The token claim whose values the adapter passes as `roles` to
     /// [`RequestRules::check_body`], when the route has `writable_by_role`.
     /// True when [`RequestRules::check_body`] may rewrite the body (mass-assignment strip mode):

@@ -2,9 +2,9 @@
 
 - `upstream`: one echo upstream for the whole session.
 - `meshguard_wasm`: path of the built module; tests that need it fail when the file is missing or
-  exports no proxy-wasm ABI (skip instead with MESHGUARD_ALLOW_NO_MODULE=1).
-- `offline_validator`: runs the native `meshguard-validate` on a plugin config (exit code, output);
-  skips when the crate has no such binary.
+  exports no proxy-wasm ABI.
+- `meshguard_cli`: path of the native `meshguard` command ($MESHGUARD_BIN, else built with cargo).
+- `offline_validator`: runs `meshguard validate` on a plugin config (exit code, output).
 - `module_envoys` / `envoys`: factories `start(**Envoy kwargs) -> Envoy` whose Envoys are stopped at the
   end of the module / test, even when the test fails. `upstream_port` defaults to the echo upstream.
 
@@ -53,53 +53,48 @@ def meshguard_wasm() -> Path:
     elif not harness.is_proxy_wasm_module(path):
         problem = f"{path} exports no proxy-wasm ABI (is the adapter compiled in?)"
     if problem:
-        # A module that cannot load is a failure, not a reason to skip half the suite; harness work
-        # without a module can opt out with MESHGUARD_ALLOW_NO_MODULE=1.
-        if os.environ.get("MESHGUARD_ALLOW_NO_MODULE") == "1":
-            pytest.skip(problem)
+        # A module that cannot load is a failure, never a reason to skip.
         pytest.fail(problem)
     return path
 
 
-def _build_validator() -> str | None:
-    """Path of the meshguard-validate executable ($MESHGUARD_VALIDATE, else built with cargo), or
-    None when the crate has no such binary."""
-    env = os.environ.get("MESHGUARD_VALIDATE")
+def _build_cli() -> str:
+    """Path of the native `meshguard` command: $MESHGUARD_BIN, else built with cargo."""
+    env = os.environ.get("MESHGUARD_BIN")
     if env:
         return env
     cargo = shutil.which("cargo")
     if not cargo:
-        return None
+        pytest.fail("cargo is needed to build the meshguard command (or set MESHGUARD_BIN)")
     proc = subprocess.run(
-        [cargo, "build", "-q", "--bin", "meshguard-validate", "--message-format=json"],
+        [cargo, "build", "-q", "--bin", "meshguard", "--message-format=json"],
         cwd=harness.REPO_ROOT, capture_output=True, text=True, timeout=1200,
     )
     if proc.returncode != 0:
-        if "no bin target named" in proc.stderr:
-            return None
-        raise RuntimeError(f"cargo build --bin meshguard-validate failed:\n{proc.stderr[-3000:]}")
+        pytest.fail(f"cargo build --bin meshguard failed:\n{proc.stderr[-3000:]}")
     for line in proc.stdout.splitlines():
         try:
             msg = json.loads(line)
         except json.JSONDecodeError:
             continue
         if msg.get("reason") == "compiler-artifact" and msg.get("executable") and \
-                msg.get("target", {}).get("name") == "meshguard-validate":
+                msg.get("target", {}).get("name") == "meshguard":
             return msg["executable"]
-    return None
+    pytest.fail("cargo built no meshguard executable")
 
 
 @pytest.fixture(scope="session")
-def offline_validator() -> Callable[[Any], tuple[int, str]]:
-    binary = _build_validator()
-    if not binary:
-        pytest.skip("no meshguard-validate binary in this crate")
+def meshguard_cli() -> str:
+    return _build_cli()
 
+
+@pytest.fixture(scope="session")
+def offline_validator(meshguard_cli: str) -> Callable[[Any], tuple[int, str]]:
     def run(plugin_config: Any) -> tuple[int, str]:
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             f.write(harness.plugin_config_string(plugin_config))
         try:
-            proc = subprocess.run([binary, f.name], capture_output=True, text=True, timeout=60)
+            proc = subprocess.run([meshguard_cli, "validate", f.name], capture_output=True, text=True, timeout=60)
             return proc.returncode, (proc.stdout + proc.stderr).strip()
         finally:
             os.unlink(f.name)
@@ -107,9 +102,12 @@ def offline_validator() -> Callable[[Any], tuple[int, str]]:
     return run
 
 
-def _factory(
-    upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory, started: list[Envoy]
-) -> Callable[..., Envoy]:
+def _envoy_factory(
+    upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Envoy]]:
+    """Yields `start(**kwargs) -> Envoy`; stops every Envoy it started when resumed."""
+    started: list[Envoy] = []
+
     def start(**kwargs: Any) -> Envoy:
         if kwargs.get("config") is None:
             kwargs.setdefault("upstream_port", upstream.port)
@@ -118,27 +116,21 @@ def _factory(
         started.append(envoy)
         return envoy.start()
 
-    return start
+    try:
+        yield start
+    finally:
+        for envoy in started:
+            envoy.stop()
 
 
 @pytest.fixture(scope="module")
 def module_envoys(upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Envoy]]:
-    started: list[Envoy] = []
-    try:
-        yield _factory(upstream, tmp_path_factory, started)
-    finally:
-        for envoy in started:
-            envoy.stop()
+    yield from _envoy_factory(upstream, tmp_path_factory)
 
 
 @pytest.fixture
 def envoys(upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Envoy]]:
-    started: list[Envoy] = []
-    try:
-        yield _factory(upstream, tmp_path_factory, started)
-    finally:
-        for envoy in started:
-            envoy.stop()
+    yield from _envoy_factory(upstream, tmp_path_factory)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -6,8 +6,12 @@ What it gives a test:
 - `Envoy`: builds a bootstrap as JSON (admin and listener on port 0), starts Envoy in its own process
   group, waits for readiness, and always kills the group at stop (also at interpreter exit and when the
   test runner dies). Helpers read the admin API, the log, meshguard audit lines and stats.
-- `StubServer`: canned answers by path (e.g. a JWKS endpoint behind an extra cluster), with hit counts.
+- `StubServer`: canned answers by path (e.g. a JWKS endpoint behind an extra cluster), with hit counts,
+  answers held back on demand, and a stop that cuts open connections; `JwksServer` serves JSON documents.
 - `validate(plugin_config)`: `envoy --mode validate` on a bootstrap carrying that plugin config.
+- From helpers.py, re-exported here: `rid`, `get`/`post`/`call`, `reached_upstream`, `seen_upstream`,
+  `received`, `upstream_records`, `assert_problem`, `assert_ok`, `counter`, `wait_for`, `bearer`,
+  `worker_connections`, `TokenIssuer`. Test files take them from here instead of keeping copies.
 
 Nothing here uses a fixed port or asserts on wall-clock time; waits are bounded polls.
 """
@@ -34,6 +38,25 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
+
+from helpers import (  # noqa: F401 - re-exported: the one set of helpers test files use
+    PROBLEM_KEYS,
+    TokenIssuer,
+    assert_ok,
+    assert_problem,
+    bearer,
+    call,
+    counter,
+    get,
+    post,
+    reached_upstream,
+    received,
+    rid,
+    seen_upstream,
+    upstream_records,
+    wait_for,
+    worker_connections,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -210,13 +233,18 @@ def _kill_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
 # Echo upstream
 
 
-class _EchoHandler(BaseHTTPRequestHandler):
+class _QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive, no access log on stderr."""
+
     protocol_version = "HTTP/1.1"
-    server_version = "meshguard-echo"
     sys_version = ""
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
+
+
+class _EchoHandler(_QuietHandler):
+    server_version = "meshguard-echo"
 
     def _read_body(self) -> bytes | None:
         """The request body, or None when the connection ended before all of it arrived (a
@@ -295,17 +323,12 @@ class _EchoServer(ThreadingHTTPServer):
             self.requests.append(rec)
 
 
-class EchoUpstream:
-    """HTTP/1.1 echo server on 127.0.0.1. Every request gets 200 and a JSON body:
-    `{"method", "path", "headers": {lowercased name: value, or list of values if repeated},
-    "body_b64", "body_len"}`. A request header `x-echo-status: NNN` picks another status.
-    `requests` lists every complete request received, so a test can prove a denied request never
-    arrived. A request whose body was cut off (meshguard refused the body after its headers had
-    gone upstream, which resets the upstream request) is not recorded: no upstream acts on it."""
+class _ServerThread:
+    """A ThreadingHTTPServer served from a daemon thread: address, start/stop, context manager."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0):
-        self._server = _EchoServer((host, port))
-        self._thread = threading.Thread(target=self._server.serve_forever, name="echo-upstream", daemon=True)
+    def __init__(self, server: ThreadingHTTPServer, name: str):
+        self._server = server
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
 
     @property
     def host(self) -> str:
@@ -314,6 +337,32 @@ class EchoUpstream:
     @property
     def port(self) -> int:
         return self._server.server_address[1]
+
+    def start(self):  # -> the subclass
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self):  # -> the subclass
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EchoUpstream(_ServerThread):
+    """HTTP/1.1 echo server on 127.0.0.1. Every request gets 200 and a JSON body:
+    `{"method", "path", "headers": {lowercased name: value, or list of values if repeated},
+    "body_b64", "body_len"}`. A request header `x-echo-status: NNN` picks another status.
+    `requests` lists every complete request received, so a test can prove a denied request never
+    arrived. A request whose body was cut off (meshguard refused the body after its headers had
+    gone upstream, which resets the upstream request) is not recorded: no upstream acts on it."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        super().__init__(_EchoServer((host, port)), "echo-upstream")
 
     @property
     def requests(self) -> list[dict[str, Any]]:
@@ -324,32 +373,24 @@ class EchoUpstream:
         with self._server._lock:
             self._server.requests.clear()
 
-    def start(self) -> "EchoUpstream":
-        self._thread.start()
-        return self
 
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> "EchoUpstream":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-class _StubHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _StubHandler(_QuietHandler):
     server_version = "meshguard-stub"
-    sys_version = ""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
+    def setup(self) -> None:
+        super().setup()
+        self.server.stub._opened(self.connection)  # type: ignore[attr-defined]
+
+    def finish(self) -> None:
+        self.server.stub._closed(self.connection)  # type: ignore[attr-defined]
+        super().finish()
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         stub: StubServer = self.server.stub  # type: ignore[attr-defined]
         path = self.path.split("?", 1)[0]
+        gate = stub._arrive(path, self.headers.get("host", ""))
+        if gate is not None:
+            gate.wait(timeout=30)
         status, headers, body, delay_s = stub._answer(path)
         if delay_s:
             time.sleep(delay_s)
@@ -361,23 +402,29 @@ class _StubHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class StubServer:
+class StubServer(_ServerThread):
     """HTTP/1.1 server on 127.0.0.1 answering GETs from a table a test can change while it runs
     (a JWKS endpoint, say): `set(path, body, status=200, headers=..., delay_s=0)`; `hits(path)`
-    counts requests. Unknown paths get 404. Point an Envoy cluster at it with `static_cluster()`."""
+    counts requests as they arrive and `hosts` lists their Host headers; `quiet_for(path)` is the
+    time since the last one; `hold(path)` makes answers wait until `release(path)` (or 30 s).
+    Unknown paths get 404. `stop()` closes the listener and cuts open connections (a server that
+    is down). Point an Envoy cluster at it with `static_cluster()`."""
+
+    NOT_FOUND: tuple[int, dict[str, str], bytes, float] = (404, {"content-type": "text/plain"}, b"not found", 0.0)
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
-        self._server = ThreadingHTTPServer((host, port), _StubHandler)
-        self._server.daemon_threads = True
-        self._server.stub = self  # type: ignore[attr-defined]
+        server = ThreadingHTTPServer((host, port), _StubHandler)
+        server.daemon_threads = True
+        server.stub = self  # type: ignore[attr-defined]
+        super().__init__(server, "stub-server")
         self._lock = threading.Lock()
         self._routes: dict[str, tuple[int, dict[str, str], bytes, float]] = {}
         self._hits: dict[str, int] = {}
-        self._thread = threading.Thread(target=self._server.serve_forever, name="stub-server", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
+        self._last: dict[str, float] = {}
+        self._gates: dict[str, threading.Event] = {}
+        self._conns: set[socket.socket] = set()
+        self._stopped = False
+        self.hosts: list[str] = []
 
     def set(
         self,
@@ -399,24 +446,68 @@ class StubServer:
         with self._lock:
             return self._hits.get(path, 0)
 
-    def _answer(self, path: str) -> tuple[int, dict[str, str], bytes, float]:
+    def quiet_for(self, path: str) -> float:
+        with self._lock:
+            last = self._last.get(path)
+        return float("inf") if last is None else time.monotonic() - last
+
+    def hold(self, path: str) -> None:
+        with self._lock:
+            self._gates[path] = threading.Event()
+
+    def release(self, path: str) -> None:
+        with self._lock:
+            gate = self._gates.pop(path, None)
+        if gate is not None:
+            gate.set()
+
+    def _arrive(self, path: str, host: str) -> threading.Event | None:
         with self._lock:
             self._hits[path] = self._hits.get(path, 0) + 1
-            return self._routes.get(path, (404, {"content-type": "text/plain"}, b"not found", 0.0))
+            self._last[path] = time.monotonic()
+            self.hosts.append(host)
+            return self._gates.get(path)
 
-    def start(self) -> "StubServer":
-        self._thread.start()
-        return self
+    def _answer(self, path: str) -> tuple[int, dict[str, str], bytes, float]:
+        with self._lock:
+            return self._routes.get(path, self.NOT_FOUND)
+
+    def _opened(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._conns.add(conn)
+
+    def _closed(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._conns.discard(conn)
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        if self._stopped:
+            return
+        self._stopped = True
+        with self._lock:
+            gates = list(self._gates.values())
+            self._gates.clear()
+        for g in gates:
+            g.set()
+        super().stop()
+        # Down means down: Envoy's kept-alive connections are cut too, not served on.
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
-    def __enter__(self) -> "StubServer":
-        return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+class JwksServer(StubServer):
+    """A StubServer for JWKS documents: `serve(path, doc, status=200)` answers `doc` as JSON;
+    unknown paths get 404 with `{}`."""
+
+    NOT_FOUND = (404, {"content-type": "application/json"}, b"{}", 0.0)
+
+    def serve(self, path: str, doc: Any, status: int = 200) -> None:
+        self.set(path, json.dumps(doc).encode(), status=status, headers={"content-type": "application/json"})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -936,6 +1027,39 @@ def raw_request(
         return Response(resp.status, list(resp.getheaders()), data)
     finally:
         conn.close()
+
+
+def h2_read_response(sock: socket.socket, conn: Any, stream_id: int) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any]], bytes]:
+    """Reads one HTTP/2 response from `sock` for `stream_id` of the h2 client connection `conn`
+    (the request already sent) until the stream ends or is reset, acknowledging data as it comes.
+    Returns (headers, trailers, body) as the h2 events carry them (str or bytes by `conn`'s
+    header_encoding). The caller owns and closes the socket."""
+    import h2.events  # only the HTTP/2 tests need it
+
+    headers: list[tuple[Any, Any]] = []
+    trailers: list[tuple[Any, Any]] = []
+    body = b""
+    done = False
+    while not done:
+        data = sock.recv(65536)
+        if not data:
+            break
+        for event in conn.receive_data(data):
+            if getattr(event, "stream_id", None) != stream_id:
+                continue
+            if isinstance(event, h2.events.ResponseReceived):
+                headers = list(event.headers)
+            elif isinstance(event, h2.events.TrailersReceived):
+                trailers = list(event.headers)
+            elif isinstance(event, h2.events.DataReceived):
+                body += event.data
+                conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
+            elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                done = True
+        out = conn.data_to_send()
+        if out:
+            sock.sendall(out)
+    return headers, trailers, body
 
 
 def parse_audit_lines(text: str) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ upstream, whatever other tests sent before."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 import harness
+from harness import assert_problem, counter, reached_upstream, rid
 
 MAIN = {
     "mode": "enforce",
@@ -41,15 +41,7 @@ REPORT_ALL = {
     "routes": [{"name": "get-user", "match": {"methods": ["GET"], "path": "/users/{id}"}}],
 }
 
-PROBLEM_KEYS = {"type", "title", "status", "detail", "reason", "request_id"}
 AUDIT_KEYS = {"kind", "ts_ms", "request_id", "route", "method", "path", "decision", "reason", "status"}
-
-_ids = itertools.count(1)
-
-
-def rid(label: str) -> str:
-    """A request id unique in this run (deterministic: a counter, not randomness)."""
-    return f"fnd-{label}-{next(_ids)}"
 
 
 @pytest.fixture(scope="module")
@@ -71,28 +63,6 @@ def mg_report(module_envoys, meshguard_wasm) -> harness.Envoy:
 @pytest.fixture(scope="module")
 def baseline(module_envoys) -> harness.Envoy:
     return module_envoys(with_wasm=False)
-
-
-def reached_upstream(upstream, request_id: str) -> bool:
-    return any(r["headers"].get("x-request-id") == request_id for r in upstream.requests)
-
-
-def assert_problem(resp: harness.Response, status: int, reason: str, request_id: str) -> dict:
-    assert resp.status == status, (resp.status, resp.body[:500])
-    assert (resp.header("content-type") or "").split(";")[0].strip() == "application/problem+json"
-    body = resp.json()
-    assert set(body) <= PROBLEM_KEYS, f"unexpected keys {set(body) - PROBLEM_KEYS}"
-    assert body["type"] == f"urn:meshguard:problem:{reason}"
-    assert isinstance(body["title"], str) and body["title"]
-    assert body["status"] == status
-    assert body["reason"] == reason
-    assert body["request_id"] == request_id
-    return body
-
-
-def counter(envoy: harness.Envoy, name: str) -> int:
-    """A meshguard counter by name (Envoy may prefix wasm metrics); 0 before its first increment."""
-    return envoy.stat(name) or 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Every manifest under istio/ is valid against the Istio CRD schemas in tests/data/istio-crds
 (offline, as kubectl's server-side validation would judge it: unknown fields are errors), and the
-meshguard plugin config inside a WasmPlugin passes the offline validator."""
+meshguard plugin config inside a WasmPlugin or TrafficExtension passes the offline validator. The
+WasmPlugin and the TrafficExtension install the same module with the same config."""
 
 from __future__ import annotations
 
@@ -128,17 +129,69 @@ def test_wasmplugin_follows_the_cel_rules_and_our_policy(name, doc):
     assert {"mode": "SERVER"} in spec["match"]
 
 
+def test_istio_folder_has_a_trafficextension_beside_the_wasmplugin():
+    kinds = [doc.get("kind") for _, doc in MANIFESTS]
+    assert "TrafficExtension" in kinds and "WasmPlugin" in kinds
+
+
+def wasm_spec(doc: dict[str, Any]) -> dict[str, Any]:
+    """The wasm part of either API: a WasmPlugin's spec, a TrafficExtension's spec.wasm."""
+    return doc["spec"]["wasm"] if doc["kind"] == "TrafficExtension" else doc["spec"]
+
+
+PLUGINS = [(n, d) for n, d in MANIFESTS if d.get("kind") in ("WasmPlugin", "TrafficExtension")]
+
+
+@pytest.mark.parametrize(
+    "name,doc", [(n, d) for n, d in MANIFESTS if d.get("kind") == "TrafficExtension"],
+    ids=[n for n, d in MANIFESTS if d.get("kind") == "TrafficExtension"],
+)
+def test_trafficextension_follows_the_cel_rules_and_our_policy(name, doc):
+    spec = doc["spec"]
+    # CEL rules of the CRD that plain JSON Schema cannot express.
+    assert sum(k in spec for k in ("selector", "targetRefs")) <= 1
+    assert ("wasm" in spec) != ("lua" in spec)
+    wasm = spec["wasm"]
+    assert wasm["url"].split("://", 1)[0] in ("http", "https", "oci", "file")
+    for env in wasm.get("vmConfig", {}).get("env", []):
+        assert env.get("valueFrom") != "HOST" or "value" not in env
+    for ref in spec.get("targetRefs", []):
+        assert not ref.get("namespace")
+    # Our own choices, the same as the WasmPlugin's (istio/README.md explains them).
+    assert spec["phase"] == "AUTHN"
+    assert wasm["failStrategy"] == "FAIL_CLOSE"
+    assert {"mode": "SERVER"} in spec["match"]
+
+
+def test_trafficextension_and_wasmplugin_install_the_same_thing():
+    """Whichever API an operator picks, the same image, selector, phase, match and config."""
+    (wp,) = [d for _, d in MANIFESTS if d.get("kind") == "WasmPlugin"]
+    (te,) = [d for _, d in MANIFESTS if d.get("kind") == "TrafficExtension"]
+    assert wp["metadata"] == te["metadata"]
+    for key in ("selector", "phase", "match"):
+        assert wp["spec"][key] == te["spec"][key], key
+    for key in ("url", "imagePullPolicy", "failStrategy", "pluginConfig"):
+        assert wp["spec"][key] == te["spec"]["wasm"][key], key
+
+
+def test_image_tag_in_the_manifests_is_the_crate_version():
+    """`make oci` tags the image with the crate version; the manifests name that tag."""
+    import re
+
+    version = re.search(r'^version = "([^"]+)"', (harness.REPO_ROOT / "Cargo.toml").read_text(), re.M)
+    assert version
+    for name, doc in PLUGINS:
+        assert wasm_spec(doc)["url"].endswith(f":{version.group(1)}"), name
+
+
 def test_wasmplugin_plugin_config_is_the_demo_config():
     (doc,) = [d for _, d in MANIFESTS if d.get("kind") == "WasmPlugin" and d["metadata"]["name"] == "meshguard"]
     assert doc["spec"]["pluginConfig"] == harness.DEMO_PLUGIN_CONFIG
 
 
-@pytest.mark.parametrize(
-    "name,doc", [(n, d) for n, d in MANIFESTS if d.get("kind") == "WasmPlugin"],
-    ids=[n for n, d in MANIFESTS if d.get("kind") == "WasmPlugin"],
-)
-def test_wasmplugin_plugin_config_passes_offline_validator(name, doc, offline_validator):
-    code, out = offline_validator(doc["spec"]["pluginConfig"])
+@pytest.mark.parametrize("name,doc", PLUGINS, ids=[n for n, _ in PLUGINS])
+def test_plugin_config_passes_offline_validator(name, doc, offline_validator):
+    code, out = offline_validator(wasm_spec(doc)["pluginConfig"])
     assert code == 0 and len(out.splitlines()) == 1 and "ok" in out, f"{name}: {out}"
 
 

@@ -30,11 +30,8 @@ import hashlib
 import hmac
 import itertools
 import json
-import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterator
 
 import jwt as pyjwt
@@ -44,6 +41,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 import harness
+from harness import (
+    assert_ok, assert_problem, bearer, counter, get, post, reached_upstream, rid, wait_for,
+)
 
 ISSUER = "https://idp.meshguard.test"
 API = "api.meshguard.test"
@@ -64,7 +64,6 @@ _KEYS: dict[str, tuple[str, Any]] = {
 PASS_KIDS = ["rsa-a", "ec-a", "ed-a"]
 MINTED: list[str] = []  # every token sent, to prove none of them reaches the log
 _jti = itertools.count(1)
-_ids = itertools.count(1)
 
 
 def b64url(data: bytes) -> str:
@@ -150,195 +149,11 @@ def tamper(tok: str) -> str:
     return out
 
 
-def bearer(tok: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {tok}"}
-
-
-# --------------------------------------------------------------------------------------------------
-# A JWKS server: documents per path, answers that can be held back, hits counted at the server
-
-
-class JwksServer:
-    """HTTP/1.1 JWKS server on 127.0.0.1 in a thread. `serve(path, doc)` changes what a path
-    answers while Envoy runs; `hold(path)` makes its answers wait until `release(path)` (or 30 s);
-    `hits(path)` counts requests as they arrive; `quiet_for(path)` is the time since the last one.
-    `stop()` closes the listener and cuts open connections (a server that is down)."""
-
-    def __init__(self) -> None:
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def setup(self) -> None:
-                super().setup()
-                with outer._lock:
-                    outer._conns.add(self.connection)
-
-            def finish(self) -> None:
-                with outer._lock:
-                    outer._conns.discard(self.connection)
-                super().finish()
-
-            def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-                path = self.path.split("?", 1)[0]
-                gate = outer._arrive(path, self.headers.get("host", ""))
-                if gate is not None:
-                    gate.wait(timeout=30)
-                status, body = outer._answer(path)
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._lock = threading.Lock()
-        self._docs: dict[str, tuple[int, bytes]] = {}
-        self._gates: dict[str, threading.Event] = {}
-        self._hits: dict[str, int] = {}
-        self._last: dict[str, float] = {}
-        self.hosts: list[str] = []
-        self._conns: set[socket.socket] = set()
-        self._thread = threading.Thread(target=self._server.serve_forever, name="jwks", daemon=True)
-        self._stopped = False
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
-
-    def serve(self, path: str, doc: Any, status: int = 200) -> None:
-        with self._lock:
-            self._docs[path] = (status, json.dumps(doc).encode())
-
-    def hold(self, path: str) -> None:
-        with self._lock:
-            self._gates[path] = threading.Event()
-
-    def release(self, path: str) -> None:
-        with self._lock:
-            gate = self._gates.pop(path, None)
-        if gate is not None:
-            gate.set()
-
-    def hits(self, path: str) -> int:
-        with self._lock:
-            return self._hits.get(path, 0)
-
-    def quiet_for(self, path: str) -> float:
-        with self._lock:
-            last = self._last.get(path)
-        return float("inf") if last is None else time.monotonic() - last
-
-    def _arrive(self, path: str, host: str) -> threading.Event | None:
-        with self._lock:
-            self._hits[path] = self._hits.get(path, 0) + 1
-            self._last[path] = time.monotonic()
-            self.hosts.append(host)
-            return self._gates.get(path)
-
-    def _answer(self, path: str) -> tuple[int, bytes]:
-        with self._lock:
-            return self._docs.get(path, (404, b"{}"))
-
-    def start(self) -> "JwksServer":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        with self._lock:
-            gates = list(self._gates.values())
-            self._gates.clear()
-        for g in gates:
-            g.set()
-        self._server.shutdown()
-        self._server.server_close()
-        # Down means down: Envoy's kept-alive connections are cut too, not served on.
-        with self._lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
 # --------------------------------------------------------------------------------------------------
 # Helpers
 
 
-def rid(label: str) -> str:
-    return f"jwt-{label}-{next(_ids)}"
-
-
-def call(envoy: harness.Envoy, path: str, tok: str | None = None, *, label: str = "req",
-         headers: dict[str, str] | None = None, timeout_s: float = 15.0) -> tuple[harness.Response, str]:
-    request_id = rid(label)
-    h = {"x-request-id": request_id, **(bearer(tok) if tok else {}), **(headers or {})}
-    return envoy.request("GET", path, headers=h, timeout_s=timeout_s), request_id
-
-
-def reached(upstream: harness.EchoUpstream, request_id: str) -> bool:
-    return any(r["headers"].get("x-request-id") == request_id for r in upstream.requests)
-
-
-def seen_upstream(upstream: harness.EchoUpstream, request_id: str) -> dict[str, Any]:
-    found = [r for r in upstream.requests if r["headers"].get("x-request-id") == request_id]
-    assert len(found) == 1, f"{request_id} reached the upstream {len(found)} times"
-    return found[0]
-
-
-def assert_ok(resp: harness.Response, upstream: harness.EchoUpstream, request_id: str) -> dict[str, Any]:
-    assert resp.status == 200, (resp.status, resp.body[:300])
-    return seen_upstream(upstream, request_id)
-
-
-def assert_problem(resp: harness.Response, status: int, reason: str, request_id: str,
-                   upstream: harness.EchoUpstream | None = None) -> dict[str, Any]:
-    assert resp.status == status, (resp.status, resp.body[:300])
-    assert (resp.header("content-type") or "").startswith("application/problem+json")
-    body = resp.json()
-    assert body["reason"] == reason, body
-    assert body["type"] == f"urn:meshguard:problem:{reason}" and body["request_id"] == request_id
-    challenge = resp.header("www-authenticate")
-    if status == 401:
-        assert challenge is not None and challenge.startswith('Bearer realm="meshguard"')
-        if reason == "jwt_missing":
-            assert "error=" not in challenge, challenge  # RFC 6750 3.1: no error without credentials
-        else:
-            assert 'error="invalid_token"' in challenge, challenge
-    elif status == 403 and reason.startswith("jwt_"):
-        assert challenge is not None and 'error="insufficient_scope"' in challenge, challenge
-    elif status == 503:
-        assert challenge is None
-    if upstream is not None:
-        assert not reached(upstream, request_id), "a refused request reached the upstream"
-    return body
-
-
-def counter(envoy: harness.Envoy, name: str) -> int:
-    return envoy.stat(name) or 0
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 10.0, every_s: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(every_s)
-
-
-def wait_quiet(server: JwksServer, path: str, seconds: float) -> None:
+def wait_quiet(server: harness.JwksServer, path: str, seconds: float) -> None:
     """Waits until `path` saw no fetch for `seconds` (so a `min_refetch_interval_seconds` of that
     length has passed since Envoy's last attempt)."""
     wait_for(f"{path} quiet for {seconds}s", lambda: server.quiet_for(path) >= seconds, timeout_s=seconds + 10)
@@ -411,8 +226,8 @@ MAIN = {
 
 
 @pytest.fixture(scope="module")
-def idp() -> Iterator[JwksServer]:
-    server = JwksServer()
+def idp() -> Iterator[harness.JwksServer]:
+    server = harness.JwksServer()
     server.serve(JWKS_PATH, jwks("rsa-a", "ec-a", "ed-a"))
     server.serve("/rot/jwks", jwks("rsa-a"))
     server.serve("/refresh/jwks", jwks("rsa-a"))
@@ -423,8 +238,8 @@ def idp() -> Iterator[JwksServer]:
 
 
 @pytest.fixture(scope="module")
-def idp_down() -> Iterator[JwksServer]:
-    server = JwksServer()
+def idp_down() -> Iterator[harness.JwksServer]:
+    server = harness.JwksServer()
     server.serve(JWKS_PATH, jwks("rsa-a"))
     server.start()
     yield server
@@ -448,7 +263,7 @@ def mg(module_envoys, meshguard_wasm, idp, idp_down) -> harness.Envoy:
 def test_valid_token_passes_and_is_removed_before_upstream(mg, upstream, route, kid):
     tok = token(kid)
     before = counter(mg, f"meshguard.jwt.{route}.verified")
-    resp, request_id = call(mg, f"/{route}/items", tok, label=f"pass-{kid}")
+    resp, request_id = get(mg, f"/{route}/items", tok, label=f"pass-{kid}")
     seen = assert_ok(resp, upstream, request_id)
     assert "authorization" not in seen["headers"], "the token must not reach the upstream by default"
     assert seen["headers"]["x-user"] == "alice" and seen["headers"]["x-tenant"] == "a"
@@ -466,38 +281,38 @@ def test_remote_keys_come_through_the_cluster_with_the_configured_authority(mg, 
 
 def test_forward_true_keeps_the_token(mg, upstream):
     tok = token("ec-a")
-    resp, request_id = call(mg, "/fwd/x", tok, label="fwd")
+    resp, request_id = get(mg, "/fwd/x", tok, label="fwd")
     assert assert_ok(resp, upstream, request_id)["headers"]["authorization"] == f"Bearer {tok}"
 
 
 def test_client_copies_of_injected_headers_are_stripped(mg, upstream):
     forged = {"x-user": "mallory", "x-tenant": "evil", "x-jwt-payload": "forged"}
     # With a verified token: the verified values replace the forged ones (one copy each).
-    resp, request_id = call(mg, "/local/x", token("ed-a", sub="bob"), headers=forged, label="spoof")
+    resp, request_id = get(mg, "/local/x", token("ed-a", sub="bob"), headers=forged, label="spoof")
     h = assert_ok(resp, upstream, request_id)["headers"]
     assert (h["x-user"], h["x-tenant"]) == ("bob", "a") and h["x-jwt-payload"] != "forged"
     # Anonymous (allow_missing) and routes without a JWT requirement: removed, nothing set.
     for path in ("/optional/x", "/open/x"):
-        resp, request_id = call(mg, path, headers=forged, label="spoof-anon")
+        resp, request_id = get(mg, path, headers=forged, label="spoof-anon")
         h = assert_ok(resp, upstream, request_id)["headers"]
         assert not {"x-user", "x-tenant", "x-jwt-payload"} & set(h), (path, h)
 
 
 def test_token_from_query_parameter_is_verified_and_stripped(mg, upstream):
     tok = token("rsa-a")
-    resp, request_id = call(mg, f"/params/x?a=1&access_token={tok}&b=2", label="param")
+    resp, request_id = get(mg, f"/params/x?a=1&access_token={tok}&b=2", label="param")
     assert assert_ok(resp, upstream, request_id)["path"] == "/params/x?a=1&b=2"
     # Without from_headers, Authorization: Bearer stays a source next to the parameter (unlike
     # Envoy's jwt_authn): a bearer token is verified and stripped, never passed on unverified.
-    resp, request_id = call(mg, "/params/x", token("rsa-a"), label="param-hdr")
+    resp, request_id = get(mg, "/params/x", token("rsa-a"), label="param-hdr")
     assert "authorization" not in assert_ok(resp, upstream, request_id)["headers"]
-    resp, request_id = call(mg, f"/params/x?access_token={tok}", token("ec-a"), label="param-two")
+    resp, request_id = get(mg, f"/params/x?access_token={tok}", token("ec-a"), label="param-two")
     assert_problem(resp, 401, "jwt_malformed", request_id, upstream)
 
 
 def test_token_from_cookie_is_verified_and_stripped(mg, upstream):
     tok = token("ec-a")
-    resp, request_id = call(mg, "/params/y", headers={"cookie": f"theme=dark; session={tok}; lang=en"},
+    resp, request_id = get(mg, "/params/y", headers={"cookie": f"theme=dark; session={tok}; lang=en"},
                             label="cookie")
     assert assert_ok(resp, upstream, request_id)["headers"]["cookie"] == "theme=dark; lang=en"
 
@@ -506,7 +321,7 @@ def test_reused_token_is_a_cache_hit(mg, upstream):
     tok = token("rsa-a")
     verified, hits = counter(mg, "meshguard.jwt.local.verified"), counter(mg, "meshguard.jwt.local.cache_hit")
     for _ in range(3):
-        resp, request_id = call(mg, "/local/c", tok, label="cache")
+        resp, request_id = get(mg, "/local/c", tok, label="cache")
         assert_ok(resp, upstream, request_id)
     assert counter(mg, "meshguard.jwt.local.verified") == verified + 1
     assert counter(mg, "meshguard.jwt.local.cache_hit") == hits + 2
@@ -573,7 +388,7 @@ REJECTIONS: list[tuple[str, Callable[[], str], int, str]] = [
 def test_rejection(mg, upstream, route, case, make, status, reason):
     tok = make()
     before = counter(mg, f"meshguard.jwt.{route}.{reason}")
-    resp, request_id = call(mg, f"/{route}/r", tok, label=case)
+    resp, request_id = get(mg, f"/{route}/r", tok, label=case)
     body = assert_problem(resp, status, reason, request_id, upstream)
     assert len(tok) < 20 or tok not in resp.body.decode(), "the reply echoes the token"
     assert counter(mg, f"meshguard.jwt.{route}.{reason}") == before + 1
@@ -582,11 +397,11 @@ def test_rejection(mg, upstream, route, case, make, status, reason):
 
 
 def test_missing_token_is_401_with_a_bare_challenge(mg, upstream):
-    resp, request_id = call(mg, "/local/m", label="missing")
+    resp, request_id = get(mg, "/local/m", label="missing")
     assert_problem(resp, 401, "jwt_missing", request_id, upstream)
     assert resp.header("www-authenticate") == 'Bearer realm="meshguard"'
     # A header without the Bearer prefix is no token either.
-    resp, request_id = call(mg, "/local/m", headers={"authorization": f"Basic {token()}"}, label="basic")
+    resp, request_id = get(mg, "/local/m", headers={"authorization": f"Basic {token()}"}, label="basic")
     assert_problem(resp, 401, "jwt_missing", request_id, upstream)
 
 
@@ -597,12 +412,12 @@ def test_missing_token_is_401_with_a_bare_challenge(mg, upstream):
     ("audience-in-array", lambda now: {"aud": ["other.example", API]}),
 ])
 def test_edges_that_pass(mg, upstream, label, over):
-    resp, request_id = call(mg, "/idp/e", token("ec-a", **over(int(time.time()))), label=label)
+    resp, request_id = get(mg, "/idp/e", token("ec-a", **over(int(time.time()))), label=label)
     assert_ok(resp, upstream, request_id)
 
 
 def test_two_different_tokens_are_refused(mg, upstream):
-    resp, request_id = call(mg, "/params/t?access_token=" + token(),
+    resp, request_id = get(mg, "/params/t?access_token=" + token(),
                             headers={"cookie": "session=" + token()}, label="two")
     assert_problem(resp, 401, "jwt_malformed", request_id, upstream)
 
@@ -620,7 +435,7 @@ def test_two_different_tokens_are_refused(mg, upstream):
     ("no-scope", {}, "jwt_insufficient_scope"),
 ])
 def test_scopes(mg, upstream, label, over, reason):
-    resp, request_id = call(mg, "/scoped/s", token("ed-a", **over), label=label)
+    resp, request_id = get(mg, "/scoped/s", token("ed-a", **over), label=label)
     if reason is None:
         assert_ok(resp, upstream, request_id)
         return
@@ -636,7 +451,7 @@ def test_scopes(mg, upstream, label, over, reason):
     ("absent", None, "jwt_claim_mismatch"),
 ])
 def test_claims(mg, upstream, label, tenant, reason):
-    resp, request_id = call(mg, "/claims/c", token("rsa-a", tenant=tenant), label=f"claim-{label}")
+    resp, request_id = get(mg, "/claims/c", token("rsa-a", tenant=tenant), label=f"claim-{label}")
     if reason is None:
         assert_ok(resp, upstream, request_id)
     else:
@@ -647,11 +462,11 @@ def test_claims(mg, upstream, label, tenant, reason):
 
 
 def test_allow_missing_admits_no_token_but_not_a_bad_one(mg, upstream):
-    resp, request_id = call(mg, "/optional/a", label="anon")
+    resp, request_id = get(mg, "/optional/a", label="anon")
     assert_ok(resp, upstream, request_id)
-    resp, request_id = call(mg, "/optional/a", token(iss="https://evil.example"), label="anon-bad")
+    resp, request_id = get(mg, "/optional/a", token(iss="https://evil.example"), label="anon-bad")
     assert_problem(resp, 401, "jwt_issuer_mismatch", request_id, upstream)
-    resp, request_id = call(mg, "/optional/a", token("ec-a", sub="carol"), label="anon-good")
+    resp, request_id = get(mg, "/optional/a", token("ec-a", sub="carol"), label="anon-good")
     assert assert_ok(resp, upstream, request_id)["headers"]["x-user"] == "carol"
 
 
@@ -662,7 +477,7 @@ def test_allow_missing_admits_no_token_but_not_a_bad_one(mg, upstream):
 ])
 def test_report_mode_passes_bad_tokens_and_audits_them(mg, upstream, label, make, reason):
     before = counter(mg, f"meshguard.jwt.local.{reason}")
-    resp, request_id = call(mg, "/report/x", make(), label=f"report-{label}")
+    resp, request_id = get(mg, "/report/x", make(), label=f"report-{label}")
     assert_ok(resp, upstream, request_id)
     audit = mg.wait_audit(request_id=request_id, decision="report")
     assert (audit["reason"], audit["route"]) == (reason, "report")
@@ -670,11 +485,11 @@ def test_report_mode_passes_bad_tokens_and_audits_them(mg, upstream, label, make
 
 
 def test_audit_lines_carry_iss_and_sub_and_never_the_token(mg, upstream):
-    resp, request_id = call(mg, "/local/audit", token("ed-a", sub="dave"), label="audit-allow")
+    resp, request_id = get(mg, "/local/audit", token("ed-a", sub="dave"), label="audit-allow")
     assert_ok(resp, upstream, request_id)
     allow = mg.wait_audit(request_id=request_id)
     assert (allow["decision"], allow["iss"], allow["sub"]) == ("allow", ISSUER, "dave")
-    resp, request_id = call(mg, "/scoped/audit", token("rsa-a", sub="erin"), label="audit-deny")
+    resp, request_id = get(mg, "/scoped/audit", token("rsa-a", sub="erin"), label="audit-deny")
     assert_problem(resp, 403, "jwt_insufficient_scope", request_id, upstream)
     deny = mg.wait_audit(request_id=request_id)
     assert (deny["decision"], deny["iss"], deny["sub"]) == ("deny", ISSUER, "erin")
@@ -691,7 +506,7 @@ def test_audit_lines_carry_iss_and_sub_and_never_the_token(mg, upstream):
 def test_new_kid_passes_without_restart_and_removed_key_fails_after_refetch(mg, upstream, idp):
     path = "/rot/jwks"
     old = token("rsa-a")
-    resp, request_id = call(mg, "/rot/1", old, label="rot-old")
+    resp, request_id = get(mg, "/rot/1", old, label="rot-old")
     assert_ok(resp, upstream, request_id)
 
     # The IdP starts signing with rsa-b and publishes it. The first rsa-b token triggers one
@@ -699,36 +514,36 @@ def test_new_kid_passes_without_restart_and_removed_key_fails_after_refetch(mg, 
     idp.serve(path, jwks("rsa-a", "rsa-b"))
     wait_quiet(idp, path, 1.2)  # min_refetch_interval_seconds: 1
     hits = idp.hits(path)
-    resp, request_id = call(mg, "/rot/2", token("rsa-b"), label="rot-new")
+    resp, request_id = get(mg, "/rot/2", token("rsa-b"), label="rot-new")
     assert_ok(resp, upstream, request_id)
     assert idp.hits(path) == hits + 1
 
     # The IdP drops rsa-a. Until the set is refreshed the old token still passes.
     idp.serve(path, jwks("rsa-b"))
-    resp, request_id = call(mg, "/rot/3", old, label="rot-old-cached")
+    resp, request_id = get(mg, "/rot/3", old, label="rot-old-cached")
     assert_ok(resp, upstream, request_id)
     # A token with an unknown kid triggers a refetch: the set no longer has rsa-a...
     wait_quiet(idp, path, 1.2)
-    resp, request_id = call(mg, "/rot/4", token("rsa-x"), label="rot-unknown")
+    resp, request_id = get(mg, "/rot/4", token("rsa-x"), label="rot-unknown")
     assert_problem(resp, 401, "jwt_unknown_kid", request_id, upstream)
     assert idp.hits(path) == hits + 2
     # ... so the old token (a verified-token cache entry until now) and a fresh one both fail.
     for tok, label in ((old, "rot-old-removed"), (token("rsa-a"), "rot-fresh-removed")):
-        resp, request_id = call(mg, "/rot/5", tok, label=label)
+        resp, request_id = get(mg, "/rot/5", tok, label=label)
         assert_problem(resp, 401, "jwt_unknown_kid", request_id, upstream)
-    resp, request_id = call(mg, "/rot/6", token("rsa-b"), label="rot-new-again")
+    resp, request_id = get(mg, "/rot/6", token("rsa-b"), label="rot-new-again")
     assert_ok(resp, upstream, request_id)
 
 
 def test_periodic_refresh_drops_a_removed_key(mg, upstream, idp):
     path = "/refresh/jwks"
     old = token("rsa-a")
-    resp, request_id = call(mg, "/refresh/1", old, label="refresh-old")
+    resp, request_id = get(mg, "/refresh/1", old, label="refresh-old")
     assert_ok(resp, upstream, request_id)
     idp.serve(path, jwks("rsa-b"))
 
     def refused() -> harness.Response | None:
-        resp, request_id = call(mg, "/refresh/2", old, label="refresh-poll")
+        resp, request_id = get(mg, "/refresh/2", old, label="refresh-poll")
         if resp.status == 200:
             return None
         assert_problem(resp, 401, "jwt_unknown_kid", request_id, upstream)
@@ -736,19 +551,19 @@ def test_periodic_refresh_drops_a_removed_key(mg, upstream, idp):
 
     # cache_duration_seconds: 2, so within a few seconds the set no longer has rsa-a.
     wait_for("the old key to leave the set", refused, timeout_s=10, every_s=0.2)
-    resp, request_id = call(mg, "/refresh/3", token("rsa-b"), label="refresh-new")
+    resp, request_id = get(mg, "/refresh/3", token("rsa-b"), label="refresh-new")
     assert_ok(resp, upstream, request_id)
 
 
 def test_jwks_server_down_keeps_the_last_good_keys(mg, upstream, idp_down):
-    resp, request_id = call(mg, "/down/1", token("rsa-a"), label="down-before")
+    resp, request_id = get(mg, "/down/1", token("rsa-a"), label="down-before")
     assert_ok(resp, upstream, request_id)
     idp_down.stop()
     # cache_duration_seconds: 1: the next refresh fails, is counted, and the old keys stay.
     wait_for("a failed fetch", lambda: counter(mg, "meshguard.jwks.down.fetch_failed") >= 1)
     verified = counter(mg, "meshguard.jwt.down.verified")
     for i in range(3):
-        resp, request_id = call(mg, f"/down/{i}", token("rsa-a"), label="down-after")
+        resp, request_id = get(mg, f"/down/{i}", token("rsa-a"), label="down-after")
         assert_ok(resp, upstream, request_id)
     assert counter(mg, "meshguard.jwt.down.verified") == verified + 3, "fresh tokens were verified"
     assert "previous keys kept: true" in mg.log_text()
@@ -759,7 +574,7 @@ def test_unusable_jwks_source_is_503_never_200(mg, upstream, provider):
     """A JWKS over `max_body_bytes`, or a cluster Envoy does not have: the fetch fails, is
     counted, and requests get 503 `jwks_unavailable`."""
     wait_for("a failed fetch", lambda: counter(mg, f"meshguard.jwks.{provider}.fetch_failed") >= 1)
-    resp, request_id = call(mg, f"/{provider}/x", token(), label=provider)
+    resp, request_id = get(mg, f"/{provider}/x", token(), label=provider)
     assert_problem(resp, 503, "jwks_unavailable", request_id, upstream)
     if provider == "big":
         assert "is over max_body_bytes 1024" in mg.log_text()
@@ -789,8 +604,8 @@ START = {
 
 
 @pytest.fixture(scope="module")
-def held_idp() -> Iterator[JwksServer]:
-    server = JwksServer()
+def held_idp() -> Iterator[harness.JwksServer]:
+    server = harness.JwksServer()
     server.serve("/slow/jwks", jwks("rsa-a", "ec-a"))
     server.serve("/never/jwks", jwks("rsa-a"))
     server.serve("/periodic/jwks", jwks("rsa-a"))
@@ -808,27 +623,22 @@ def start(module_envoys, meshguard_wasm, held_idp) -> harness.Envoy:
                          extra_clusters=[harness.static_cluster("idp", held_idp.port)])
 
 
-def post(envoy: harness.Envoy, path: str, tok: str, body: bytes, label: str) -> tuple[harness.Response, str]:
-    request_id = rid(label)
-    headers = {"x-request-id": request_id, "content-type": "application/json", **bearer(tok)}
-    return envoy.request("POST", path, headers=headers, body=body, timeout_s=20), request_id
-
-
 def test_requests_wait_for_the_first_keys_or_get_503_never_200(start, upstream, held_idp):
     wait_for("the first fetches", lambda: held_idp.hits("/slow/jwks") and held_idp.hits("/never/jwks"))
     with ThreadPoolExecutor(max_workers=8) as pool:
-        slow = [pool.submit(call, start, "/slow/w", token(kid), label="slow") for kid in ("rsa-a", "ec-a")]
+        slow = [pool.submit(get, start, "/slow/w", token(kid), label="slow") for kid in ("rsa-a", "ec-a")]
         # Bodies that arrive while the headers wait: passed on intact, or checked once keys come.
         body = json.dumps({"owner": "alice", "pad": "x" * 3000}).encode()
-        with_body = pool.submit(post, start, "/slow/b", token(), body, "slow-body")
-        owner_ok = pool.submit(post, start, "/slow-owner/b", token(), body, "slow-owner-ok")
-        owner_bad = pool.submit(post, start, "/slow-owner/b", token(sub="mallory"), body, "slow-owner-bad")
+        with_body = pool.submit(post, start, "/slow/b", body, tok=token(), label="slow-body", timeout_s=20)
+        owner_ok = pool.submit(post, start, "/slow-owner/b", body, tok=token(), label="slow-owner-ok", timeout_s=20)
+        owner_bad = pool.submit(post, start, "/slow-owner/b", body, tok=token(sub="mallory"), label="slow-owner-bad",
+                                timeout_s=20)
         # A client that gives up while waiting.
         gone_id = rid("slow-gone")
         with pytest.raises(OSError):
             start.request("GET", "/slow/gone", headers={"x-request-id": gone_id, **bearer(token())},
                           timeout_s=0.5)
-        never = pool.submit(call, start, "/never/w", token(), label="never")
+        never = pool.submit(get, start, "/never/w", token(), label="never")
         # The never-answering JWKS: after its fetch timeout, 503, and the request never went on.
         resp, request_id = never.result(timeout=20)
         assert_problem(resp, 503, "jwks_unavailable", request_id, upstream)
@@ -844,9 +654,9 @@ def test_requests_wait_for_the_first_keys_or_get_503_never_200(start, upstream, 
             assert assert_ok(resp, upstream, request_id)["body_b64"] == base64.b64encode(body).decode()
         resp, request_id = owner_bad.result(timeout=20)
         assert_problem(resp, 403, "owner_mismatch", request_id, upstream)
-    assert not reached(upstream, gone_id)
+    assert not reached_upstream(upstream, gone_id)
     # Once the first fetch has failed, requests are refused at once (503), still never allowed.
-    resp, request_id = call(start, "/never/again", token(), label="never-again")
+    resp, request_id = get(start, "/never/again", token(), label="never-again")
     assert_problem(resp, 503, "jwks_unavailable", request_id, upstream)
     assert counter(start, "meshguard.jwt.never.jwks_unavailable") >= 2
     assert counter(start, "meshguard.jwks.never.fetch_failed") >= 1

@@ -30,20 +30,16 @@ own request did (not) reach the upstream, whatever other tests sent before.
 from __future__ import annotations
 
 import base64
-import itertools
 import json
-import os
 import ssl
-import time
 from pathlib import Path
-from typing import Any
 
 import httpx
-import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import harness
+from harness import assert_problem, bearer, counter, reached_upstream, rid, seen_upstream
 from harness import DownstreamTls
 from pki import CertFiles, Pki, client_context
 
@@ -89,69 +85,20 @@ PROBED = {
     "state": "filter_state|io.istio.peer_principal",
 }
 
-_ids = itertools.count(1)
-
-
-def rid(label: str) -> str:
-    """A request id unique in this run (a counter, not randomness)."""
-    return f"peers-{label}-{next(_ids)}"
-
-
 # --------------------------------------------------------------------------------------------------
-# JWT readiness: owner and binding rules need verified claims. Until `jwt_providers` and
-# `routes[].jwt` exist in the module under test, those tests are skipped.
+# Tokens: owner and binding rules need verified claims.
 
 SIGNING_KEY = ec.generate_private_key(ec.SECP256R1())
 KID = "peers-test-1"
 ISSUER = "https://issuer.meshguard.test"
 AUDIENCE = "shop"
-
-
-def _jwks() -> str:
-    jwk = pyjwt.algorithms.ECAlgorithm.to_jwk(SIGNING_KEY.public_key(), as_dict=True)
-    jwk.update({"kid": KID, "alg": "ES256", "use": "sig"})
-    return json.dumps({"keys": [jwk]})
-
+# ES256 tokens valid for an hour from now (Envoy's clock is the wall clock).
+IDP = harness.TokenIssuer(ISSUER, AUDIENCE, SIGNING_KEY, kid=KID, alg="ES256")
+token = IDP.token
 
 JWT_PROVIDERS = {
-    "mesh": {"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": {"inline_string": _jwks()}},
+    "mesh": {"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": {"inline_string": IDP.jwks()}},
 }
-
-
-def _jwt_ready() -> bool:
-    """True when the module under test accepts a config with `jwt_providers` and `routes[].jwt`
-    (asked through `envoy --mode validate`, i.e. of the very module the tests load).
-    MESHGUARD_JWT_READY=1/0 overrides the probe."""
-    forced = os.environ.get("MESHGUARD_JWT_READY")
-    if forced in ("0", "1"):
-        return forced == "1"
-    path = harness.wasm_path()
-    if not harness.is_proxy_wasm_module(path):
-        return False
-    config = {
-        "jwt_providers": JWT_PROVIDERS,
-        "routes": [{"name": "probe", "match": {"prefix": "/"}, "jwt": {"providers": ["mesh"]}}],
-    }
-    code, _ = harness.validate(config, wasm=path)
-    return code == 0
-
-
-JWT_READY = _jwt_ready()
-needs_jwt = pytest.mark.skipif(not JWT_READY, reason="JWT verification (jwt_providers, routes[].jwt) not in the module yet")
-
-
-def token(**claims: Any) -> str:
-    """An ES256 token from the test issuer, valid for an hour from now (Envoy's clock is the
-    wall clock). `claims` override or add to iss/aud/iat/exp; a value None removes the claim."""
-    now = int(time.time())
-    payload: dict[str, Any] = {"iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 3600}
-    payload.update(claims)
-    payload = {k: v for k, v in payload.items() if v is not None}
-    return pyjwt.encode(payload, SIGNING_KEY, algorithm="ES256", headers={"kid": KID})
-
-
-def bearer(tok: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {tok}"}
 
 
 def x5t_s256(cert: CertFiles) -> str:
@@ -235,39 +182,9 @@ def call(
 ) -> tuple[harness.Response, str]:
     """One request through `listener` (TLS with `client`'s certificate on main/optional); returns
     the response and its request id."""
-    request_id = rid(label)
     tls = listener in ("main", "optional")
-    resp = envoy.request(
-        method, path,
-        headers={"x-request-id": request_id, **(headers or {})},
-        body=body,
-        listener=listener,
-        ssl_context=certs.context(client) if tls else None,
-    )
-    return resp, request_id
-
-
-def reached_upstream(upstream, request_id: str) -> bool:
-    return any(r["headers"].get("x-request-id") == request_id for r in upstream.requests)
-
-
-def upstream_headers(upstream, request_id: str) -> dict[str, Any]:
-    found = [r["headers"] for r in upstream.requests if r["headers"].get("x-request-id") == request_id]
-    assert len(found) == 1, f"{request_id} reached the upstream {len(found)} times"
-    return found[0]
-
-
-def assert_problem(resp: harness.Response, status: int, reason: str, request_id: str) -> dict:
-    assert resp.status == status, (resp.status, resp.body[:500])
-    assert (resp.header("content-type") or "").split(";")[0].strip() == "application/problem+json"
-    body = resp.json()
-    assert (body["status"], body["reason"], body["request_id"]) == (status, reason, request_id)
-    assert body["type"] == f"urn:meshguard:problem:{reason}"
-    return body
-
-
-def counter(envoy: harness.Envoy, name: str) -> int:
-    return envoy.stat(name) or 0
+    return harness.call(envoy, method, path, label=label, headers=headers, body=body, timeout_s=10.0,
+                        listener=listener, ssl_context=certs.context(client) if tls else None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -321,7 +238,7 @@ def test_peer_rules(mg, certs, upstream, prefix, client, listener, reason, why):
     resp, request_id = call(mg, certs, prefix + "item", client=client, listener=listener, label="rule")
     if reason is None:
         assert resp.status == 200, (why, resp.status, resp.body[:300])
-        seen = upstream_headers(upstream, request_id)
+        seen = seen_upstream(upstream, request_id)["headers"]
         expected_id = {"frontend": FRONTEND, "legacy": LEGACY, "billing": BILLING, "foreign": FOREIGN}.get(client)
         assert seen.get(PEER_HEADER) == expected_id, why
     else:
@@ -380,7 +297,7 @@ def test_two_uri_sans_are_judged_by_the_first_only(mg, certs, upstream, client, 
     resp, request_id = call(mg, certs, prefix + "two-sans", client=client, label="two-sans")
     if reason is None:
         assert resp.status == 200, resp.body[:300]
-        assert upstream_headers(upstream, request_id)[PEER_HEADER] == seen
+        assert seen_upstream(upstream, request_id)["headers"][PEER_HEADER] == seen
     else:
         assert_problem(resp, 403, reason, request_id)
     assert mg.wait_audit(request_id=request_id).get("peer") == seen
@@ -405,7 +322,7 @@ def test_waypoint_filter_state_is_the_identity_source(mg, certs, upstream, princ
     resp, request_id = call(mg, certs, "/ambient/x", listener="ambient", headers=headers, label="ambient")
     if reason is None:
         assert resp.status == 200, resp.body[:300]
-        assert upstream_headers(upstream, request_id)[PEER_HEADER] == FRONTEND
+        assert seen_upstream(upstream, request_id)["headers"][PEER_HEADER] == FRONTEND
         assert mg.wait_audit(request_id=request_id)["peer"] == FRONTEND
     else:
         assert_problem(resp, 403, reason, request_id)
@@ -443,7 +360,7 @@ FORGED = {PEER_HEADER: ROOT, SUBJECT_HEADER: "admin"}
 def test_forged_identity_headers_are_replaced_or_removed(mg, certs, upstream, prefix, client, listener, expected_peer):
     resp, request_id = call(mg, certs, prefix + "fwd", client=client, listener=listener, headers=FORGED, label="fwd")
     assert resp.status == 200, resp.body[:300]
-    seen = upstream_headers(upstream, request_id)
+    seen = seen_upstream(upstream, request_id)["headers"]
     assert seen.get(PEER_HEADER) == expected_peer  # one value, never a list with the forged copy
     assert SUBJECT_HEADER not in seen  # no verified token: no subject
 
@@ -457,7 +374,7 @@ def test_repeated_and_mixed_case_forged_headers_are_all_removed(mg, certs, upstr
     resp = mg.request("GET", "/open/many", headers=[("x-request-id", request_id), *forged],
                       ssl_context=certs.context("frontend"))
     assert resp.status == 200
-    seen = upstream_headers(upstream, request_id)
+    seen = seen_upstream(upstream, request_id)["headers"]
     assert seen[PEER_HEADER] == FRONTEND
     assert SUBJECT_HEADER not in seen
 
@@ -465,7 +382,7 @@ def test_repeated_and_mixed_case_forged_headers_are_all_removed(mg, certs, upstr
 def test_forged_headers_are_removed_from_unmatched_requests_let_through(mg, certs, upstream):
     resp, request_id = call(mg, certs, "/anything", listener="lenient", headers=FORGED, label="fwd-unmatched")
     assert resp.status == 200
-    seen = upstream_headers(upstream, request_id)
+    seen = seen_upstream(upstream, request_id)["headers"]
     assert PEER_HEADER not in seen and SUBJECT_HEADER not in seen
 
 
@@ -473,7 +390,7 @@ def test_waypoint_identity_is_forwarded_and_forgeries_dropped(mg, certs, upstrea
     resp, request_id = call(mg, certs, "/ambient/fwd", listener="ambient",
                             headers={SIM_PRINCIPAL_HEADER: FRONTEND, **FORGED}, label="fwd-ambient")
     assert resp.status == 200
-    seen = upstream_headers(upstream, request_id)
+    seen = seen_upstream(upstream, request_id)["headers"]
     assert seen[PEER_HEADER] == FRONTEND and SUBJECT_HEADER not in seen
 
 
@@ -644,15 +561,6 @@ def mg_jwt(module_envoys, meshguard_wasm, certs) -> harness.Envoy:
     )
 
 
-def test_jwt_readiness_probe_matches_the_module(meshguard_wasm):
-    """Guards the skip: once the module accepts `jwt_providers`, the JWT tests below must run."""
-    if os.environ.get("MESHGUARD_JWT_READY"):
-        pytest.skip("readiness forced by MESHGUARD_JWT_READY")
-    code, out = harness.validate({"jwt_providers": JWT_PROVIDERS, "routes": []}, wasm=meshguard_wasm)
-    assert (code == 0) == JWT_READY, out[-2000:]
-
-
-@needs_jwt
 @pytest.mark.parametrize(
     "path,claims,reason",
     [
@@ -677,7 +585,6 @@ def test_owner_rules(mg_jwt, certs, upstream, path, claims, reason):
         assert not reached_upstream(upstream, request_id)
 
 
-@needs_jwt
 @pytest.mark.parametrize("owner,reason", [("alice", None), ("bob", "owner_mismatch"), (7, "owner_mismatch")])
 def test_owner_from_body_field(mg_jwt, certs, upstream, owner, reason):
     body = json.dumps({"owner": owner, "title": "x"}).encode()
@@ -692,7 +599,6 @@ def test_owner_from_body_field(mg_jwt, certs, upstream, owner, reason):
         assert not reached_upstream(upstream, request_id)
 
 
-@needs_jwt
 def test_owner_denial_audit_line_names_peer_and_subject(mg_jwt, certs):
     resp, request_id = call(mg_jwt, certs, "/users/bob", client="frontend", headers=bearer(token(sub="alice")),
                             label="owner-audit")
@@ -703,7 +609,6 @@ def test_owner_denial_audit_line_names_peer_and_subject(mg_jwt, certs):
     assert "bob" not in json.dumps(rec)  # the path value never appears, only the template
 
 
-@needs_jwt
 @pytest.mark.parametrize(
     "client,claims,reason",
     [
@@ -725,7 +630,6 @@ def test_token_bound_to_workload_by_claim(mg_jwt, certs, upstream, client, claim
         assert not reached_upstream(upstream, request_id)
 
 
-@needs_jwt
 def test_certificate_bound_token_cnf_x5t_s256(mg_jwt, certs, upstream):
     frontend = certs.clients["frontend"]
     bound = token(sub="u1", cnf={"x5t#S256": x5t_s256(frontend)})
@@ -743,7 +647,6 @@ def test_certificate_bound_token_cnf_x5t_s256(mg_jwt, certs, upstream):
         assert_problem(resp, 401, "token_not_bound_to_peer", request_id)
 
 
-@needs_jwt
 def test_peers_run_before_jwt_and_jwt_before_owner(mg_jwt, certs):
     """Cheap checks first: a wrong peer is refused before its token is looked at, and a missing
     token is reported as such before the owner rule."""
@@ -756,15 +659,14 @@ def test_peers_run_before_jwt_and_jwt_before_owner(mg_jwt, certs):
     assert_problem(resp, 403, "owner_mismatch", request_id)
 
 
-@needs_jwt
 def test_verified_subject_and_peer_are_forwarded_forgeries_dropped(mg_jwt, certs, upstream):
     resp, request_id = call(mg_jwt, certs, "/whoami", client="frontend",
                             headers={**FORGED, **bearer(token(sub="alice"))}, label="whoami")
     assert resp.status == 200
-    seen = upstream_headers(upstream, request_id)
+    seen = seen_upstream(upstream, request_id)["headers"]
     assert (seen[PEER_HEADER], seen[SUBJECT_HEADER]) == (FRONTEND, "alice")
     assert "authorization" not in seen  # the token itself is not forwarded by default
     resp, request_id = call(mg_jwt, certs, "/whoami", client="frontend", headers=FORGED, label="whoami-anon")
     assert resp.status == 200
-    seen = upstream_headers(upstream, request_id)
+    seen = seen_upstream(upstream, request_id)["headers"]
     assert seen[PEER_HEADER] == FRONTEND and SUBJECT_HEADER not in seen

@@ -10,8 +10,8 @@ name), so tests never share a bucket and can run in any order. Buckets that must
 a test use hour-long periods; refill and lockout expiry use 1-2 s periods and bounded waits taken
 from the `Retry-After` the module sent. No assertion depends on latency.
 
-Tests that key on JWT claims or count meshguard's own 401s need `routes[].jwt`: they are written
-against the config contract and skip until the module accepts a config with `jwt_providers`.
+Tests that key on JWT claims or count meshguard's own 401s run a second Envoy with `jwt_providers`
+and `routes[].jwt`; a module that refuses that config fails them.
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ from typing import Any, Iterable, Mapping
 
 import http.client
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import harness
+from harness import assert_problem, counter, rid, upstream_records, worker_connections
 
 HOUR = 3600
 PARALLEL = 16
@@ -37,12 +39,6 @@ PARALLEL = 16
 # Client addresses go only into x-forwarded-for headers (documentation ranges, RFC 5737); all
 # traffic goes to 127.0.0.1.
 _ips = (f"203.0.113.{i}" for i in itertools.count(1))
-_ids = itertools.count(1)
-
-
-def uid(label: str) -> str:
-    """A value unique in this run (a counter, not randomness)."""
-    return f"rl-{label}-{next(_ids)}"
 
 
 def next_ip() -> str:
@@ -117,10 +113,6 @@ def rl4(module_envoys, meshguard_wasm) -> harness.Envoy:
 # Helpers
 
 
-def counter(envoy: harness.Envoy, name: str) -> int:
-    return envoy.stat(name) or 0
-
-
 def rl_counters(envoy: harness.Envoy, route: str, limit_name: str) -> dict[str, int]:
     """Every outcome counter of one limit, by outcome."""
     prefix = f"meshguard.ratelimit.{route}.{limit_name}."
@@ -136,16 +128,6 @@ def delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]
     return {k: after.get(k, 0) - before.get(k, 0) for k in set(before) | set(after) if after.get(k, 0) != before.get(k, 0)}
 
 
-def worker_connections(envoy: harness.Envoy) -> dict[str, int]:
-    """Downstream connections accepted per worker on the main listener."""
-    out = {}
-    for name, value in envoy.stats(r"^listener\..*worker_\d+\.downstream_cx_total$").items():
-        m = re.search(r"(worker_\d+)\.downstream_cx_total$", name)
-        if m:
-            out[m.group(1)] = out.get(m.group(1), 0) + value
-    return out
-
-
 def burst(
     envoy: harness.Envoy,
     method: str,
@@ -158,7 +140,7 @@ def burst(
 ) -> list[harness.Response]:
     """`total` requests from `parallel` threads, each on its own keep-alive connection, all released
     at once by a barrier. Each request carries its own x-request-id (`<burst id>-<n>`)."""
-    burst_id = uid("burst")
+    burst_id = rid("burst")
     numbers = iter(range(total))
     lock = threading.Lock()
     start = threading.Barrier(parallel)
@@ -201,19 +183,6 @@ def statuses(responses: Iterable[harness.Response]) -> Counter:
     return Counter(r.status for r in responses)
 
 
-def reached_upstream(upstream, header: str, value: str) -> int:
-    """How many requests carrying `header: value` reached the echo upstream."""
-    return sum(1 for r in upstream.requests if r["headers"].get(header) == value)
-
-
-def assert_problem(resp: harness.Response, status: int, reason: str) -> dict:
-    assert resp.status == status, (resp.status, resp.body[:300])
-    assert (resp.header("content-type") or "").startswith("application/problem+json")
-    body = resp.json()
-    assert body["reason"] == reason and body["status"] == status
-    return body
-
-
 def retry_after(resp: harness.Response) -> int:
     value = resp.header("retry-after")
     assert value is not None and re.fullmatch(r"[0-9]+", value), f"Retry-After {value!r} is not integer seconds"
@@ -233,7 +202,7 @@ def parse_sf_list(value: str) -> dict[str, dict[str, int]]:
 
 def get(envoy: harness.Envoy, path: str, **headers: str) -> harness.Response:
     hdrs = {k.replace("_", "-"): v for k, v in headers.items()}
-    hdrs.setdefault("x-request-id", uid("req"))
+    hdrs.setdefault("x-request-id", rid("req"))
     return envoy.request("GET", path, headers=hdrs)
 
 
@@ -244,14 +213,14 @@ def get(envoy: harness.Envoy, path: str, **headers: str) -> harness.Response:
 @pytest.mark.parametrize("workers", [2, 4])
 def test_burst_admits_exactly_the_limit_across_workers(request, upstream, workers):
     envoy: harness.Envoy = request.getfixturevalue(f"rl{workers}")
-    key = uid(f"exact{workers}")
+    key = rid(f"exact{workers}")
     before_cx = worker_connections(envoy)
     before = rl_counters(envoy, "exact", "per-key")
 
     responses = burst(envoy, "GET", "/exact/item", 3 * EXACT_LIMIT, {"x-api-key": key})
 
     assert statuses(responses) == {200: EXACT_LIMIT, 429: 2 * EXACT_LIMIT}
-    assert reached_upstream(upstream, "x-api-key", key) == EXACT_LIMIT
+    assert len(upstream_records(upstream, key, header="x-api-key")) == EXACT_LIMIT
     for r in responses:
         if r.status == 429:
             assert_problem(r, 429, "rate_limited")
@@ -267,7 +236,7 @@ def test_burst_admits_exactly_the_limit_across_workers(request, upstream, worker
 
 
 def test_parallel_bursts_on_distinct_keys_each_get_exactly_the_limit(rl2, upstream):
-    keys = [uid("exact-multi") for _ in range(4)]
+    keys = [rid("exact-multi") for _ in range(4)]
     results: dict[str, list[harness.Response]] = {}
 
     def one(key: str) -> None:
@@ -280,7 +249,7 @@ def test_parallel_bursts_on_distinct_keys_each_get_exactly_the_limit(rl2, upstre
         t.join(timeout=120)
     for key in keys:
         assert statuses(results[key]) == {200: EXACT_LIMIT, 429: EXACT_LIMIT}, key
-        assert reached_upstream(upstream, "x-api-key", key) == EXACT_LIMIT
+        assert len(upstream_records(upstream, key, header="x-api-key")) == EXACT_LIMIT
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,7 +257,7 @@ def test_parallel_bursts_on_distinct_keys_each_get_exactly_the_limit(rl2, upstre
 
 
 def test_bucket_refills_after_the_retry_after_wait(rl2):
-    key = uid("refill")
+    key = rid("refill")
     assert [get(rl2, "/refill/x", x_api_key=key).status for _ in range(2)] == [200, 200]
     refused = get(rl2, "/refill/x", x_api_key=key)
     assert_problem(refused, 429, "rate_limited")
@@ -303,7 +272,7 @@ def test_bucket_refills_after_the_retry_after_wait(rl2):
 
 
 def test_retry_after_and_ratelimit_headers_on_429(rl2, upstream):
-    key = uid("hdr429")
+    key = rid("hdr429")
     for _ in range(5):
         assert get(rl2, "/headers/a", x_api_key=key).status == 200
     refused = get(rl2, "/headers/a", x_api_key=key)
@@ -314,11 +283,11 @@ def test_retry_after_and_ratelimit_headers_on_429(rl2, upstream):
     rate = parse_sf_list(refused.header("ratelimit") or "")
     assert set(rate) == {"hdr"} and rate["hdr"]["r"] == 0
     assert 9 <= rate["hdr"]["t"] <= 10  # seconds until the bucket is full again
-    assert reached_upstream(upstream, "x-api-key", key) == 5
+    assert len(upstream_records(upstream, key, header="x-api-key")) == 5
 
 
 def test_ratelimit_headers_on_allowed_responses(rl2):
-    key = uid("hdr200")
+    key = rid("hdr200")
     for i in range(1, 4):
         resp = get(rl2, "/headers/b", x_api_key=key)
         assert resp.status == 200
@@ -330,7 +299,7 @@ def test_ratelimit_headers_on_allowed_responses(rl2):
 
 
 def test_allowed_responses_carry_no_ratelimit_headers_unless_configured(rl2):
-    resp = get(rl2, "/exact/plain", x_api_key=uid("noheaders"))
+    resp = get(rl2, "/exact/plain", x_api_key=rid("noheaders"))
     assert resp.status == 200
     assert resp.header("ratelimit") is None and resp.header("ratelimit-policy") is None
 
@@ -340,7 +309,7 @@ def test_allowed_responses_carry_no_ratelimit_headers_unless_configured(rl2):
 
 
 def test_api_keys_have_separate_buckets(rl2):
-    a, b = uid("key-a"), uid("key-b")
+    a, b = rid("key-a"), rid("key-b")
     assert [get(rl2, "/keys/x", x_api_key=a).status for _ in range(4)] == [200, 200, 200, 429]
     assert [get(rl2, "/keys/x", x_api_key=b).status for _ in range(4)] == [200, 200, 200, 429]
     # A request without the header is keyed on its client address instead: a bucket of its own.
@@ -360,10 +329,10 @@ def test_client_ip_from_trusted_forwarded_hop_has_separate_buckets(rl2, upstream
 
 
 def test_key_flood_does_not_reset_an_active_abusers_bucket(rl2):
-    abuser = uid("abuser")
+    abuser = rid("abuser")
     assert [get(rl2, "/flood/f", x_api_key=abuser).status for _ in range(4)] == [200, 200, 200, 429]
     before = rl_counters(rl2, "flood", "small")
-    flood = [uid("flood") for _ in range(200)]
+    flood = [rid("flood") for _ in range(200)]
     admitted = sum(1 for r in burst_keys(rl2, "/flood/f", flood) if r.status == 200)
     # The table has 2 slots of 4 ways (max_keys 8). Flood keys can take the idle ways, then share
     # each slot's overflow bucket (burst 3): the flood as a whole is limited, never waved through.
@@ -386,13 +355,13 @@ def burst_keys(envoy: harness.Envoy, path: str, keys: list[str]) -> list[harness
 
 
 def test_report_mode_limit_blocks_nothing_and_counts_would_be_refusals(rl2, upstream):
-    key = uid("report")
+    key = rid("report")
     before = rl_counters(rl2, "report", "shadow")
     route_before = {d: counter(rl2, f"meshguard.route.report.{d}") for d in ("allow", "deny", "report")}
-    ids = [uid("report-req") for _ in range(10)]
+    ids = [rid("report-req") for _ in range(10)]
     for request_id in ids:
         assert get(rl2, "/report/x", x_api_key=key, x_request_id=request_id).status == 200
-    assert reached_upstream(upstream, "x-api-key", key) == 10
+    assert len(upstream_records(upstream, key, header="x-api-key")) == 10
     assert delta(before, rl_counters(rl2, "report", "shadow")) == {"allowed": 3, "report_limited": 7}
     route_after = {d: counter(rl2, f"meshguard.route.report.{d}") for d in ("allow", "deny", "report")}
     assert {d: route_after[d] - route_before[d] for d in route_after} == {"allow": 3, "deny": 0, "report": 7}
@@ -405,7 +374,7 @@ def test_report_mode_limit_blocks_nothing_and_counts_would_be_refusals(rl2, upst
 
 
 def test_cost_charges_several_units_per_request(rl2):
-    key = uid("cost")
+    key = rid("cost")
     remaining = []
     for _ in range(3):
         resp = get(rl2, "/cost/x", x_api_key=key)
@@ -419,7 +388,7 @@ def test_cost_charges_several_units_per_request(rl2):
 
 
 def test_refusal_by_a_later_limit_refunds_the_earlier_one(rl2):
-    key, user = uid("multi-key"), uid("multi-user")
+    key, user = rid("multi-key"), rid("multi-user")
     before = {n: rl_counters(rl2, "multi", n) for n in ("wide", "narrow")}
     # `narrow` (3 per user) refuses the 4th to 8th request; `wide` (10 per key) charged each first,
     # then refunded: a request's outcome on `wide` is either allowed or refunded.
@@ -428,18 +397,18 @@ def test_refusal_by_a_later_limit_refunds_the_earlier_one(rl2):
     assert delta(before["wide"], rl_counters(rl2, "multi", "wide")) == {"allowed": 3, "refunded": 5}
     assert delta(before["narrow"], rl_counters(rl2, "multi", "narrow")) == {"allowed": 3, "limited": 5}
     # The refunds are real: the key has 7 of its 10 units left, used here by other users.
-    others = [get(rl2, "/multi/x", x_api_key=key, x_user=uid("other")).status for _ in range(8)]
+    others = [get(rl2, "/multi/x", x_api_key=key, x_user=rid("other")).status for _ in range(8)]
     assert others == [200] * 7 + [429]
     last = rl_counters(rl2, "multi", "wide")
     assert last.get("limited", 0) - before["wide"].get("limited", 0) == 1
 
 
 def test_skipped_outcome_when_an_earlier_limit_refuses(rl2):
-    key = uid("skip")
+    key = rid("skip")
     for i in range(10):
         assert get(rl2, "/multi/s", x_api_key=key, x_user=f"{key}-u{i}").status == 200
     before = rl_counters(rl2, "multi", "narrow")
-    assert_problem(get(rl2, "/multi/s", x_api_key=key, x_user=uid("u")), 429, "rate_limited")
+    assert_problem(get(rl2, "/multi/s", x_api_key=key, x_user=rid("u")), 429, "rate_limited")
     assert delta(before, rl_counters(rl2, "multi", "narrow")) == {"skipped": 1}
 
 
@@ -457,16 +426,16 @@ def test_every_outcome_counter_is_defined_per_route_and_limit(rl2):
 
 
 def test_unnamed_limit_is_counted_under_its_key_text(rl2):
-    key = uid("unnamed")
+    key = rid("unnamed")
     before = rl_counters(rl2, "unnamed", "header_x-api-key")
     assert [get(rl2, "/unnamed/x", x_api_key=key).status for _ in range(2)] == [200, 429]
     assert delta(before, rl_counters(rl2, "unnamed", "header_x-api-key")) == {"allowed": 1, "limited": 1}
 
 
 def test_refusal_is_audited_and_counted_without_the_key_value(rl2):
-    key = uid("audit-secret-key")
+    key = rid("audit-secret-key")
     get(rl2, "/unnamed/a", x_api_key=key)
-    request_id = uid("audit")
+    request_id = rid("audit")
     before = counter(rl2, "meshguard.reason.rate_limited.deny")
     route_before = counter(rl2, "meshguard.route.unnamed.deny")
     resp = get(rl2, "/unnamed/a", x_api_key=key, x_request_id=request_id)
@@ -485,7 +454,7 @@ def test_refusal_is_audited_and_counted_without_the_key_value(rl2):
 
 
 def login(envoy: harness.Envoy, ip: str, status: int | None = None, request_id: str | None = None) -> harness.Response:
-    headers = {"x-forwarded-for": ip, "x-request-id": request_id or uid("login")}
+    headers = {"x-forwarded-for": ip, "x-request-id": request_id or rid("login")}
     if status:
         headers["x-echo-status"] = str(status)
     return envoy.request("GET", "/login/x", headers=headers)
@@ -494,7 +463,7 @@ def login(envoy: harness.Envoy, ip: str, status: int | None = None, request_id: 
 def test_upstream_401s_lock_the_client_then_the_lock_expires(rl2, upstream):
     ip, other = next_ip(), next_ip()
     locked_before = counter(rl2, "meshguard.reason.locked_out.deny")
-    ids = [uid("fail") for _ in range(3)]
+    ids = [rid("fail") for _ in range(3)]
     for request_id in ids:
         assert login(rl2, ip, 401, request_id).status == 401
     # The third failure locked the address; the audit line names the key expression only.
@@ -503,7 +472,7 @@ def test_upstream_401s_lock_the_client_then_the_lock_expires(rl2, upstream):
     assert "client_ip" in rec["detail"] and ip not in json.dumps(rec)
     assert not [r for r in rl2.audit_lines() if r.get("request_id") in ids[:2] and r["decision"] == "lock"]
 
-    probe_id = uid("locked")
+    probe_id = rid("locked")
     refused = login(rl2, ip, request_id=probe_id)
     assert_problem(refused, 429, "locked_out")
     wait = retry_after(refused)
@@ -533,7 +502,7 @@ def test_fewer_failures_than_the_threshold_never_lock(rl2):
 def post_login(envoy: harness.Envoy, ip: str, username: str, status: int | None = None,
                request_id: str | None = None) -> harness.Response:
     headers = {"x-forwarded-for": ip, "content-type": "application/json",
-               "x-request-id": request_id or uid("plogin")}
+               "x-request-id": request_id or rid("plogin")}
     if status:
         headers["x-echo-status"] = str(status)
     body = json.dumps({"username": username, "password": "pw-secret-value"}).encode()
@@ -541,39 +510,39 @@ def post_login(envoy: harness.Envoy, ip: str, username: str, status: int | None 
 
 
 def test_body_username_lockout_holds_across_addresses(rl2, upstream):
-    user = uid("alice")
-    ids = [uid("pfail") for _ in range(3)]
+    user = rid("alice")
+    ids = [rid("pfail") for _ in range(3)]
     # Three failures for one user from three addresses: the user is locked, the addresses are not.
     for request_id in ids:
         assert post_login(rl2, next_ip(), user, 401, request_id).status == 401
     rec = rl2.wait_audit(request_id=ids[-1], decision="lock")
     assert "body:username" in rec["detail"] and "client_ip" not in rec["detail"]
-    probe_id = uid("plocked")
+    probe_id = rid("plocked")
     refused = post_login(rl2, next_ip(), user, request_id=probe_id)
     assert_problem(refused, 429, "locked_out")
     assert 1 <= retry_after(refused) <= 2
     # The headers may have gone on before the body was checked (the upstream then sees a request
     # cut short), but no body byte reached the upstream.
     assert all(r["body_len"] == 0 for r in upstream.requests if r["headers"].get("x-request-id") == probe_id)
-    assert post_login(rl2, next_ip(), uid("bob")).status == 200
+    assert post_login(rl2, next_ip(), rid("bob")).status == 200
     log = rl2.log_text()
     assert user not in log and "pw-secret-value" not in log
 
 
 def test_credential_stuffing_from_one_address_locks_the_address(rl2):
     ip = next_ip()
-    ids = [uid("stuff") for _ in range(3)]
+    ids = [rid("stuff") for _ in range(3)]
     for request_id in ids:
-        assert post_login(rl2, ip, uid("victim"), 401, request_id).status == 401
+        assert post_login(rl2, ip, rid("victim"), 401, request_id).status == 401
     rec = rl2.wait_audit(request_id=ids[-1], decision="lock")
     assert "client_ip" in rec["detail"] and "body:username" not in rec["detail"]
-    assert_problem(post_login(rl2, ip, uid("next-victim")), 429, "locked_out")
+    assert_problem(post_login(rl2, ip, rid("next-victim")), 429, "locked_out")
     # The users themselves each had one failure: from another address they are fine.
-    assert post_login(rl2, next_ip(), uid("victim")).status == 200
+    assert post_login(rl2, next_ip(), rid("victim")).status == 200
 
 
 def test_lockout_expires_for_body_keys(rl2):
-    user, ip = uid("carol"), next_ip()
+    user, ip = rid("carol"), next_ip()
     for _ in range(3):
         assert post_login(rl2, next_ip(), user, 401).status == 401
     refused = post_login(rl2, ip, user)
@@ -586,28 +555,12 @@ def test_lockout_expires_for_body_keys(rl2):
 # JWT-keyed limits and lockout by meshguard's own 401s (need `routes[].jwt`)
 
 # A fixed Ed25519 key (deterministic tests): private scalar bytes 0..31.
-_JWT_SEED = bytes(range(32))
-ISSUER = "https://issuer.test"
-AUDIENCE = "api.test"
-
-
-def _jwks() -> str:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    public = Ed25519PrivateKey.from_private_bytes(_JWT_SEED).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    x = base64.urlsafe_b64encode(public).rstrip(b"=").decode()
-    return json.dumps({"keys": [{"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": "k1", "x": x}]})
+IDP = harness.TokenIssuer("https://issuer.test", "api.test", Ed25519PrivateKey.from_private_bytes(bytes(range(32))),
+                          kid="k1", alg="EdDSA", lifetime_s=600)
 
 
 def token(sub: str, *, valid: bool = True) -> str:
-    import jwt as pyjwt
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    now = int(time.time())
-    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now, "exp": now + 600}
-    signed = pyjwt.encode(claims, Ed25519PrivateKey.from_private_bytes(_JWT_SEED), algorithm="EdDSA",
-                          headers={"kid": "k1"})
+    signed = IDP.token(sub=sub)
     if valid:
         return signed
     head, payload, sig = signed.split(".")
@@ -619,8 +572,8 @@ def jwt_config() -> dict[str, Any]:
     jwt_rule = {"providers": ["main"]}
     return {
         "client_ip": {"source": "x_forwarded_for", "trusted_hops": 1},
-        "jwt_providers": {"main": {"issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": ["EdDSA"],
-                                   "local_jwks": {"inline_string": _jwks()}}},
+        "jwt_providers": {"main": {"issuer": IDP.issuer, "audiences": [IDP.audience], "algorithms": ["EdDSA"],
+                                   "local_jwks": {"inline_string": IDP.jwks()}}},
         "routes": [
             {"name": "per-user", "match": {"prefix": "/per-user/"}, "jwt": jwt_rule,
              "rate_limits": [limit("sub", "jwt:sub", 3, HOUR)]},
@@ -632,21 +585,12 @@ def jwt_config() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def jwt_ready(meshguard_wasm) -> bool:
-    """JWT is wired when the module accepts a config with `jwt_providers` and `routes[].jwt`."""
-    code, _ = harness.validate(jwt_config(), wasm=meshguard_wasm)
-    return code == 0
-
-
-@pytest.fixture(scope="module")
-def rl_jwt(module_envoys, meshguard_wasm, jwt_ready) -> harness.Envoy:
-    if not jwt_ready:
-        pytest.skip("routes[].jwt is not wired yet: the module refuses a config with jwt_providers")
+def rl_jwt(module_envoys, meshguard_wasm) -> harness.Envoy:
     return module_envoys(plugin_config=jwt_config(), wasm=meshguard_wasm, concurrency=2)
 
 
 def test_jwt_sub_keys_have_separate_buckets_exactly(rl_jwt):
-    alice, bob = token(uid("alice")), token(uid("bob"))
+    alice, bob = token(rid("alice")), token(rid("bob"))
     got = burst(rl_jwt, "GET", "/per-user/x", 12, {"authorization": f"Bearer {alice}"})
     assert statuses(got) == {200: 3, 429: 9}
     assert [get(rl_jwt, "/per-user/x", authorization=f"Bearer {bob}").status for _ in range(4)] == [200, 200, 200, 429]
@@ -654,7 +598,7 @@ def test_jwt_sub_keys_have_separate_buckets_exactly(rl_jwt):
 
 def test_meshguard_401s_lock_the_client_then_the_lock_expires(rl_jwt):
     ip = next_ip()
-    ids = [uid("jwt-fail") for _ in range(3)]
+    ids = [rid("jwt-fail") for _ in range(3)]
     for request_id in ids:
         resp = get(rl_jwt, "/jwt-login/x", x_forwarded_for=ip, x_request_id=request_id,
                    authorization=f"Bearer {token('mallory', valid=False)}")
@@ -670,8 +614,8 @@ def test_meshguard_401s_lock_the_client_then_the_lock_expires(rl_jwt):
 
 
 def test_meshguard_401s_lock_a_header_key_across_addresses(rl_jwt):
-    device = uid("device")
-    ids = [uid("jwt-dev-fail") for _ in range(3)]
+    device = rid("device")
+    ids = [rid("jwt-dev-fail") for _ in range(3)]
     for request_id in ids:
         resp = get(rl_jwt, "/jwt-login/x", x_forwarded_for=next_ip(), x_device=device, x_request_id=request_id)
         assert_problem(resp, 401, "jwt_missing")
@@ -680,5 +624,5 @@ def test_meshguard_401s_lock_a_header_key_across_addresses(rl_jwt):
     good = f"Bearer {token('dave')}"
     assert_problem(get(rl_jwt, "/jwt-login/x", x_forwarded_for=next_ip(), x_device=device, authorization=good),
                    429, "locked_out")
-    assert get(rl_jwt, "/jwt-login/x", x_forwarded_for=next_ip(), x_device=uid("device"),
+    assert get(rl_jwt, "/jwt-login/x", x_forwarded_for=next_ip(), x_device=rid("device"),
                authorization=good).status == 200

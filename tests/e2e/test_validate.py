@@ -24,49 +24,29 @@ asserts on latency.
 
 from __future__ import annotations
 
-import base64
+import functools
 import http.client
-import itertools
 import json
 import socket
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import h2.config
 import h2.connection
-import h2.events
-import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import harness
+from harness import counter, get, post, reached_upstream, received, rid
 
 ISSUER = "https://issuer.validate.test"
 AUDIENCE = "shop"
 SIGNING_KEY = ec.generate_private_key(ec.SECP256R1())
 KID = "validate-1"
+IDP = harness.TokenIssuer(ISSUER, AUDIENCE, SIGNING_KEY, kid=KID, alg="ES256", defaults={"sub": "alice"})
+token = IDP.token
 SECRET = "s3cr3t-VALUE"  # put in refused requests; must never come back in a reply
-
-_ids = itertools.count(1)
-
-
-def rid(label: str) -> str:
-    """A request id unique in this run (a counter, not randomness)."""
-    return f"val-{label}-{next(_ids)}"
-
-
-def _jwks() -> str:
-    jwk = pyjwt.algorithms.ECAlgorithm.to_jwk(SIGNING_KEY.public_key(), as_dict=True)
-    jwk.update({"kid": KID, "alg": "ES256", "use": "sig"})
-    return json.dumps({"keys": [jwk]})
-
-
-def token(**claims: Any) -> str:
-    now = int(time.time())
-    payload: dict[str, Any] = {"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + 3600}
-    payload.update(claims)
-    return pyjwt.encode(payload, SIGNING_KEY, algorithm="ES256", headers={"kid": KID})
-
+assert_problem = functools.partial(harness.assert_problem, secrets=(SECRET,))
 
 BODY_SCHEMA = {
     "type": "object",
@@ -110,7 +90,7 @@ CONFIG = {
     "mode": "enforce",
     "unmatched": "deny",
     "jwt_providers": {
-        "local": {"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": {"inline_string": _jwks()}},
+        "local": {"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": {"inline_string": IDP.jwks()}},
     },
     "routes": [
         {"name": "body", "match": {"methods": ["POST"], "path": "/body"},
@@ -164,48 +144,9 @@ def mg(module_envoys, meshguard_wasm) -> harness.Envoy:
 # Helpers
 
 
-def records(upstream, request_id: str) -> list[dict[str, Any]]:
-    return [r for r in upstream.requests if r["headers"].get("x-request-id") == request_id]
-
-
-def received(upstream, request_id: str) -> dict[str, Any]:
-    """The one record the upstream holds for `request_id`, body decoded under `body`."""
-    found = records(upstream, request_id)
-    assert len(found) == 1, f"{request_id} reached the upstream {len(found)} times"
-    rec = dict(found[0])
-    rec["body"] = base64.b64decode(rec["body_b64"])
-    return rec
-
-
 def upstream_requests(envoy: harness.Envoy) -> int:
     """Requests Envoy started toward the echo cluster (headers sent), complete or not."""
     return envoy.stats(r"^cluster\.echo\.upstream_rq_total$").get("cluster.echo.upstream_rq_total", 0)
-
-
-def post(envoy: harness.Envoy, path: str, body: bytes, *, label: str, method: str = "POST",
-         content_type: str | None = "application/json",
-         headers: dict[str, str] | None = None) -> tuple[harness.Response, str]:
-    request_id = rid(label)
-    hs = {"x-request-id": request_id, **(headers or {})}
-    if content_type is not None:
-        hs["content-type"] = content_type
-    return envoy.request(method, path, headers=hs, body=body), request_id
-
-
-def get(envoy: harness.Envoy, path: str, *, label: str,
-        headers: dict[str, str] | None = None) -> tuple[harness.Response, str]:
-    request_id = rid(label)
-    return envoy.request("GET", path, headers={"x-request-id": request_id, **(headers or {})}), request_id
-
-
-def assert_problem(resp: harness.Response, status: int, reason: str, request_id: str) -> dict[str, Any]:
-    assert resp.status == status, (resp.status, resp.body[:500])
-    assert (resp.header("content-type") or "").split(";")[0].strip() == "application/problem+json"
-    body = resp.json()
-    assert (body["status"], body["reason"], body["request_id"]) == (status, reason, request_id), body
-    assert body["type"] == f"urn:meshguard:problem:{reason}"
-    assert SECRET not in resp.body.decode("utf-8", "replace")
-    return body
 
 
 def chunked_request(port: int, path: str, chunks: Iterable[bytes], *, headers: dict[str, str],
@@ -270,32 +211,12 @@ def h2_request(port: int, path: str, chunks: list[bytes], *, headers: dict[str, 
     if trailers is not None:
         conn.send_headers(sid, list(trailers.items()), end_stream=True)
         sock.sendall(conn.data_to_send())
-    status, resp_headers, body = 0, [], b""
-    done = False
     try:
-        while not done:
-            data = sock.recv(65536)
-            if not data:
-                break
-            for event in conn.receive_data(data):
-                if isinstance(event, h2.events.ResponseReceived) and event.stream_id == sid:
-                    resp_headers = [(k, v) for k, v in event.headers]
-                    status = int(dict(resp_headers)[":status"])
-                elif isinstance(event, h2.events.DataReceived) and event.stream_id == sid:
-                    body += event.data
-                    conn.acknowledge_received_data(event.flow_controlled_length, sid)
-                elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)) and event.stream_id == sid:
-                    done = True
-            out = conn.data_to_send()
-            if out:
-                sock.sendall(out)
+        resp_headers, _, body = harness.h2_read_response(sock, conn, sid)
     finally:
         sock.close()
+    status = int(dict(resp_headers)[":status"]) if resp_headers else 0
     return harness.Response(status, resp_headers, body)
-
-
-def counter(envoy: harness.Envoy, name: str) -> int:
-    return envoy.stat(name) or 0
 
 
 def pieces(data: bytes, size: int) -> list[bytes]:
@@ -333,7 +254,7 @@ def test_bad_body_in_many_chunks_is_refused_after_the_last(mg, upstream):
                            headers={"x-request-id": request_id, "content-type": "application/json"})
     body = assert_problem(resp, 400, "schema_violation", request_id)
     assert body["detail"] == 'body at "/age" failed "minimum"'
-    assert not records(upstream, request_id)
+    assert not reached_upstream(upstream, request_id)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -344,7 +265,7 @@ def test_bad_body_in_many_chunks_is_refused_after_the_last(mg, upstream):
 def test_unsupported_media_type_is_415(mg, upstream, ctype):
     resp, request_id = post(mg, "/body", GOOD, label="ctype", content_type=ctype)
     assert_problem(resp, 415, "unsupported_media_type", request_id)
-    assert not records(upstream, request_id)
+    assert not reached_upstream(upstream, request_id)
 
 
 @pytest.mark.parametrize("ctype", ["application/json; charset=utf-8", "application/merge-patch+json"])
@@ -367,7 +288,7 @@ def test_oversize_body_with_content_length_is_413_from_the_headers_alone(mg, ups
     resp, request_id2 = post(mg, "/body", big, label="413-cl-body")
     assert_problem(resp, 413, "body_too_large", request_id2)
     assert upstream_requests(mg) == before
-    assert not records(upstream, request_id) and not records(upstream, request_id2)
+    assert not reached_upstream(upstream, request_id) and not reached_upstream(upstream, request_id2)
 
 
 def test_oversize_chunked_body_is_413_while_streaming(mg, upstream):
@@ -376,7 +297,7 @@ def test_oversize_chunked_body_is_413_while_streaming(mg, upstream):
     resp = chunked_request(mg.port, "/body", chunks, pause_s=0.001,
                            headers={"x-request-id": request_id, "content-type": "application/json"})
     assert_problem(resp, 413, "body_too_large", request_id)
-    assert not records(upstream, request_id)
+    assert not reached_upstream(upstream, request_id)
 
 
 def test_oversize_chunked_body_on_a_streaming_route_is_413_and_the_upstream_request_is_cut(mg, upstream):
@@ -390,7 +311,7 @@ def test_oversize_chunked_body_on_a_streaming_route_is_413_and_the_upstream_requ
     assert_problem(resp, 413, "body_too_large", request_id)
     assert upstream_requests(mg) == before + 1  # the headers went on; the body never completed
     time.sleep(0.2)
-    assert not records(upstream, request_id)
+    assert not reached_upstream(upstream, request_id)
     # Counted once, as a denial (the decision waited for the body).
     assert (counter(mg, "route.capped.allow"), counter(mg, "route.capped.deny")) == (allowed, denied + 1)
     # Under the limit the same route passes the body through unchanged, counted as allowed.
@@ -420,7 +341,7 @@ def test_schema_violation_names_pointer_and_keyword_not_the_value(mg, upstream, 
     resp, request_id = post(mg, "/body", json.dumps(doc).encode(), label="schema")
     body = assert_problem(resp, 400, "schema_violation", request_id)
     assert body["detail"] == detail
-    assert not records(upstream, request_id)
+    assert not reached_upstream(upstream, request_id)
 
 
 @pytest.mark.parametrize("raw, what", [
@@ -438,7 +359,7 @@ def test_malformed_json_is_refused(mg, upstream, raw, what):
     resp, request_id = post(mg, "/body", raw, label="malformed")
     body = assert_problem(resp, 400, "json_malformed", request_id)
     assert "detail" in body, what
-    assert not records(upstream, request_id)
+    assert not reached_upstream(upstream, request_id)
 
 
 @pytest.mark.parametrize("doc, limit", [
@@ -452,7 +373,7 @@ def test_json_limits_are_refused(mg, upstream, doc, limit):
     resp, request_id = post(mg, "/limits", json.dumps(doc).encode(), label="limits")
     body = assert_problem(resp, 400, "json_limits", request_id)
     assert body["detail"] == f"body exceeds {limit}"
-    assert not records(upstream, request_id)
+    assert not reached_upstream(upstream, request_id)
 
 
 def test_json_within_limits_passes(mg, upstream):
@@ -486,7 +407,7 @@ def test_query_refusals(mg, upstream, query, reason, detail):
     resp, request_id = get(mg, "/search" + query, label="query")
     body = assert_problem(resp, 400, reason, request_id)
     assert body["detail"] == detail
-    assert not records(upstream, request_id)
+    assert not reached_upstream(upstream, request_id)
 
 
 def test_path_parameter_pattern(mg, upstream):
@@ -497,7 +418,7 @@ def test_path_parameter_pattern(mg, upstream):
         resp, request_id = get(mg, f"/items/{value}", label="param")
         body = assert_problem(resp, 400, "schema_violation", request_id)
         assert body["detail"] == 'path parameter "id" failed "pattern"'
-        assert not records(upstream, request_id)
+        assert not reached_upstream(upstream, request_id)
 
 
 @pytest.mark.parametrize("headers, detail", [
@@ -510,7 +431,7 @@ def test_header_rules(mg, upstream, headers, detail):
     resp, request_id = get(mg, "/hdr/x", label="hdr", headers=headers)
     body = assert_problem(resp, 400, "header_invalid", request_id)
     assert body["detail"] == detail
-    assert not records(upstream, request_id)
+    assert not reached_upstream(upstream, request_id)
 
 
 def test_header_rules_pass(mg, upstream):
@@ -541,7 +462,7 @@ def test_mass_assignment_is_refused(mg, upstream, doc, tok, detail):
     resp, request_id = put(mg, "/profiles/7", doc, label="mass", tok=tok)
     body = assert_problem(resp, 400, "mass_assignment", request_id)
     assert body["detail"] == detail
-    assert not records(upstream, request_id)
+    assert not reached_upstream(upstream, request_id)
 
 
 @pytest.mark.parametrize("role", ["admin", ["user", "admin"]])
@@ -604,7 +525,7 @@ def test_http2_body_with_trailers_bad_is_refused(mg, upstream):
     assert (body["reason"], body["detail"]) == ("schema_violation", 'body at "/age" failed "type"')
     assert SECRET.encode() not in resp.body
     time.sleep(0.2)
-    assert not records(upstream, request_id)
+    assert not reached_upstream(upstream, request_id)
 
 
 def test_http2_body_without_trailers(mg, upstream):
@@ -638,7 +559,7 @@ def test_http2_trailers_without_data_is_an_empty_body(mg, upstream):
                       trailers={"x-checksum": "abc"})
     assert resp.status == 400, resp.body[:300]
     assert json.loads(resp.body)["reason"] == "json_malformed"
-    assert not records(upstream, request_id)
+    assert not reached_upstream(upstream, request_id)
 
 
 def test_http2_oversize_body_is_413_while_buffering(mg, upstream):
@@ -649,7 +570,7 @@ def test_http2_oversize_body_is_413_while_buffering(mg, upstream):
     assert resp.status == 413, resp.body[:300]
     assert json.loads(resp.body)["reason"] == "body_too_large"
     time.sleep(0.2)
-    assert not records(upstream, request_id)
+    assert not reached_upstream(upstream, request_id)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -708,7 +629,7 @@ def test_body_above_one_mib_is_checked_whole(mg, upstream):
                                headers={"x-request-id": request_id, "content-type": "application/json"})
     body = assert_problem(resp, 400, "json_malformed", request_id)
     assert body["detail"].endswith(f"at byte {len(good)}"), body
-    assert not records(upstream, request_id)
+    assert not reached_upstream(upstream, request_id)
 
 
 def test_envoy_buffer_limit_caps_what_meshguard_can_buffer(mg, upstream):
@@ -720,4 +641,4 @@ def test_envoy_buffer_limit_caps_what_meshguard_can_buffer(mg, upstream):
                                headers={"x-request-id": request_id, "content-type": "application/json"})
     assert resp.status == 413
     assert (resp.header("content-type") or "") != "application/problem+json"
-    assert not records(upstream, request_id)
+    assert not reached_upstream(upstream, request_id)

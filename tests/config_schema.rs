@@ -1,0 +1,109 @@
+//! The checked-in JSON Schema of the plugin config is the one the raw config types derive, and it
+//! judges configs the way the config parser does on the points a schema can express.
+
+#![cfg(feature = "schema")]
+#![allow(clippy::panic, clippy::unwrap_used, clippy::indexing_slicing)]
+
+use meshguard::config::schema::{config_schema, config_schema_text, SCHEMA_PATH};
+use serde_json::{json, Value};
+use std::path::Path;
+
+fn checked_in() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(SCHEMA_PATH);
+    std::fs::read_to_string(&path).unwrap_or_default()
+}
+
+#[test]
+fn checked_in_schema_is_in_sync_with_the_config_types() {
+    let generated = config_schema_text();
+    assert!(
+        checked_in() == generated,
+        "{SCHEMA_PATH} is out of date with the raw config types: run `make schema` and commit \
+         the file (a config field was added, removed or re-documented)"
+    );
+}
+
+fn validator() -> jsonschema::Validator {
+    let schema = config_schema();
+    jsonschema::draft7::new(&schema).unwrap_or_else(|e| panic!("schema does not compile: {e}"))
+}
+
+fn a_full_config() -> Value {
+    json!({
+        "mode": "enforce",
+        "unmatched": "deny",
+        "jwt_providers": {
+            "main": {
+                "issuer": "https://issuer.example",
+                "audiences": ["api.example"],
+                "algorithms": ["RS256", "ES256", "EdDSA"],
+                "remote_jwks": { "cluster": "idp", "path": "/.well-known/jwks.json",
+                                 "timeout_ms": 1500, "cache_duration_seconds": 600 },
+                "from_headers": [{ "name": "authorization", "value_prefix": "Bearer " }],
+                "from_params": ["access_token"],
+                "claim_to_headers": [{ "claim_name": "sub", "header_name": "x-user" }]
+            }
+        },
+        "routes": [{
+            "name": "get-user",
+            "match": { "methods": ["GET"], "path": "/users/{id}" },
+            "mode": "report",
+            "jwt": { "providers": ["main"], "scopes": ["users:read"], "claims": { "tenant": ["a"] } },
+            "peers": { "require_mtls": true, "allow": ["spiffe://cluster.local/ns/shop/*"] },
+            "owner": { "param": "id", "claim": "sub" },
+            "request": { "max_body_bytes": 65536, "content_types": ["application/json"],
+                         "body_schema": { "type": "object" }, "query_schema": { "type": "object" } },
+            "rate_limits": [{ "key": "jwt:sub", "requests": 10, "per_seconds": 1, "burst": 20 }]
+        }]
+    })
+}
+
+#[test]
+fn schema_accepts_a_config_the_compiler_accepts() {
+    let config = a_full_config();
+    let bytes = serde_json::to_vec(&config).unwrap_or_default();
+    assert!(meshguard::config::compile(&bytes).is_ok());
+    let errors: Vec<String> = validator()
+        .iter_errors(&config)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[test]
+fn schema_refuses_unknown_and_mistyped_fields_like_the_parser() {
+    let v = validator();
+    let cases: Vec<(&str, Value)> = vec![
+        ("/typo", json!("x")),
+        ("/routes/0/jwt/scope", json!(["a"])),
+        ("/routes/0/match/method", json!(["GET"])),
+        ("/jwt_providers/main/remote_jwks/timeout", json!(5)),
+        ("/routes/0/request/max_body", json!(1)),
+        ("/mode", json!("audit")),
+        ("/routes/0/rate_limits/0/requests", json!("ten")),
+    ];
+    for (pointer, value) in cases {
+        let mut config = a_full_config();
+        let (parent, key) = pointer.rsplit_once('/').unwrap_or_default();
+        if let Some(Value::Object(map)) = config.pointer_mut(parent) {
+            map.insert(key.to_string(), value);
+        }
+        let bytes = serde_json::to_vec(&config).unwrap_or_default();
+        assert!(
+            meshguard::config::compile(&bytes).is_err(),
+            "{pointer}: the parser accepts it"
+        );
+        assert!(!v.is_valid(&config), "{pointer}: the schema accepts it");
+    }
+}
+
+#[test]
+fn schema_refuses_a_route_without_path_or_prefix_and_a_bad_route_name() {
+    let v = validator();
+    let mut config = a_full_config();
+    config["routes"][0]["match"] = json!({ "methods": ["GET"] });
+    assert!(!v.is_valid(&config));
+    let mut config = a_full_config();
+    config["routes"][0]["name"] = json!("get user");
+    assert!(!v.is_valid(&config));
+}
