@@ -479,7 +479,7 @@ impl Ctx<'_> {
                     .limits()
                     .iter()
                     .all(|l| l.key().counts_before_authn());
-                !r.rate_limits.is_empty() && !(r.jwt.is_some() && all_early)
+                !(r.rate_limits.is_empty() || (r.jwt.is_some() && all_early))
             }
             Stage::Request => r.request.is_some(),
             Stage::RequestBody => matches!(self.body_need(), Some(BodyNeed::Buffer { .. })),
