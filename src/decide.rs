@@ -236,6 +236,7 @@ pub struct Event {
 pub const HEADER_STAGES: &[Stage] = &[
     Stage::Peers,
     Stage::Lockout,
+    Stage::RateLimitEarly,
     Stage::Jwt,
     Stage::Binding,
     Stage::Owner,
@@ -263,7 +264,11 @@ pub enum Stage {
     Lockout,
     /// `routes[].lockout` with a `body:` key, once the body is parsed.
     LockoutBody,
-    /// `routes[].rate_limits`.
+    /// `routes[].rate_limits` keyed by the caller's address or peer, on a route with a token
+    /// requirement: counted before the signature check, so a flood of forged tokens is limited
+    /// before it costs a verification each.
+    RateLimitEarly,
+    /// `routes[].rate_limits` (on a route with a token requirement, those not counted early).
     RateLimit,
     /// `routes[].request` checks decidable from the headers (size, type, headers, params, query).
     Request,
@@ -307,10 +312,24 @@ fn run_stage(stage: Stage, cx: &mut StageCx<'_>) -> Step {
         },
         Stage::Lockout | Stage::LockoutBody => match &cx.route.lockout {
             Some(rule) if rule.needs_body() == (stage == Stage::LockoutBody) => {
+                let body = match cx.body_fields {
+                    Some(Err(d)) => return Step::Deny(d.clone()),
+                    Some(Ok(v)) => v.as_ref().and_then(serde_json::Value::as_object),
+                    None => None,
+                };
                 let ip = cx.client_ip();
-                let body = cx.body_object();
-                let facts = cx.key_facts(ip.as_deref(), body.as_ref());
+                let facts = cx.key_facts(ip.as_deref(), body);
+                let mut records = Vec::new();
+                if stage == Stage::LockoutBody && rule.non_string_body_key(&facts) {
+                    // No login form sends an array or object as a name: the attempt is a
+                    // failure by itself, counted under each name inside it.
+                    records = rule.record_failure(&facts, cx.env.clock, cx.env.store);
+                }
                 let d = rule.check(&facts, cx.env.clock, cx.env.store);
+                if !records.is_empty() {
+                    cx.locks.extend(records);
+                    *cx.failure_counted = true;
+                }
                 if d.report_locked {
                     cx.reports
                         .push(Denial::new(Reason::LockedOut).with_log_detail(format!(
@@ -355,49 +374,60 @@ fn run_stage(stage: Stage, cx: &mut StageCx<'_>) -> Step {
             }
             _ => Ok(()),
         },
-        Stage::RateLimit => {
-            if cx.route.rate_limits.is_empty() {
-                Ok(())
-            } else {
-                // The address is a host lookup (about 10 us under V8): skip it when every key
-                // part is present and none is `client_ip`.
-                let needs_ip = {
-                    let facts = cx.key_facts(None, None);
-                    cx.route
-                        .rate_limits
-                        .limits()
-                        .iter()
-                        .any(|l| l.key().needs_client_ip(&facts))
-                };
-                let ip = if needs_ip { cx.client_ip() } else { None };
-                let facts = cx.key_facts(ip.as_deref(), None);
-                let d = cx
-                    .route
-                    .rate_limits
-                    .check(&facts, cx.env.clock, cx.env.store);
-                for i in d.report_hits() {
-                    let name = cx
-                        .route
-                        .rate_limits
-                        .limits()
-                        .get(i)
-                        .map_or("", |l| l.name());
-                    cx.reports.push(
-                        Denial::new(Reason::RateLimited)
-                            .with_log_detail(format!("rate limit {name} (report)")),
-                    );
-                }
-                cx.limit_outcomes
-                    .extend(d.outcomes.iter().map(|o| (o.limit, o.outcome)));
-                cx.response_headers.extend(d.response_headers);
-                d.denial.map_or(Ok(()), Err)
-            }
-        }
+        Stage::RateLimitEarly | Stage::RateLimit => rate_limit_stage(stage, cx),
     };
     match result {
         Ok(()) => Step::Next,
         Err(denial) => Step::Deny(denial),
     }
+}
+
+/// Charges the route's limits of this stage: with a token requirement, early limits
+/// ([`crate::ratelimit::KeySpec::counts_before_authn`]) before it and the rest after; without
+/// one, all of them at [`Stage::RateLimit`].
+fn rate_limit_stage(stage: Stage, cx: &mut StageCx<'_>) -> Result<(), Denial> {
+    let limits = &cx.route.rate_limits;
+    if limits.is_empty() {
+        return Ok(());
+    }
+    let split = cx.route.jwt.is_some() && limits.has_early();
+    if stage == Stage::RateLimitEarly && !split {
+        return Ok(());
+    }
+    let early = stage == Stage::RateLimitEarly;
+    let which = |l: &crate::ratelimit::RateLimit| !split || l.key().counts_before_authn() == early;
+    // The address is a host lookup (about 10 us under V8): skip it when every key part is
+    // present and none is `client_ip`.
+    let needs_ip = {
+        let facts = cx.key_facts(None, None);
+        limits
+            .limits()
+            .iter()
+            .filter(|l| which(l))
+            .any(|l| l.key().needs_client_ip(&facts))
+    };
+    let ip = if needs_ip { cx.client_ip() } else { None };
+    let facts = cx.key_facts(ip.as_deref(), None);
+    let d = limits.check_some(&facts, cx.env.clock, cx.env.store, which);
+    for i in d.report_hits() {
+        let name = limits.limits().get(i).map_or("", |l| l.name());
+        cx.reports.push(
+            Denial::new(Reason::RateLimited).with_log_detail(format!("rate limit {name} (report)")),
+        );
+    }
+    cx.limit_outcomes
+        .extend(d.outcomes.iter().map(|o| (o.limit, o.outcome)));
+    for (name, value) in d.response_headers {
+        // Two stages may each add RateLimit-Policy / RateLimit: one list per header.
+        match cx.response_headers.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => {
+                v.push_str(", ");
+                v.push_str(&value);
+            }
+            None => cx.response_headers.push((name, value)),
+        }
+    }
+    d.denial.map_or(Ok(()), Err)
 }
 
 /// Longest a request waits for keys when its provider has no remote JWKS timeout to go by.
@@ -525,11 +555,15 @@ fn owner_check(
     cx: &mut StageCx<'_>,
 ) -> Result<(), Denial> {
     let query_pairs = query::pairs(cx.query).unwrap_or_default();
-    let body: Option<serde_json::Value> = cx.body.and_then(|b| serde_json::from_slice(b).ok());
+    let body = match cx.body_fields {
+        Some(Err(d)) if rule.needs_body() => return Err(d.clone()),
+        Some(Ok(v)) => v.as_ref(),
+        _ => None,
+    };
     let inputs = OwnerInputs {
         path_params: cx.params,
         query: &query_pairs,
-        body: body.as_ref(),
+        body,
     };
     check_owner(rule, &inputs, cx.principal.claims())
 }
@@ -632,20 +666,72 @@ pub struct StageCx<'a> {
     pub body_need: &'a mut Option<BodyNeed>,
     /// The body to send upstream instead of the received one (mass-assignment strip).
     pub body_rewrite: &'a mut Option<Vec<u8>>,
+    /// The body's fields for owner and lockout checks, read once ([`body_fields`]).
+    pub body_fields: Option<&'a BodyFields>,
+    /// Locks that failure counting set, for the audit log.
+    pub locks: &'a mut Vec<crate::ratelimit::lockout::FailureRecord>,
+    /// This request was already counted as a lockout failure.
+    pub failure_counted: &'a mut bool,
+}
+
+/// A body's top-level fields as owner and lockout checks read them: `Ok(None)` when the body has
+/// no fields (empty, not an object), `Err` when it is not acceptable.
+pub type BodyFields = Result<Option<serde_json::Value>, Denial>;
+
+/// Reads a body's fields through the strict JSON reader (duplicate keys, keys equal but for
+/// letter case, invalid UTF-8 and the route's JSON limits refused, as for body validation), or
+/// as an HTML form when the request says `application/x-www-form-urlencoded` (a repeated field
+/// becomes an array of its values; a pair that does not decode is read as written). An empty
+/// body has no fields.
+pub fn body_fields(body: &[u8], facts: &RequestFacts, route: &Route) -> BodyFields {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let form = facts.header("content-type").is_some_and(|ct| {
+        ct.split(';').next().is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+    });
+    if form {
+        let text = std::str::from_utf8(body).map_err(|_| {
+            Denial::new(Reason::SchemaViolation).with_detail("form body is not UTF-8")
+        })?;
+        let mut map = serde_json::Map::new();
+        for pair in text.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let k = query::form_decode(k).unwrap_or_else(|| k.to_string());
+            let v =
+                serde_json::Value::String(query::form_decode(v).unwrap_or_else(|| v.to_string()));
+            match map.get_mut(&k) {
+                Some(serde_json::Value::Array(items)) => items.push(v),
+                Some(first) => {
+                    let first = first.take();
+                    map.insert(k, serde_json::Value::Array(vec![first, v]));
+                }
+                None => {
+                    map.insert(k, v);
+                }
+            }
+        }
+        return Ok(Some(serde_json::Value::Object(map)));
+    }
+    let limits = route
+        .request
+        .as_ref()
+        .and_then(|r| r.json_limits())
+        .unwrap_or_default();
+    match crate::validate::json::parse(body, &limits) {
+        Ok(v @ serde_json::Value::Object(_)) => Ok(Some(v)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(crate::validate::json_denial(e)),
+    }
 }
 
 impl StageCx<'_> {
     /// The client address per the policy's `client_ip`, resolved once per request.
     pub fn client_ip(&mut self) -> Option<String> {
         resolve_client_ip(self.client_ip, self.policy, self.facts, self.env.props)
-    }
-
-    /// The body as a JSON object, when there is one.
-    pub fn body_object(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
-        match self.body.and_then(|b| serde_json::from_slice(b).ok()) {
-            Some(serde_json::Value::Object(m)) => Some(m),
-            _ => None,
-        }
     }
 
     /// Rate-limit and lockout key inputs for this request.
@@ -716,7 +802,9 @@ pub struct Exchange {
     reports: Vec<Denial>,
     limit_outcomes: Vec<(usize, Outcome)>,
     response_headers: Vec<(String, String)>,
-    body_object: Option<serde_json::Map<String, serde_json::Value>>,
+    body_fields: Option<BodyFields>,
+    locks: Vec<crate::ratelimit::lockout::FailureRecord>,
+    failure_counted: bool,
     wait_started_ms: Option<u64>,
     authn: Option<(Option<ProviderId>, AuthnMetric)>,
     headers_final: bool,
@@ -746,7 +834,9 @@ impl Default for Exchange {
             reports: Vec::new(),
             limit_outcomes: Vec::new(),
             response_headers: Vec::new(),
-            body_object: None,
+            body_fields: None,
+            locks: Vec::new(),
+            failure_counted: false,
             wait_started_ms: None,
             authn: None,
             headers_final: false,
@@ -815,6 +905,15 @@ impl Exchange {
                 .fail(denial)
                 .unwrap_or_else(|| self.finish(policy, env));
         }
+        if !is_method_token(&facts.method) {
+            // `get` is GET to ASP.NET Core and would skip a GET-only route: refuse before routing.
+            self.mode = policy.mode;
+            let denial = Denial::new(Reason::MethodInvalid)
+                .with_detail("method must be an upper-case token");
+            return self
+                .fail(denial)
+                .unwrap_or_else(|| self.finish(policy, env));
+        }
         let normal = match normalize(&facts.path) {
             Ok(n) => n,
             Err(e) => {
@@ -827,7 +926,28 @@ impl Exchange {
             }
         };
         self.query = normal.query.clone();
-        match policy.lookup(&facts.method, &facts.authority, &normal) {
+        let lookup = policy.lookup(&facts.method, &facts.authority, &normal);
+        if normal.semicolon {
+            let route = match &lookup {
+                Lookup::Matched(i, _) => Some(*i),
+                _ => None,
+            };
+            if !policy.semicolons_allowed(route) {
+                if let Some(r) = route.and_then(|i| policy.route(i)) {
+                    self.mode = r.mode;
+                    self.template = r.path.template().to_string();
+                } else {
+                    self.mode = policy.mode;
+                }
+                self.route = route;
+                let denial = Denial::new(Reason::PathInvalid)
+                    .with_detail("';' path parameters are not accepted");
+                if let Some(v) = self.fail(denial) {
+                    return v;
+                }
+            }
+        }
+        match lookup {
             Lookup::Matched(i, params) => {
                 self.route = Some(i);
                 self.params = params;
@@ -922,6 +1042,11 @@ impl Exchange {
                 },
                 Phase::Done => return self.finish(policy, env),
             };
+            if body_phase && route_needs_body(route) && self.body_fields.is_none() {
+                if let Some(b) = body {
+                    self.body_fields = Some(body_fields(b, facts, route));
+                }
+            }
             let mut cx = StageCx {
                 route,
                 facts,
@@ -941,14 +1066,17 @@ impl Exchange {
                 authn: &mut self.authn,
                 body_need: &mut self.body_need,
                 body_rewrite: &mut self.body_rewrite,
+                body_fields: if body_phase {
+                    self.body_fields.as_ref()
+                } else {
+                    None
+                },
+                locks: &mut self.locks,
+                failure_counted: &mut self.failure_counted,
             };
-            // Kept for body-keyed lockout only (its failure counts read a body field); any
-            // other route would parse the body a second time for nothing.
-            let keyed_by_body = route.lockout.as_ref().is_some_and(|l| l.needs_body());
-            if body_phase && keyed_by_body && self.body_object.is_none() {
-                self.body_object = cx.body_object();
-            }
             let step = run_stage(stage, &mut cx);
+            let locks = std::mem::take(&mut self.locks);
+            self.note_locks(&locks);
             for denial in std::mem::take(&mut self.reports) {
                 self.events.push(Event {
                     decision: Decision::Report,
@@ -1071,10 +1199,13 @@ impl Exchange {
                     peer: self.principal.peer.as_deref(),
                     headers: &facts.headers,
                     claims: self.principal.claims(),
-                    body: self.body_object.as_ref(),
+                    body: body_object(self.body_fields.as_ref()),
                 };
-                let records = rule.record_failure(&facts, env.clock, env.store);
-                self.note_locks(&records);
+                if !self.failure_counted {
+                    let records = rule.record_failure(&facts, env.clock, env.store);
+                    self.failure_counted = true;
+                    self.note_locks(&records);
+                }
             }
         }
         std::mem::take(&mut self.response_headers)
@@ -1094,7 +1225,7 @@ impl Exchange {
         let Some(rule) = &route.lockout else {
             return;
         };
-        if !rule.counts_denial(denial.reason) {
+        if !rule.counts_denial(denial.reason) || self.failure_counted {
             return;
         }
         let ip = resolve_client_ip(&mut self.client_ip, policy, request, env.props);
@@ -1104,9 +1235,10 @@ impl Exchange {
             peer: self.principal.peer.as_deref(),
             headers: &request.headers,
             claims: self.principal.claims(),
-            body: self.body_object.as_ref(),
+            body: body_object(self.body_fields.as_ref()),
         };
         let records = rule.record_failure(&facts, env.clock, env.store);
+        self.failure_counted = true;
         self.note_locks(&records);
     }
 
@@ -1228,6 +1360,28 @@ impl Exchange {
             }
         }
         Verdict::Allow
+    }
+}
+
+/// Longest method meshguard accepts.
+const MAX_METHOD_BYTES: usize = 32;
+
+/// An upper-case method token as routes are written (`GET`, `PROPFIND`, `VERSION-CONTROL`):
+/// letters A-Z, `-` and `_`. Lower-case or mixed-case methods are refused: some frameworks
+/// compare methods case-insensitively (ASP.NET Core), others not (Go, Tomcat).
+pub fn is_method_token(method: &str) -> bool {
+    !method.is_empty()
+        && method.len() <= MAX_METHOD_BYTES
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+}
+
+/// The object among a request's body fields, if they were read and are one.
+fn body_object(fields: Option<&BodyFields>) -> Option<&serde_json::Map<String, serde_json::Value>> {
+    match fields {
+        Some(Ok(Some(v))) => v.as_object(),
+        _ => None,
     }
 }
 

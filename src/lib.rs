@@ -17,6 +17,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod response;
 pub mod routing;
+pub mod text;
 pub mod validate;
 
 #[cfg(target_arch = "wasm32")]

@@ -103,7 +103,7 @@ fn wrong_method_is_405_with_allow_header() {
             assert_eq!(d.reason, Reason::MethodNotAllowed);
             assert!(d
                 .headers
-                .contains(&("allow".to_string(), "GET".to_string())));
+                .contains(&("allow".to_string(), "GET, HEAD".to_string())));
         }
         other => panic!("expected 405, got {other:?}"),
     }

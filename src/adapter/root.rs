@@ -302,7 +302,7 @@ impl RootContext for Root {
                     }
                 }
                 let metrics = Metrics::define(&policy);
-                for w in policy.providers.warnings() {
+                for w in policy.providers.warnings().iter().chain(&policy.warnings) {
                     log(Level::Warn, &format!("meshguard: {w}"));
                 }
                 let runtime = RefCell::new(Runtime::new(&policy, &HostStore));

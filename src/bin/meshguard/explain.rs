@@ -398,6 +398,11 @@ const KNOWN: &[Known] = &[
         what: "key locked after repeated authentication failures (429 locked_out)",
     },
     Known {
+        stage: Stage::RateLimitEarly,
+        key: "rate_limits",
+        what: "the limits keyed by client_ip or peer, before the token's signature is checked (429 rate_limited)",
+    },
+    Known {
         stage: Stage::Jwt,
         key: "jwt",
         what: "a valid token with the scopes and claims (401 jwt_*, 403 jwt_insufficient_scope / jwt_claim_mismatch)",
@@ -467,7 +472,15 @@ impl Ctx<'_> {
             Stage::Binding => r.binding.is_some(),
             Stage::Owner => r.owner.as_ref().is_some_and(|o| !o.needs_body()),
             Stage::OwnerBody => r.owner.as_ref().is_some_and(|o| o.needs_body()),
-            Stage::RateLimit => !r.rate_limits.is_empty(),
+            Stage::RateLimitEarly => r.jwt.is_some() && r.rate_limits.has_early(),
+            Stage::RateLimit => {
+                let all_early = r
+                    .rate_limits
+                    .limits()
+                    .iter()
+                    .all(|l| l.key().counts_before_authn());
+                !(r.rate_limits.is_empty() || (r.jwt.is_some() && all_early))
+            }
             Stage::Request => r.request.is_some(),
             Stage::RequestBody => matches!(self.body_need(), Some(BodyNeed::Buffer { .. })),
             #[allow(unreachable_patterns)]
@@ -493,6 +506,7 @@ impl Ctx<'_> {
             Stage::RequestBody => "request (body)".to_string(),
             Stage::LockoutBody => "lockout (body key)".to_string(),
             Stage::OwnerBody => "owner (body field)".to_string(),
+            Stage::RateLimitEarly => "rate_limits (early)".to_string(),
             _ => known.key.to_string(),
         };
         let mut text = format!("{label}: {}", known.what);
