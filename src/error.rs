@@ -1,8 +1,10 @@
 //! Denials: every reason a request can be refused, and the one mapping from a denial to the
-//! HTTP reply (status, headers, RFC 9457 problem body).
+//! HTTP reply (status, headers, RFC 9457 problem body). Config errors are in [`config`].
 //!
 //! The reply names the check that failed and nothing else: no token, key, schema or value. The
 //! detail meant for operators travels in [`Denial::log_detail`] and goes to the audit log only.
+
+pub mod config;
 
 use serde::Serialize;
 

@@ -8,8 +8,7 @@
 
 use super::alg::{Alg, AlgSet, Family};
 use super::jwks::{self, KeySet};
-use crate::config::error::{index, join};
-use crate::config::ConfigError;
+use crate::error::config::{index, join, ConfigError};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;

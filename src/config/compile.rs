@@ -1,10 +1,10 @@
 //! Raw config -> [`Policy`]: parses JSON (unknown fields rejected), validates every field, and
 //! compiles matchers once. Every error names the JSON path of the field at fault.
 
-use super::error::{index, join, ConfigError};
 use super::raw::{RawConfig, RawMatch, RawMode, RawPaths, RawRoute, RawUnmatched};
 use crate::authn::cache::DEFAULT_CACHE_ENTRIES;
 use crate::authn::config::{compile_providers, compile_requirement, Providers};
+use crate::error::config::{index, join, ConfigError};
 use crate::identity::config::{
     compile_binding, compile_forward_identity, compile_owner, compile_peers,
 };

@@ -26,8 +26,7 @@ use super::forward::ForwardIdentity;
 use super::matcher::{PeerPattern, PeerSet};
 use super::peer::IdentitySource;
 use super::spiffe::SpiffeId;
-use crate::config::error::{index, join};
-use crate::config::ConfigError;
+use crate::error::config::{index, join, ConfigError};
 use crate::http;
 
 /// Most entries accepted in one `allow` / `deny` list, in a binding map or in bypass values:

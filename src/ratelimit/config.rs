@@ -11,8 +11,7 @@ use super::key::{KeyError, KeySpec};
 use super::lockout::LockoutPolicy;
 use super::store::RateLimit;
 use super::RouteLimits;
-use crate::config::error::{index, join};
-use crate::config::ConfigError;
+use crate::error::config::{index, join, ConfigError};
 use serde::Deserialize;
 
 /// Default `max_keys` of a limit or lockout.

@@ -8,7 +8,7 @@ use super::headers::{
 use super::pointer::FieldPointer;
 use super::strip::{StripField, Visibility};
 use super::{OnMismatch, ResponseRules};
-use crate::config::error::{index, join, ConfigError};
+use crate::error::config::{index, join, ConfigError};
 use crate::routing::matcher::parse_method;
 use crate::validate::schema::SchemaCompiler;
 use serde::Deserialize;

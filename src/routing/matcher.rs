@@ -7,7 +7,7 @@
 //! wildcards, compared case-insensitively without the port.
 
 use super::normalize::{decode_segment, normalize, NormalPath};
-use crate::config::ConfigError;
+use crate::error::config::ConfigError;
 use crate::text::fold_case;
 
 /// One piece of a path template.

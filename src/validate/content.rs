@@ -5,7 +5,7 @@
 //! phase when there is one and from the streamed size otherwise. It compares media types only
 //! (`type/subtype`, case-insensitive, parameters ignored) and never looks at the body itself.
 
-use crate::config::error::{index, ConfigError};
+use crate::error::config::{index, ConfigError};
 use crate::error::{Denial, Reason};
 
 /// One allow-list entry: `type/subtype`, `type/*`, or `type/*+suffix` (lower case).

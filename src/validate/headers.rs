@@ -8,7 +8,7 @@
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::config::error::{index, join, ConfigError};
+use crate::error::config::{index, join, ConfigError};
 use crate::error::{Denial, Reason};
 
 /// Largest compiled pattern, so a config cannot make the VM build a huge automaton.

@@ -30,7 +30,7 @@ use serde_json::Value;
 
 use super::json::MemberPath;
 use super::schema::{truncate, Dialect};
-use crate::config::error::{index, join, ConfigError};
+use crate::error::config::{index, join, ConfigError};
 use crate::text::fold_case;
 
 /// A JSON pointer to a field, where a `*` segment matches any member or element.

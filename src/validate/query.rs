@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::json::{self, JsonLimits};
 use super::schema::{truncate, CompiledSchema, SchemaCompiler};
-use crate::config::error::ConfigError;
+use crate::error::config::ConfigError;
 use crate::error::{Denial, Reason};
 
 /// Most parameters one query may carry.

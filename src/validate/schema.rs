@@ -17,7 +17,7 @@ use jsonschema::error::ValidationErrorKind;
 use jsonschema::{Draft, PatternOptions, Retrieve, Uri, ValidationError};
 use serde_json::Value;
 
-use crate::config::error::{index, join, ConfigError};
+use crate::error::config::{index, join, ConfigError};
 
 /// The JSON Schema drafts meshguard accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
