@@ -45,7 +45,7 @@ impl<'a> Line<'a> {
         path: &'a str,
         ts_ms: u64,
     ) -> Self {
-        let method = if is_token(&facts.method) {
+        let method = if is_loggable_method(&facts.method) {
             facts.method.as_str()
         } else {
             "INVALID"
@@ -103,7 +103,7 @@ pub fn line(
     serde_json::to_string(&l).unwrap_or_default()
 }
 
-fn is_token(s: &str) -> bool {
+fn is_loggable_method(s: &str) -> bool {
     !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-')
 }
 

@@ -9,6 +9,7 @@
 use super::alg::{Alg, AlgSet, Family};
 use super::jwks::{self, KeySet};
 use crate::error::config::{index, join, ConfigError};
+use crate::http;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
@@ -751,7 +752,7 @@ fn compile_sources(
             return Err(ConfigError::new(cpath, "must not be empty"));
         }
         for (i, c) in cookies.iter().enumerate() {
-            if c.is_empty() || !c.bytes().all(is_tchar) {
+            if !http::name::is_token(c) {
                 return Err(ConfigError::new(
                     index(&cpath, i),
                     "must be a cookie name (RFC 6265 token characters)",
@@ -763,35 +764,10 @@ fn compile_sources(
     Ok(sources)
 }
 
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
+/// A header name a provider reads or sets: a lower-case token ([`http::name::check_lower`]).
 fn check_header_name(name: &str, path: &str) -> Result<(), ConfigError> {
-    if name.is_empty() || name.len() > 256 || !name.bytes().all(is_tchar) {
-        return Err(ConfigError::new(path, "must be a valid HTTP header name"));
-    }
-    if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err(ConfigError::new(path, "must be lowercase"));
-    }
-    Ok(())
+    http::name::check_lower(name).map_err(|e| ConfigError::new(path, e.describe()))
 }
-
-/// Headers meshguard must never set from a token: framing, routing, and credentials.
-const RESERVED_HEADERS: [&str; 12] = [
-    "host",
-    "content-length",
-    "content-type",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "upgrade",
-    "cookie",
-    "authorization",
-    "proxy-authorization",
-];
 
 fn check_injected_header(
     name: &str,
@@ -800,7 +776,7 @@ fn check_injected_header(
     already: &[(String, String)],
 ) -> Result<(), ConfigError> {
     check_header_name(name, path)?;
-    if RESERVED_HEADERS.contains(&name) || name.starts_with("x-envoy-") {
+    if http::name::is_reserved(name) {
         return Err(ConfigError::new(
             path,
             format!("{name} is reserved and cannot be set from a token"),

@@ -32,7 +32,7 @@ impl NameError {
             NameError::NotToken => {
                 "is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)".to_string()
             }
-            NameError::NotLowerCase => "must be a lower-case header name".to_string(),
+            NameError::NotLowerCase => "must be lowercase".to_string(),
         }
     }
 }

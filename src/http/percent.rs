@@ -29,6 +29,13 @@ pub fn upper_hex(nibble: u8) -> char {
     char::from_digit(u32::from(nibble & 0x0f), 16).map_or('0', |c| c.to_ascii_uppercase())
 }
 
+/// Appends `b` as an escape with upper-case hex (`%2F`).
+pub fn push_escaped(out: &mut String, b: u8) {
+    out.push('%');
+    out.push(upper_hex(b >> 4));
+    out.push(upper_hex(b & 0x0f));
+}
+
 /// The byte `%XY` at `bytes[at..]` spells, if it is an escape.
 pub fn escape_at(bytes: &[u8], at: usize) -> Option<u8> {
     if bytes.get(at) != Some(&b'%') {
@@ -137,6 +144,9 @@ mod tests {
         assert_eq!(hex_value(b'F'), Some(15));
         assert_eq!(hex_value(b'g'), None);
         assert_eq!(upper_hex(0x0a), 'A');
+        let mut out = String::new();
+        push_escaped(&mut out, 0xe9);
+        assert_eq!(out, "%E9");
         assert_eq!(escape_at(b"x%2f", 1), Some(b'/'));
         assert_eq!(escape_at(b"x%2", 1), None);
         assert_eq!(escape_at(b"x%2f", 0), None);

@@ -24,8 +24,9 @@ pub fn raw_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
         .map(|p| p.split_once('=').unwrap_or((p, "")))
 }
 
-/// Decodes one query component (`+` is a space); `None` when it does not decode.
-pub fn decode_component(s: &str) -> Option<String> {
+/// Decodes one `application/x-www-form-urlencoded` component (query or form body: `+` is a
+/// space); `None` when an escape is malformed or the result is not UTF-8.
+pub fn form_decode(s: &str) -> Option<String> {
     decode(s, Plus::Space).map(|c| c.into_owned())
 }
 
@@ -36,8 +37,8 @@ pub fn pairs(query: &str) -> Result<Vec<(String, String)>, QueryError> {
         if out.len() >= MAX_PARAMS {
             return Err(QueryError::TooMany);
         }
-        let name = decode_component(name).ok_or(QueryError::BadEncoding)?;
-        let value = decode_component(value).ok_or(QueryError::BadEncoding)?;
+        let name = form_decode(name).ok_or(QueryError::BadEncoding)?;
+        let value = form_decode(value).ok_or(QueryError::BadEncoding)?;
         out.push((name, value));
     }
     Ok(out)

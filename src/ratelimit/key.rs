@@ -415,7 +415,7 @@ fn parse_component(part: &str) -> Result<Component, KeyError> {
     }
     match kind {
         "header" => {
-            if !name.bytes().all(is_tchar) {
+            if !crate::http::name::is_token(name) {
                 return Err(KeyError::BadHeaderName(part.to_string()));
             }
             Ok(Component::Header(name.to_ascii_lowercase()))
@@ -424,11 +424,6 @@ fn parse_component(part: &str) -> Result<Component, KeyError> {
         "body" => Ok(Component::Body(name.to_string())),
         _ => Err(KeyError::Unknown(part.to_string())),
     }
-}
-
-/// RFC 9110 token characters.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*.^_`|~-".contains(&b)
 }
 
 #[cfg(test)]

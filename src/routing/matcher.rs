@@ -6,8 +6,9 @@
 //! boundaries: `/api` matches `/api` and `/api/x`, never `/apix`. Hosts are exact or `*.` suffix
 //! wildcards, compared case-insensitively without the port.
 
-use super::normalize::{decode_segment, normalize, NormalPath};
+use super::normalize::{normalize, NormalPath};
 use crate::error::config::ConfigError;
+use crate::http::percent::{self, Plus};
 use crate::text::fold_case;
 
 /// One piece of a path template.
@@ -109,7 +110,8 @@ impl PathForm {
                             }
                         }
                         Segment::Param(name) => {
-                            params.push((name.clone(), decode_segment(orig)?));
+                            let value = percent::decode(orig, Plus::Literal)?;
+                            params.push((name.clone(), value.into_owned()));
                         }
                     }
                 }
@@ -322,11 +324,7 @@ pub fn host_of(authority: &str) -> String {
 
 /// Checks an HTTP method token from the config.
 pub fn parse_method(source: &str, at: &str) -> Result<String, ConfigError> {
-    let valid = !source.is_empty()
-        && source
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_');
-    if valid {
+    if crate::http::method::is_method(source) {
         Ok(source.to_string())
     } else {
         Err(ConfigError::new(

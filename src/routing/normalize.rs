@@ -12,6 +12,8 @@
 //! kept, so `/users/1/` and `/users/1` stay different paths. Letter case is kept (routes fold it
 //! when they match). The request sent upstream is unchanged.
 
+use crate::http::percent::{escape_at, push_escaped};
+
 /// Why a path was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {
@@ -61,19 +63,6 @@ impl NormalPath {
     }
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn upper_hex(nibble: u8) -> char {
-    char::from_digit(u32::from(nibble), 16).map_or('0', |c| c.to_ascii_uppercase())
-}
-
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
@@ -86,12 +75,9 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
     while let Some(&b) = bytes.get(i) {
         match b {
             b'%' => {
-                let hi = bytes.get(i + 1).copied().and_then(hex);
-                let lo = bytes.get(i + 2).copied().and_then(hex);
-                let (Some(hi), Some(lo)) = (hi, lo) else {
+                let Some(decoded) = escape_at(bytes, i) else {
                     return Err(PathError::BadEscape);
                 };
-                let decoded = (hi << 4) | lo;
                 if decoded == b'/' || decoded == b'\\' {
                     return Err(PathError::EncodedSeparator);
                 }
@@ -105,9 +91,7 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
                 if is_unreserved(decoded) {
                     out.push(char::from(decoded));
                 } else {
-                    out.push('%');
-                    out.push(upper_hex(hi));
-                    out.push(upper_hex(lo));
+                    push_escaped(&mut out, decoded);
                 }
                 i += 3;
             }
@@ -131,16 +115,7 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
 fn decode_utf8_run(bytes: &[u8], start: usize, out: &mut String) -> usize {
     let mut run = Vec::new();
     let mut i = start;
-    while bytes.get(i) == Some(&b'%') {
-        let hi = bytes.get(i + 1).copied().and_then(hex);
-        let lo = bytes.get(i + 2).copied().and_then(hex);
-        let (Some(hi), Some(lo)) = (hi, lo) else {
-            break;
-        };
-        let b = (hi << 4) | lo;
-        if b < 0x80 {
-            break;
-        }
+    while let Some(b) = escape_at(bytes, i).filter(|b| *b >= 0x80) {
         run.push(b);
         i += 3;
     }
@@ -157,9 +132,7 @@ fn decode_utf8_run(bytes: &[u8], start: usize, out: &mut String) -> usize {
                 let n = e.error_len().unwrap_or(bad.len()).min(bad.len());
                 let (invalid, tail) = bad.split_at(n);
                 for &b in invalid {
-                    out.push('%');
-                    out.push(upper_hex(b >> 4));
-                    out.push(upper_hex(b & 0x0f));
+                    push_escaped(out, b);
                 }
                 rest = tail;
             }
@@ -234,25 +207,6 @@ pub fn normalize(raw: &str) -> Result<NormalPath, PathError> {
     })
 }
 
-/// Fully percent-decodes a path segment (for parameter values); `None` if not UTF-8.
-pub fn decode_segment(seg: &str) -> Option<String> {
-    let bytes = seg.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hi = bytes.get(i + 1).copied().and_then(hex)?;
-            let lo = bytes.get(i + 2).copied().and_then(hex)?;
-            out.push((hi << 4) | lo);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,8 +268,6 @@ mod tests {
     #[test]
     fn keeps_utf8_and_decodes_params() {
         assert_eq!(n("/caf\u{e9}"), "/caf\u{e9}");
-        assert_eq!(decode_segment("a%20b").as_deref(), Some("a b"));
-        assert_eq!(decode_segment("%FF"), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use crate::error::config::{index, ConfigError};
 use crate::error::{Denial, Reason};
+use crate::http::name::is_token;
 
 /// One allow-list entry: `type/subtype`, `type/*`, or `type/*+suffix` (lower case).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,12 +55,6 @@ impl MediaRange {
             }
         }
     }
-}
-
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Splits `type/subtype` (already lower case, no parameters) into its two tokens.

@@ -48,14 +48,13 @@ impl HeaderRule {
     }
 }
 
-/// Valid header names: an HTTP token, lower-cased; a leading `:` admits pseudo-headers.
+/// Valid header names: an HTTP token ([`crate::http::name::check`]), lower-cased; a leading
+/// `:` admits pseudo-headers.
 fn header_name(name: &str) -> Option<String> {
     let body = name.strip_prefix(':').unwrap_or(name);
-    let ok = !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    ok.then(|| name.to_ascii_lowercase())
+    crate::http::name::check(body)
+        .is_ok()
+        .then(|| name.to_ascii_lowercase())
 }
 
 /// Compiles a regular expression from config (size-bounded).
