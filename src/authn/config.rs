@@ -4,9 +4,9 @@
 //! Everything that can be checked before traffic is checked here, with the JSON path of the
 //! offending field: algorithm names, the key source (exactly one of `local_jwks`, `remote_jwks`,
 //! `hmac_secret`), inline JWKS keys (decoded once, here), header names, provider references.
-//! Two questions have their own files: [`key_source`] (where a provider's keys come from) and
-//! [`token_sources`] (where its token is found, which headers it sets). Nothing here runs on
-//! the request path.
+//! Two questions have their own files: `config/key_source.rs` (where a provider's keys come
+//! from) and `config/token_sources.rs` (where its token is found, which headers it sets).
+//! Nothing here runs on the request path.
 
 mod key_source;
 mod token_sources;

@@ -47,7 +47,7 @@ fn json_reason(e: &JsonError) -> Reason {
     }
 }
 
-/// Checks and edits a complete body, as [`on_head`] asked.
+/// Checks and edits a complete body, as [`super::on_head`] asked.
 pub fn on_body(site: &Site<'_>, read: &BodyRead, body: &[u8]) -> BodyOutcome {
     let mut events = Vec::new();
     let report = site.report();

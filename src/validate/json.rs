@@ -9,7 +9,7 @@
 //! It never recurses: containers live on an explicit stack bounded by `max_depth`. It never
 //! echoes body content in its errors, only byte offsets and limit names.
 //!
-//! [`remove_members`] (in [`remove`]) rewrites an already-accepted body without some object
+//! [`remove_members`] (in `json/remove.rs`) rewrites an already-accepted body without some object
 //! members, keeping every other byte as the client sent it.
 
 mod remove;

@@ -8,7 +8,7 @@ use serde_json::Value;
 /// A member to remove, as the path of object keys and array indices leading to it.
 pub type MemberPath = Vec<String>;
 
-/// Returns `body` (already accepted by [`parse`]) without the object members at `paths`,
+/// Returns `body` (already accepted by [`super::parse`]) without the object members at `paths`,
 /// together with the comma that separated each from a neighbour. Every other byte is kept as
 /// sent, so the service parses exactly what meshguard validated. Paths whose parent is not an
 /// object are ignored (the caller refuses those instead of stripping them).
