@@ -221,7 +221,6 @@ pub fn injected_in(policy: &Policy, pairs: &HeaderPairs) -> Vec<Vec<u8>> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -427,12 +427,6 @@ pub fn decode_jwks(bytes: &[u8], max_bytes: usize) -> Result<DecodedJwks, JwksEr
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::jwk::has_roca_fingerprint;
     use super::*;

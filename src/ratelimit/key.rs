@@ -427,12 +427,6 @@ fn parse_component(part: &str) -> Result<Component, KeyError> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -327,12 +327,6 @@ impl LockoutPolicy {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use crate::host::fake::{FakeClock, MemStore};

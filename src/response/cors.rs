@@ -264,7 +264,6 @@ impl CorsPolicy {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 

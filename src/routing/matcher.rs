@@ -335,7 +335,6 @@ pub fn parse_method(source: &str, at: &str) -> Result<String, ConfigError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

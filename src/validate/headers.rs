@@ -145,12 +145,6 @@ pub fn check<S: AsRef<str>>(rules: &[HeaderRule], headers: &[(S, S)]) -> Result<
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
 

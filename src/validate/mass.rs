@@ -445,12 +445,6 @@ fn close_in_place(child: &mut Value, dialect: Dialect) {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use crate::validate::schema::SchemaCompiler;

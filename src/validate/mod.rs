@@ -273,12 +273,6 @@ fn schema_denial(v: schema::Violation) -> Denial {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use serde_json::{json, Value};
