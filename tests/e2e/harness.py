@@ -1039,6 +1039,11 @@ class H2Answer:
     body: bytes
     reset: bool
 
+    @property
+    def status(self) -> int:
+        """The `:status` (0 when no headers came)."""
+        return int(dict(self.headers).get(":status", 0))
+
 
 def h2_read(sock: socket.socket, conn: Any, stream_id: int) -> H2Answer:
     """Reads one HTTP/2 response from `sock` for `stream_id` of the h2 client connection `conn`
@@ -1070,6 +1075,26 @@ def h2_read(sock: socket.socket, conn: Any, stream_id: int) -> H2Answer:
         if out:
             sock.sendall(out)
     return answer
+
+
+def h2_request(port: int, method: str, path: str, headers: Mapping[str, str], *, authority: str,
+               timeout_s: float = 10.0) -> H2Answer:
+    """One HTTP/2 request without a body (prior knowledge, headers as str, the method sent as
+    given) to 127.0.0.1:`port`, and its answer."""
+    import h2.config
+    import h2.connection
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, [(":method", method), (":path", path), (":scheme", "http"),
+                            (":authority", authority), *headers.items()], end_stream=True)
+    sock.sendall(conn.data_to_send())
+    try:
+        return h2_read(sock, conn, sid)
+    finally:
+        sock.close()
 
 
 def h2_read_response(sock: socket.socket, conn: Any, stream_id: int) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any]], bytes]:

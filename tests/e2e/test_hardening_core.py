@@ -30,13 +30,9 @@ import base64
 import itertools
 import json
 import os
-import socket
 import time
 from typing import Any
 
-import h2.config
-import h2.connection
-import h2.events
 import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -135,34 +131,8 @@ def send(envoy: harness.Envoy, method: str, path: str, *, tok: str | None = None
 
 def h2_get(port: int, method: str, path: str, headers: dict[str, str], timeout_s: float = 10.0) -> harness.Response:
     """One HTTP/2 request without a body (prior knowledge), the method sent as given."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
-    conn.initiate_connection()
-    sid = conn.get_next_available_stream_id()
-    conn.send_headers(sid, [(":method", method), (":path", path), (":scheme", "http"),
-                            (":authority", "hardening.test"), *headers.items()], end_stream=True)
-    sock.sendall(conn.data_to_send())
-    status, resp_headers, body, done = 0, [], b"", False
-    try:
-        while not done:
-            data = sock.recv(65536)
-            if not data:
-                break
-            for event in conn.receive_data(data):
-                if isinstance(event, h2.events.ResponseReceived) and event.stream_id == sid:
-                    resp_headers = list(event.headers)
-                    status = int(dict(resp_headers)[":status"])
-                elif isinstance(event, h2.events.DataReceived) and event.stream_id == sid:
-                    body += event.data
-                    conn.acknowledge_received_data(event.flow_controlled_length, sid)
-                elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)) and event.stream_id == sid:
-                    done = True
-            out = conn.data_to_send()
-            if out:
-                sock.sendall(out)
-    finally:
-        sock.close()
-    return harness.Response(status, resp_headers, body)
+    a = harness.h2_request(port, method, path, headers, authority="hardening.test", timeout_s=timeout_s)
+    return harness.Response(a.status, a.headers, a.body)
 
 
 def reached(upstream: harness.EchoUpstream, request_id: str) -> list[dict[str, Any]]:
