@@ -429,6 +429,21 @@ fn parse_component(part: &str) -> Result<Component, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Request facts of route `r` with these headers and no client address.
+    fn with_headers(headers: &[(String, String)]) -> KeyFacts<'_> {
+        KeyFacts {
+            headers,
+            ..KeyFacts::new("r", None)
+        }
+    }
+
+    /// Owned header pairs.
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
     use serde_json::json;
 
     fn claims(v: Value) -> Map<String, Value> {
@@ -518,54 +533,27 @@ mod tests {
     #[test]
     fn values_cannot_be_crafted_to_shift_parts() {
         let spec = KeySpec::parse("header:a+header:b").unwrap();
-        let h1 = vec![
-            ("a".to_string(), "x".to_string()),
-            ("b".to_string(), "yz".to_string()),
-        ];
-        let h2 = vec![
-            ("a".to_string(), "xy".to_string()),
-            ("b".to_string(), "z".to_string()),
-        ];
-        let f1 = KeyFacts {
-            headers: &h1,
-            ..KeyFacts::new("r", None)
-        };
-        let f2 = KeyFacts {
-            headers: &h2,
-            ..KeyFacts::new("r", None)
-        };
+        let h1 = pairs(&[("a", "x"), ("b", "yz")]);
+        let h2 = pairs(&[("a", "xy"), ("b", "z")]);
+        let f1 = with_headers(&h1);
+        let f2 = with_headers(&h2);
         assert_ne!(spec.build(&f1), spec.build(&f2));
     }
 
     #[test]
     fn header_lookup_is_case_insensitive_and_uses_the_first_value() {
         let spec = KeySpec::parse("header:x-api-key").unwrap();
-        let h1 = vec![
-            ("X-API-KEY".to_string(), "k1".to_string()),
-            ("x-api-key".to_string(), "k2".to_string()),
-        ];
-        let h2 = vec![("x-api-key".to_string(), "k1".to_string())];
-        let f1 = KeyFacts {
-            headers: &h1,
-            ..KeyFacts::new("r", None)
-        };
-        let f2 = KeyFacts {
-            headers: &h2,
-            ..KeyFacts::new("r", None)
-        };
+        let h1 = pairs(&[("X-API-KEY", "k1"), ("x-api-key", "k2")]);
+        let h2 = pairs(&[("x-api-key", "k1")]);
+        let f1 = with_headers(&h1);
+        let f2 = with_headers(&h2);
         assert_eq!(spec.build(&f1), spec.build(&f2));
     }
 
     #[test]
     fn client_ip_is_needed_only_for_an_address_part_or_a_missing_part() {
-        let headers = vec![
-            ("x-api-key".to_string(), "k1".to_string()),
-            ("x-empty".to_string(), String::new()),
-        ];
-        let facts = KeyFacts {
-            headers: &headers,
-            ..KeyFacts::new("r", None)
-        };
+        let headers = pairs(&[("x-api-key", "k1"), ("x-empty", "")]);
+        let facts = with_headers(&headers);
         let needs = |text: &str| KeySpec::parse(text).unwrap().needs_client_ip(&facts);
         assert!(!needs("route"));
         assert!(!needs("header:x-api-key"));

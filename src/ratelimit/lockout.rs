@@ -19,7 +19,7 @@
 use super::config::Mode;
 use super::headers;
 use super::key::{KeyFacts, KeySpec};
-use super::table::{read_u64, Entry, Place, Table, TableError};
+use super::table::{read_u64, sum_created, Entry, Place, Table, TableError};
 use crate::error::{Denial, Reason};
 use crate::host::{Clock, SharedStore, StoreError};
 
@@ -200,11 +200,11 @@ impl LockoutPolicy {
 
     /// Creates every table's slots (configure time). Returns slots created.
     pub fn prepare<S: SharedStore + ?Sized>(&self, store: &S) -> Result<u32, StoreError> {
-        let mut created = 0u32;
-        for k in &self.keys {
-            created = created.saturating_add(k.table.prepare::<LockEntry, S>(store)?);
-        }
-        Ok(created)
+        sum_created(
+            self.keys
+                .iter()
+                .map(|k| k.table.prepare::<LockEntry, S>(store)),
+        )
     }
 
     /// Is any of the request's keys locked? Read-only.

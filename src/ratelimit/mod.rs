@@ -156,11 +156,7 @@ impl RouteLimits {
 
     /// Creates every limit's slots in the shared store; call from `on_configure`.
     pub fn prepare<S: SharedStore + ?Sized>(&self, store: &S) -> Result<u32, StoreError> {
-        let mut created = 0u32;
-        for l in &self.limits {
-            created = created.saturating_add(l.prepare(store)?);
-        }
-        Ok(created)
+        table::sum_created(self.limits.iter().map(|l| l.prepare(store)))
     }
 
     /// Charges the request to each limit and decides.
