@@ -17,7 +17,8 @@ use meshguard::decide::{Env, Exchange, Properties, RequestFacts, Runtime, Verdic
 use meshguard::error::Reason;
 use meshguard::host::fake::{FakeClock, MemStore};
 use meshguard::policy::Policy;
-use meshguard::validate::{RawRequest, RequestRules};
+use meshguard::validate::config::RawRequest;
+use meshguard::validate::RequestRules;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::cell::RefCell;

@@ -12,6 +12,8 @@ use crate::policy::{Mode, Policy, Route, RouteName, Unmatched};
 use crate::ratelimit::config::{
     compile_client_ip, compile_lockout, compile_rate_limits, Mode as LimitMode,
 };
+use crate::response::config::{compile_cors, compile_response, compile_security_headers};
+use crate::response::{EdgePolicy, RouteResponse};
 use crate::routing::matcher::{parse_method, PathForm};
 use crate::routing::{HostPattern, PathMatcher};
 use crate::text::fold_case;
@@ -69,12 +71,12 @@ fn mode(raw: RawMode) -> Mode {
 pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
     let global = mode(raw.mode);
     let providers = compile_providers(&raw.jwt_providers, "jwt_providers")?;
-    let edge = crate::response::config::compile_edge(raw)?;
+    let edge = compile_edge(raw)?;
     let mut routes: Vec<Route> = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.iter().enumerate() {
         let at = index("routes", i);
         let mut route = compile_route(r, global, &providers, raw.paths, &at)?;
-        route.response = crate::response::config::compile_route_response(r, &edge, &at)?;
+        route.response = compile_route_response(r, &edge, &at)?;
         if routes.iter().any(|x| x.name == route.name) {
             return Err(ConfigError::new(
                 join(&at, "name"),
@@ -297,6 +299,46 @@ fn compile_match(m: &RawMatch, at: &str) -> Result<CompiledMatch, ConfigError> {
         ),
     };
     Ok((path, methods, hosts))
+}
+
+/// Compiles the top-level response settings.
+fn compile_edge(raw: &RawConfig) -> Result<EdgePolicy, ConfigError> {
+    Ok(EdgePolicy {
+        security_headers: raw
+            .security_headers
+            .as_ref()
+            .map(|s| compile_security_headers(s, "security_headers"))
+            .transpose()?,
+        cors: raw
+            .cors
+            .as_ref()
+            .map(|c| compile_cors(c, "cors").map(std::sync::Arc::new))
+            .transpose()?,
+        mask_upstream_errors: raw.mask_upstream_errors,
+        hold_headers: raw.allow_on_headers_stop_iteration,
+    })
+}
+
+/// Compiles a route's effective response settings (its own, else the top-level ones).
+fn compile_route_response(
+    raw: &RawRoute,
+    edge: &EdgePolicy,
+    at: &str,
+) -> Result<RouteResponse, ConfigError> {
+    Ok(RouteResponse {
+        rules: raw
+            .response
+            .as_ref()
+            .map(|r| compile_response(r, &join(at, "response")))
+            .transpose()?,
+        cors: match &raw.cors {
+            Some(c) => Some(std::sync::Arc::new(compile_cors(c, &join(at, "cors"))?)),
+            None => edge.cors.clone(),
+        },
+        mask: raw
+            .mask_upstream_errors
+            .unwrap_or(edge.mask_upstream_errors),
+    })
 }
 
 #[cfg(test)]

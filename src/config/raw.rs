@@ -146,7 +146,7 @@ pub struct RawRoute {
     pub binding: Option<RawBinding>,
     /// Request shape checks: size, content type, headers, parameters, JSON Schema.
     #[serde(default)]
-    pub request: Option<crate::validate::RawRequest>,
+    pub request: Option<crate::validate::config::RawRequest>,
     /// Token-bucket limits, checked in order.
     #[serde(default)]
     pub rate_limits: Vec<RawRateLimit>,

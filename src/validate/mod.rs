@@ -30,8 +30,6 @@ use params::ParamRules;
 use query::QueryRules;
 use schema::CompiledSchema;
 
-pub use config::{RawJsonLimits, RawRequest};
-
 /// The compiled `request` section of one route.
 #[derive(Debug)]
 pub struct RequestRules {
@@ -274,6 +272,7 @@ fn schema_denial(v: schema::Violation) -> Denial {
 
 #[cfg(test)]
 mod tests {
+    use super::config::RawRequest;
     use super::*;
     use serde_json::{json, Value};
 
