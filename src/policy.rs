@@ -80,7 +80,7 @@ pub struct Route {
     /// Authentication-failure lockout.
     pub lockout: Option<LockoutPolicy>,
     /// Response checks, CORS and error masking in effect on this route.
-    pub response: crate::response::RouteResponse,
+    pub response: crate::response::rules::RouteResponse,
 }
 
 impl Route {
@@ -140,7 +140,7 @@ pub struct Policy {
     /// at configure time.
     pub warnings: Vec<String>,
     /// Response-side settings: security headers, CORS, error masking, header hold.
-    pub edge: crate::response::EdgePolicy,
+    pub edge: crate::response::rules::EdgePolicy,
 }
 
 impl Policy {

@@ -3,8 +3,18 @@
 //!
 //! It decides which header edits a response gets; it never reads a body.
 
-use super::HeaderEdit;
 use crate::host::HeaderPairs;
+
+/// A change to the response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderEdit {
+    /// Replace (or add) a header.
+    Set(String, String),
+    /// Remove every copy.
+    Remove(String),
+    /// Add a value, keeping existing ones (`vary`).
+    Append(String, String),
+}
 
 /// Set on every response when `defaults` is on.
 pub const DEFAULT_SET: &[(&str, &str)] = &[("x-content-type-options", "nosniff")];
