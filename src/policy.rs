@@ -3,7 +3,7 @@
 
 use crate::authn::config::{JwtRequirement, Providers};
 use crate::identity::authz::{BindingRule, OwnerRule, PeerRule};
-use crate::identity::ForwardIdentity;
+use crate::identity::{ForwardIdentity, IdentitySource};
 use crate::ratelimit::{ClientIpPolicy, LockoutPolicy, RouteLimits};
 use crate::routing::{host_of, HostPattern, NormalPath, Params, PathMatcher};
 
@@ -77,6 +77,13 @@ pub struct Route {
 }
 
 impl Route {
+    /// The identity source the route reads the peer from (its `peers.source`, else the
+    /// connection).
+    pub fn identity_source(&self) -> IdentitySource {
+        self.peers
+            .as_ref()
+            .map_or(IdentitySource::Connection, |p| p.source())
+    }
     fn host_ok(&self, host: &str) -> bool {
         self.hosts
             .as_ref()

@@ -27,11 +27,13 @@ pub mod config;
 pub mod gcra;
 pub mod headers;
 pub mod key;
+pub mod lookup;
 pub mod lockout;
 pub mod store;
 pub mod table;
 
 pub use client_ip::ClientIpPolicy;
+pub use lookup::ClientAddress;
 pub use config::Mode;
 pub use key::KeyFacts;
 pub use lockout::LockoutPolicy;
