@@ -1145,6 +1145,9 @@ impl Exchange {
             ops.push(HeaderOp::Remove("content-length".to_string()));
         }
         ops.append(&mut self.header_ops);
+        if let Some(route) = self.route.and_then(|i| policy.route(i)) {
+            ops.extend(crate::response::request_header_ops(route));
+        }
         self.header_ops = ops;
         self.forward_identity(policy, env);
     }

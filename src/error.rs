@@ -78,11 +78,26 @@ pub enum Reason {
     LockedOut,
     /// meshguard could not decide (a host call failed); fail closed.
     Internal,
+    /// A CORS preflight from an origin not in the route's `cors.allow_origins`.
+    CorsOriginNotAllowed,
+    /// A CORS preflight asking for a method or request header the route's `cors` does not allow.
+    CorsPreflightNotAllowed,
+    /// An upstream 5xx whose body was replaced (`mask_upstream_errors`); the reply keeps the
+    /// upstream's status.
+    UpstreamError,
+    /// The upstream's JSON response does not match the route's `response.body_schema`.
+    ResponseSchemaViolation,
+    /// The upstream's response body exceeds the route's `response.max_body_bytes`.
+    ResponseTooLarge,
+    /// An array in the upstream's response exceeds the route's `response.max_array_len`.
+    ResponseArrayTooLong,
+    /// The upstream's response cannot be checked: compressed, or not well-formed JSON.
+    ResponseUnreadable,
 }
 
 impl Reason {
     /// Every reason, for pre-defining metrics and for documentation tests.
-    pub const ALL: [Reason; 34] = [
+    pub const ALL: [Reason; 41] = [
         Reason::RouteNotFound,
         Reason::MethodNotAllowed,
         Reason::PathInvalid,
@@ -117,6 +132,13 @@ impl Reason {
         Reason::RateLimited,
         Reason::LockedOut,
         Reason::Internal,
+        Reason::CorsOriginNotAllowed,
+        Reason::CorsPreflightNotAllowed,
+        Reason::UpstreamError,
+        Reason::ResponseSchemaViolation,
+        Reason::ResponseTooLarge,
+        Reason::ResponseArrayTooLong,
+        Reason::ResponseUnreadable,
     ];
 
     /// Stable snake_case code.
@@ -156,6 +178,13 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::LockedOut => "locked_out",
             Reason::Internal => "internal",
+            Reason::CorsOriginNotAllowed => "cors_origin_not_allowed",
+            Reason::CorsPreflightNotAllowed => "cors_preflight_not_allowed",
+            Reason::UpstreamError => "upstream_error",
+            Reason::ResponseSchemaViolation => "response_schema_violation",
+            Reason::ResponseTooLarge => "response_too_large",
+            Reason::ResponseArrayTooLong => "response_array_too_long",
+            Reason::ResponseUnreadable => "response_unreadable",
         }
     }
 
@@ -189,11 +218,18 @@ impl Reason {
             | Reason::PeerNotMtls
             | Reason::PeerIdentityMissing
             | Reason::PeerNotAllowed
-            | Reason::OwnerMismatch => 403,
+            | Reason::OwnerMismatch
+            | Reason::CorsOriginNotAllowed
+            | Reason::CorsPreflightNotAllowed => 403,
             Reason::UnsupportedMediaType => 415,
             Reason::BodyTooLarge => 413,
             Reason::RateLimited | Reason::LockedOut => 429,
             Reason::JwksUnavailable | Reason::Internal => 503,
+            Reason::UpstreamError
+            | Reason::ResponseSchemaViolation
+            | Reason::ResponseTooLarge
+            | Reason::ResponseArrayTooLong
+            | Reason::ResponseUnreadable => 502,
         }
     }
 
@@ -234,6 +270,13 @@ impl Reason {
             Reason::RateLimited => "Too many requests",
             Reason::LockedOut => "Temporarily locked out",
             Reason::Internal => "Request could not be checked",
+            Reason::CorsOriginNotAllowed => "Origin is not allowed",
+            Reason::CorsPreflightNotAllowed => "Cross-origin request is not allowed",
+            Reason::UpstreamError => "Upstream service error",
+            Reason::ResponseSchemaViolation => "Upstream response does not match its contract",
+            Reason::ResponseTooLarge => "Upstream response is too large",
+            Reason::ResponseArrayTooLong => "Upstream response has too many entries",
+            Reason::ResponseUnreadable => "Upstream response could not be checked",
         }
     }
 

@@ -14,6 +14,7 @@ pub mod inbound;
 pub mod metrics;
 pub mod policy;
 pub mod ratelimit;
+pub mod response;
 pub mod routing;
 pub mod validate;
 

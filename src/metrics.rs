@@ -25,6 +25,17 @@ pub fn reason(reason: Reason, decision: Decision) -> String {
     format!("meshguard.reason.{}.{}", reason.code(), decision.as_str())
 }
 
+/// Response changes: `meshguard.response.<change>.<applied|report>` (fields stripped, schema
+/// stripped, preflights answered, CORS headers withheld). Refusals of responses are counted by
+/// reason like request denials.
+pub fn response_change(change: crate::response::Change, report: bool) -> String {
+    format!(
+        "meshguard.response.{}.{}",
+        change.code(),
+        if report { "report" } else { "applied" }
+    )
+}
+
 /// Rate-limit outcomes: `meshguard.ratelimit.<route>.<limit>.<outcome>`. Characters of the limit
 /// name outside `[A-Za-z0-9_-]` become `_`.
 pub fn rate_limit(route: &str, limit: &str, outcome: Outcome) -> String {

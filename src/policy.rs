@@ -74,6 +74,8 @@ pub struct Route {
     pub rate_limits: RouteLimits,
     /// Authentication-failure lockout.
     pub lockout: Option<LockoutPolicy>,
+    /// Response checks, CORS and error masking in effect on this route.
+    pub response: crate::response::RouteResponse,
 }
 
 impl Route {
@@ -129,6 +131,8 @@ pub struct Policy {
     pub injected_headers: Vec<String>,
     /// Verified-token cache entries per worker.
     pub jwt_cache_entries: usize,
+    /// Response-side settings: security headers, CORS, error masking, header hold.
+    pub edge: crate::response::EdgePolicy,
 }
 
 impl Policy {

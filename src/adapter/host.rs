@@ -96,6 +96,7 @@ extern "C" {
     ) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_close_stream(stream_type: u32) -> u32;
     fn proxy_define_metric(
         metric_type: u32,
         name_data: *const u8,
@@ -412,6 +413,12 @@ pub(crate) fn set_effective_context(context_id: u32) -> Result<(), HostError> {
 pub(crate) fn resume_http_request() -> Result<(), HostError> {
     // SAFETY: no pointers. 0 is the request direction.
     status(unsafe { proxy_continue_stream(0) })
+}
+
+/// Resets the response of the current stream (the client gets an incomplete answer).
+pub(crate) fn reset_http_response() -> Result<(), HostError> {
+    // SAFETY: no pointers. 1 is the response direction.
+    status(unsafe { proxy_close_stream(1) })
 }
 
 /// Sets the root context's tick period.

@@ -7,6 +7,7 @@ use crate::error::Reason;
 use crate::metrics as names;
 use crate::policy::Policy;
 use crate::ratelimit::Outcome;
+use crate::response::Change;
 
 fn counter(name: &str) -> Option<u32> {
     define_counter(name)
@@ -37,6 +38,8 @@ pub(crate) struct Metrics {
     limits: Vec<Vec<Vec<Option<u32>>>>,
     /// Per provider: verified, cache hit, then one per JWT reason (in `Reason::ALL` order).
     providers: Vec<ProviderIds>,
+    /// Response changes (in `Change::ALL` order): applied, report.
+    changes: Vec<[Option<u32>; 2]>,
 }
 
 /// Counter ids of one JWT provider.
@@ -118,7 +121,23 @@ impl Metrics {
                     }
                 })
                 .collect(),
+            changes: Change::ALL
+                .iter()
+                .map(|c| [false, true].map(|report| counter(&names::response_change(*c, report))))
+                .collect(),
         }
+    }
+
+    /// Counts a response change (applied, or would-be in report mode).
+    pub(crate) fn change(&self, change: Change, report: bool) {
+        let id = Change::ALL
+            .iter()
+            .position(|c| *c == change)
+            .and_then(|i| self.changes.get(i))
+            .and_then(|ids| ids.get(usize::from(report)))
+            .copied()
+            .flatten();
+        bump(id);
     }
 
     /// Counts a JWT outcome for a provider.

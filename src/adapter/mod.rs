@@ -3,6 +3,7 @@
 
 mod host;
 mod metrics;
+mod response;
 mod root;
 mod stream;
 

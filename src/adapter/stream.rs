@@ -33,9 +33,9 @@ enum Held {
 
 /// The state of one stream, shared with the root context's waiter list.
 pub(crate) struct StreamState {
-    shared: Rc<Shared>,
-    ex: Exchange,
-    facts: RequestFacts,
+    pub(super) shared: Rc<Shared>,
+    pub(super) ex: Exchange,
+    pub(super) facts: RequestFacts,
     body: Option<Vec<u8>>,
     held: Held,
     /// The whole body arrived while the stream was held waiting (Envoy buffered it).
@@ -43,6 +43,8 @@ pub(crate) struct StreamState {
     /// Body bytes seen so far when the body streams through (size limit without buffering).
     streamed: u64,
     counted: bool,
+    /// Response side (preflight answered, body being read).
+    pub(super) response: super::response::ResponseState,
 }
 
 fn env(shared: &Shared) -> Env<'_> {
@@ -71,6 +73,9 @@ impl StreamState {
                 &format!("meshguard: request headers unreadable: {e:?}"),
             );
             return deny_unchecked(&self.facts);
+        }
+        if self.cors_preflight() {
+            return Action::Pause;
         }
         let verdict = self
             .ex
@@ -324,6 +329,7 @@ impl Stream {
                 body_ended_while_waiting: false,
                 streamed: 0,
                 counted: false,
+                response: Default::default(),
             })),
             waiters,
         }
@@ -408,14 +414,39 @@ impl HttpContext for Stream {
         action
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         // Most requests have nothing to do here: skip the host calls.
-        let wanted = self
-            .state
-            .try_borrow()
-            .is_ok_and(|s| s.ex.wants_response(&s.shared.policy));
+        let (wanted, response) = self.state.try_borrow().map_or((false, false), |s| {
+            (s.ex.wants_response(&s.shared.policy), s.response_wanted())
+        });
+        if response {
+            self.response_limits_and_lockout(wanted);
+            return self.with(|s| s.response_headers(end_of_stream), Action::Continue);
+        }
         if !wanted {
             return Action::Continue;
+        }
+        self.response_limits_and_lockout(true);
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.with(
+            |s| s.response_body(body_size, end_of_stream),
+            Action::Continue,
+        )
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.with(|s| s.response_trailers(), Action::Continue)
+    }
+}
+
+impl Stream {
+    /// Rate-limit response headers and upstream-failure lockout counts.
+    fn response_limits_and_lockout(&mut self, wanted: bool) {
+        if !wanted {
+            return;
         }
         let status = Host
             .map_value(MapKind::ResponseHeaders, ":status")
@@ -434,6 +465,5 @@ impl HttpContext for Stream {
             },
             (),
         );
-        Action::Continue
     }
 }

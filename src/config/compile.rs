@@ -67,10 +67,12 @@ fn mode(raw: RawMode) -> Mode {
 pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
     let global = mode(raw.mode);
     let providers = compile_providers(&raw.jwt_providers, "jwt_providers")?;
+    let edge = crate::response::config::compile_edge(raw)?;
     let mut routes: Vec<Route> = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.iter().enumerate() {
         let at = index("routes", i);
-        let route = compile_route(r, global, &providers, &at)?;
+        let mut route = compile_route(r, global, &providers, &at)?;
+        route.response = crate::response::config::compile_route_response(r, &edge, &at)?;
         if routes.iter().any(|x| x.name == route.name) {
             return Err(ConfigError::new(
                 join(&at, "name"),
@@ -112,6 +114,7 @@ pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
         providers,
         injected_headers,
         jwt_cache_entries,
+        edge,
     })
 }
 
@@ -199,6 +202,7 @@ fn compile_route(
         request,
         rate_limits,
         lockout,
+        response: crate::response::RouteResponse::default(),
     })
 }
 

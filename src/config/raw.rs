@@ -65,6 +65,18 @@ pub struct RawConfig {
     /// Verified-token cache options.
     #[serde(default)]
     pub jwt_cache: Option<RawJwtCache>,
+    /// Replace upstream 5xx bodies with meshguard's problem (routes may override).
+    #[serde(default)]
+    pub mask_upstream_errors: bool,
+    /// Response headers set and removed on every response.
+    #[serde(default)]
+    pub security_headers: Option<crate::response::config::RawSecurityHeaders>,
+    /// Browser cross-origin policy (routes may override).
+    #[serde(default)]
+    pub cors: Option<crate::response::config::RawCors>,
+    /// Envoy's wasm `allow_on_headers_stop_iteration` is on: response headers may be held.
+    #[serde(default)]
+    pub allow_on_headers_stop_iteration: bool,
 }
 
 /// Verified-token cache options.
@@ -125,6 +137,15 @@ pub struct RawRoute {
     /// Brute-force lockout after repeated authentication failures.
     #[serde(default)]
     pub lockout: Option<RawLockout>,
+    /// Response checks: fields stripped, schema, size.
+    #[serde(default)]
+    pub response: Option<crate::response::config::RawResponse>,
+    /// Overrides the top-level `mask_upstream_errors`.
+    #[serde(default)]
+    pub mask_upstream_errors: Option<bool>,
+    /// Replaces the top-level `cors` on this route.
+    #[serde(default)]
+    pub cors: Option<crate::response::config::RawCors>,
 }
 
 /// A route's match: exactly one of `path` / `prefix`; `methods` and `hosts` optional.

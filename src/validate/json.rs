@@ -304,29 +304,39 @@ impl<'a> Reader<'a> {
 
     /// A string starting at the opening quote, unescaped.
     fn string(&mut self, max_str: usize) -> Result<String, JsonError> {
+        self.string_cow(max_str).map(std::borrow::Cow::into_owned)
+    }
+
+    /// Moves past string bytes up to the next quote, backslash or control character.
+    fn skip_plain(&mut self) {
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        let n = rest
+            .iter()
+            .position(|&b| string_stop(b))
+            .unwrap_or(rest.len());
+        self.pos = self.pos.saturating_add(n);
+    }
+
+    /// A string, borrowed from the text when it has no escapes (no allocation).
+    fn string_cow(&mut self, max_str: usize) -> Result<std::borrow::Cow<'a, str>, JsonError> {
         self.bump(); // opening quote
         let start = self.pos;
         // Fast path: no escapes, borrow the slice once.
-        while let Some(&b) = self.bytes.get(self.pos) {
-            if string_stop(b) {
-                break;
-            }
-            self.bump();
-        }
+        self.skip_plain();
         if self.peek() == Some(b'"') {
             let s = self.slice(start, self.pos)?;
             if s.len() > max_str {
                 return Err(JsonError::Limit(Limit::StringLen));
             }
             self.bump();
-            return Ok(s.to_string());
+            return Ok(std::borrow::Cow::Borrowed(s));
         }
         let mut out = String::from(self.slice(start, self.pos)?);
         loop {
             match self.peek() {
                 Some(b'"') => {
                     self.bump();
-                    return Ok(out);
+                    return Ok(std::borrow::Cow::Owned(out));
                 }
                 Some(b'\\') => {
                     self.bump();
@@ -335,12 +345,7 @@ impl<'a> Reader<'a> {
                 Some(b) if b < 0x20 => return self.malformed("control character in string"),
                 Some(_) => {
                     let chunk_start = self.pos;
-                    while let Some(&b) = self.bytes.get(self.pos) {
-                        if string_stop(b) {
-                            break;
-                        }
-                        self.bump();
-                    }
+                    self.skip_plain();
                     out.push_str(self.slice(chunk_start, self.pos)?);
                 }
                 None => return self.malformed("unterminated string"),
@@ -487,81 +492,140 @@ pub type MemberPath = Vec<String>;
 /// sent, so the service parses exactly what meshguard validated. Paths whose parent is not an
 /// object are ignored (the caller refuses those instead of stripping them).
 pub fn remove_members(body: &[u8], paths: &[MemberPath]) -> Result<Vec<u8>, JsonError> {
+    remove_matching(body, paths).map(|r| r.body)
+}
+
+/// One step of the path to a member: an object key (unescaped) or an array index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// A member of an object.
+    Key(&'a str),
+    /// An element of an array.
+    Index(usize),
+}
+
+/// A pattern naming object members to remove, matched one step at a time.
+pub trait PathPattern {
+    /// Number of steps from the document root to the member.
+    fn depth(&self) -> usize;
+    /// Whether step `i` of the pattern accepts `step`.
+    fn accepts(&self, i: usize, step: Step<'_>) -> bool;
+}
+
+impl PathPattern for MemberPath {
+    fn depth(&self) -> usize {
+        self.len()
+    }
+    fn accepts(&self, i: usize, step: Step<'_>) -> bool {
+        match (self.get(i), step) {
+            (Some(seg), Step::Key(k)) => seg == k,
+            (Some(seg), Step::Index(n)) => seg.parse::<usize>().ok() == Some(n),
+            (None, _) => false,
+        }
+    }
+}
+
+/// A body with members removed, and how many were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    /// The document without the removed members; every other byte as it was.
+    pub body: Vec<u8>,
+    /// Members removed (a member inside a removed member is not counted).
+    pub removed: usize,
+}
+
+/// Like [`remove_members`], for any [`PathPattern`] (wildcards, for instance). The walk checks
+/// the syntax as it goes, so a document that is not well-formed JSON is an error here too.
+pub fn remove_matching<P: PathPattern>(body: &[u8], patterns: &[P]) -> Result<Removal, JsonError> {
     let text = std::str::from_utf8(body).map_err(|e| JsonError::Malformed {
         what: "invalid UTF-8",
         at: e.valid_up_to(),
     })?;
-    let mut spans = Scanner::new(text, paths).spans()?;
+    let mut spans = Scanner::new(text, patterns).spans()?;
     spans.sort_unstable();
     let mut out = Vec::with_capacity(body.len());
     let mut cursor = 0usize;
+    let mut removed = 0usize;
     for (start, end) in spans {
+        if start >= cursor {
+            removed = removed.saturating_add(1);
+        }
         if start > cursor {
             out.extend_from_slice(body.get(cursor..start).unwrap_or_default());
         }
         cursor = cursor.max(end);
     }
     out.extend_from_slice(body.get(cursor..).unwrap_or_default());
-    Ok(out)
+    Ok(Removal { body: out, removed })
 }
 
 /// Where the scanner is inside one container.
-enum Scope {
+enum Scope<'a> {
     Array {
         index: usize,
     },
     Object {
-        key: String,
+        key: std::borrow::Cow<'a, str>,
         /// Byte offset where the current member's key starts.
         member_start: usize,
         /// Offset of the comma before the current member, if it is not the first.
         comma_before: Option<usize>,
         /// Whether the current member is one to remove.
         remove: bool,
+        /// Whether an earlier member of this object is kept (then a removed member takes the
+        /// comma before it, else the comma after it, so that removals never overlap).
+        kept_before: bool,
     },
 }
 
 /// Walks an accepted document and records the byte spans of members to remove.
-struct Scanner<'a, 'p> {
+struct Scanner<'a, 'p, P> {
     reader: Reader<'a>,
-    paths: &'p [MemberPath],
-    stack: Vec<Scope>,
+    paths: &'p [P],
+    /// The deepest pattern: members below it are never compared.
+    deepest: usize,
+    stack: Vec<Scope<'a>>,
     spans: Vec<(usize, usize)>,
 }
 
-impl<'a, 'p> Scanner<'a, 'p> {
-    fn new(text: &'a str, paths: &'p [MemberPath]) -> Self {
+impl<'a, 'p, P: PathPattern> Scanner<'a, 'p, P> {
+    fn new(text: &'a str, paths: &'p [P]) -> Self {
         Self {
             reader: Reader::new(text),
             paths,
+            deepest: paths.iter().map(PathPattern::depth).max().unwrap_or(0),
             stack: Vec::new(),
             spans: Vec::new(),
         }
     }
 
     /// The current path (keys and indices of the open scopes) equals `path`.
-    fn at_path(&self, path: &[String]) -> bool {
-        if path.len() != self.stack.len() {
+    fn at_path(&self, path: &P) -> bool {
+        if path.depth() != self.stack.len() {
             return false;
         }
-        self.stack.iter().zip(path).all(|(scope, seg)| match scope {
-            Scope::Array { index } => seg.parse::<usize>().ok() == Some(*index),
-            Scope::Object { key, .. } => key == seg,
+        self.stack.iter().enumerate().all(|(i, scope)| match scope {
+            Scope::Array { index } => path.accepts(i, Step::Index(*index)),
+            Scope::Object { key, .. } => path.accepts(i, Step::Key(key)),
         })
     }
 
     fn member_removed(&self) -> bool {
-        self.paths.iter().any(|p| self.at_path(p))
+        self.stack.len() <= self.deepest && self.paths.iter().any(|p| self.at_path(p))
     }
 
-    fn begin_member(&mut self, comma_before: Option<usize>) -> Result<(), JsonError> {
+    fn begin_member(
+        &mut self,
+        comma_before: Option<usize>,
+        kept_before: bool,
+    ) -> Result<(), JsonError> {
         let r = &mut self.reader;
         r.skip_ws();
         let member_start = r.pos;
         if r.peek() != Some(b'"') {
             return r.malformed("expected a string key");
         }
-        let key = r.string(usize::MAX)?;
+        let key = r.string_cow(usize::MAX)?;
         r.skip_ws();
         r.expect(b':', "expected ':'")?;
         self.stack.push(Scope::Object {
@@ -569,6 +633,7 @@ impl<'a, 'p> Scanner<'a, 'p> {
             member_start,
             comma_before,
             remove: false,
+            kept_before,
         });
         let remove = self.member_removed();
         if let Some(Scope::Object { remove: r, .. }) = self.stack.last_mut() {
@@ -588,7 +653,7 @@ impl<'a, 'p> Scanner<'a, 'p> {
                         self.reader.bump();
                     } else {
                         // The object scope is the member scope: path depth = open members.
-                        self.begin_member(None)?;
+                        self.begin_member(None, false)?;
                         continue 'value;
                     }
                 }
@@ -603,7 +668,7 @@ impl<'a, 'p> Scanner<'a, 'p> {
                     }
                 }
                 Some(b'"') => {
-                    self.reader.string(usize::MAX)?;
+                    self.reader.string_cow(usize::MAX)?;
                 }
                 Some(b't') => {
                     self.reader.literal(b"true", Value::Null)?;
@@ -641,29 +706,31 @@ impl<'a, 'p> Scanner<'a, 'p> {
                         member_start,
                         comma_before,
                         remove,
+                        kept_before,
                         ..
                     }) => {
-                        let (member_start, comma_before, remove) =
-                            (*member_start, *comma_before, *remove);
+                        let (member_start, comma_before, remove, kept_before) =
+                            (*member_start, *comma_before, *remove, *kept_before);
                         self.stack.pop();
+                        // After a kept member: drop the comma before this one. Otherwise (first
+                        // member, or every earlier one removed too): drop the comma after it.
+                        let before = comma_before.filter(|_| kept_before);
                         match next {
                             Some(b',') => {
                                 let comma = self.reader.pos;
                                 if remove {
-                                    // Not the first member: drop the comma before it. The
-                                    // first: drop the comma after it.
-                                    self.spans.push(match comma_before {
+                                    self.spans.push(match before {
                                         Some(c) => (c, value_end),
                                         None => (member_start, comma.saturating_add(1)),
                                     });
                                 }
                                 self.reader.bump();
-                                self.begin_member(Some(comma))?;
+                                self.begin_member(Some(comma), kept_before || !remove)?;
                                 continue 'value;
                             }
                             Some(b'}') => {
                                 if remove {
-                                    self.spans.push(match comma_before {
+                                    self.spans.push(match before {
                                         Some(c) => (c, value_end),
                                         None => (member_start, value_end),
                                     });
@@ -924,6 +991,13 @@ mod tests {
         assert_eq!(strip(body, &[&["a"], &["b"], &["c"]]), "{ }");
         assert_eq!(strip(r#"{"a":1}"#, &[&["a"]]), "{}");
         assert_eq!(strip(body, &[&["zzz"]]), body);
+        // Leading members removed together, and every member but one.
+        assert_eq!(strip(body, &[&["a"], &["b"]]), r#"{ "c":3}"#);
+        assert_eq!(strip(body, &[&["b"], &["c"]]), r#"{"a":1 }"#);
+        assert_eq!(
+            strip(r#"{"a":1,"b":2,"c":3,"d":4}"#, &[&["a"], &["b"], &["d"]]),
+            r#"{"c":3}"#
+        );
     }
 
     #[test]
