@@ -2,7 +2,9 @@
 //! per allowed request. They carry the route's path template, never the raw path or query, and
 //! never a token, key, cookie or body.
 
-use crate::decide::{Event, Exchange, RequestFacts};
+use crate::pipeline::engine::Exchange;
+use crate::pipeline::facts::RequestFacts;
+use crate::pipeline::verdict::Event;
 use crate::policy::Policy;
 use serde::Serialize;
 
@@ -48,7 +50,7 @@ pub fn line(
 ) -> String {
     let principal = ex.principal();
     let status = match (event.decision, event.reason) {
-        (crate::decide::Decision::Deny, Some(r)) => r.status(),
+        (crate::pipeline::verdict::Decision::Deny, Some(r)) => r.status(),
         _ => 0,
     };
     let method = if is_token(&facts.method) {
@@ -113,7 +115,7 @@ pub fn response_line(
     route: &str,
     template: &str,
     facts: &RequestFacts,
-    principal: &crate::decide::Principal,
+    principal: &crate::pipeline::state::Principal,
     event: &crate::response::ResponseEvent,
     phase: &'static str,
     ts_ms: u64,

@@ -263,6 +263,10 @@ impl<H> Counted<H> {
     pub fn calls(&self) -> HostCalls {
         self.calls.get()
     }
+    /// Calls so far, and starts counting again from zero.
+    pub fn take_calls(&self) -> HostCalls {
+        self.calls.replace(HostCalls::default())
+    }
     /// The wrapped host.
     pub fn inner(&self) -> &H {
         &self.inner

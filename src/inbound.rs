@@ -8,7 +8,7 @@
 //! client headers impersonate a header meshguard injects and must be removed. Never edits
 //! headers itself: it returns denials and names for the pipeline.
 
-use crate::decide::RequestFacts;
+use crate::pipeline::facts::RequestFacts;
 use crate::error::{Denial, Reason};
 use crate::host::HeaderPairs;
 use crate::policy::{Policy, Route};
@@ -82,6 +82,30 @@ pub fn check_request_line(facts: &RequestFacts) -> Result<(), Denial> {
 
 fn not_text(name: &str) -> Denial {
     Denial::new(Reason::HeaderInvalid).with_detail(format!("header {name:?} is not valid text"))
+}
+
+/// Longest method meshguard accepts.
+const MAX_METHOD_BYTES: usize = 32;
+
+/// An upper-case method token as routes are written (`GET`, `PROPFIND`, `VERSION-CONTROL`):
+/// letters A-Z, `-` and `_`. Lower-case or mixed-case methods are refused: some frameworks
+/// compare methods case-insensitively (ASP.NET Core), others not (Go, Tomcat).
+pub fn is_method_token(method: &str) -> bool {
+    !method.is_empty()
+        && method.len() <= MAX_METHOD_BYTES
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+}
+
+/// Refuses a method that is not an upper-case token (400 `method_invalid`) before routing:
+/// `get` is GET to ASP.NET Core and would skip a GET-only route.
+pub fn check_method(method: &str) -> Result<(), Denial> {
+    if is_method_token(method) {
+        Ok(())
+    } else {
+        Err(Denial::new(Reason::MethodInvalid).with_detail("method must be an upper-case token"))
+    }
 }
 
 /// The request headers `route` reads as text, lower-case (possibly repeated). `authorization`

@@ -3,7 +3,7 @@
 //! known at configure time, so the adapter defines them all once and request handling only
 //! increments by id.
 
-use crate::decide::Decision;
+use crate::pipeline::verdict::Decision;
 use crate::error::Reason;
 use crate::ratelimit::Outcome;
 

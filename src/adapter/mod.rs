@@ -1,9 +1,9 @@
-//! The only code that names `proxy_wasm`: it snapshots request facts from Envoy, calls the core
-//! ([`crate::decide`]), and applies the verdict. No decision is made here.
+//! The only code that names `proxy_wasm`: host calls only. [`host`] implements the core's
+//! [`crate::host::Host`] over the proxy-wasm ABI (`Envoy`); [`stream`] maps each HTTP callback
+//! onto the core's [`crate::pipeline::Flow`]; [`root`] compiles the configuration, dispatches
+//! JWKS fetches and drives waiting streams. No decision and no flow logic is made here.
 
 mod host;
-mod metrics;
-mod response;
 mod root;
 mod stream;
 

@@ -53,3 +53,4 @@ impl PeerCache {
         }
         self.digest.clone().flatten()
     }
+}

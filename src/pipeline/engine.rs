@@ -528,3 +528,7 @@ fn cx<'a>(
         state,
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -12,22 +12,13 @@ use crate::error::{reply_to, Denial, Reason};
 use crate::host::{BufferKind, Host, Level, MapKind, Via};
 use crate::pipeline::engine::Exchange;
 use crate::pipeline::facts::RequestFacts;
-use crate::pipeline::respond::ResponseState;
+use crate::pipeline::respond::{parse_status, send, status_of, Exchanged, Respond};
 use crate::pipeline::runtime::{Env, Shared};
-use crate::pipeline::verdict::{HeaderOp, Verdict};
+use crate::pipeline::verdict::{Action, HeaderOp, Verdict};
 use std::rc::Rc;
 
 /// Largest body meshguard buffers for body checks when a route sets no limit.
 pub const DEFAULT_MAX_BUFFER: usize = 1024 * 1024;
-
-/// What the host does with the stream after a callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Go on.
-    Continue,
-    /// Stop here (held, or answered locally).
-    Pause,
-}
 
 /// Where the request is, as far as holding it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,9 +46,9 @@ pub enum Retry {
 
 /// The state of one stream.
 pub struct Flow {
-    pub(crate) shared: Rc<Shared>,
-    pub(crate) ex: Exchange,
-    pub(crate) facts: RequestFacts,
+    shared: Rc<Shared>,
+    ex: Exchange,
+    facts: RequestFacts,
     body: Option<Vec<u8>>,
     held: Held,
     /// The whole body arrived while the stream was held waiting (Envoy buffered it).
@@ -66,7 +57,7 @@ pub struct Flow {
     streamed: u64,
     counted: bool,
     /// Response side (preflight answered, body being read).
-    pub(crate) response: ResponseState,
+    response: Respond,
 }
 
 /// Runs `f` with the engine's view of the host.
@@ -93,7 +84,7 @@ impl Flow {
             body_ended_while_waiting: false,
             streamed: 0,
             counted: false,
-            response: ResponseState::default(),
+            response: Respond::default(),
         }
     }
 
@@ -117,7 +108,7 @@ impl Flow {
                 return refuse_unchecked(host, &self.facts);
             }
         }
-        if self.cors_preflight(host) {
+        if self.response.preflight(host, &self.shared, &self.facts) {
             return Action::Pause;
         }
         let shared = Rc::clone(&self.shared);
@@ -215,6 +206,96 @@ impl Flow {
         }
     }
 
+    /// Response headers. Most requests have nothing to do here and make no host call.
+    pub fn on_response_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
+        let limits = self.ex.wants_response(&self.shared.policy);
+        let rules = self.response.wanted(&self.exchanged());
+        if !limits && !rules {
+            return Action::Continue;
+        }
+        // One read: the whole map when the rules need it (`:status` is in it), else `:status`.
+        let headers = if rules {
+            match host.map(MapKind::ResponseHeaders) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    // Fail closed: an answer whose headers cannot be read cannot be checked.
+                    host.log(
+                        Level::Error,
+                        &format!("meshguard: response headers unreadable: {e:?}"),
+                    );
+                    let _ = host.reset_response();
+                    return Action::Pause;
+                }
+            }
+        } else {
+            None
+        };
+        let status = match &headers {
+            Some(h) => status_of(h),
+            None => host
+                .map_value(MapKind::ResponseHeaders, ":status")
+                .ok()
+                .flatten()
+                .and_then(|s| parse_status(&s)),
+        }
+        .unwrap_or(0);
+        if limits {
+            // Rate-limit response headers and upstream-failure lockout counts.
+            let shared = Rc::clone(&self.shared);
+            let add = with_env(host, &shared, |env| {
+                self.ex.on_response(&shared.policy, &self.facts, status, env)
+            });
+            for (k, v) in &add {
+                let _ = host.add_header(MapKind::ResponseHeaders, k, v.as_bytes());
+            }
+            self.emit(host);
+        }
+        match headers {
+            Some(h) => {
+                let x = Exchanged {
+                    shared: &self.shared,
+                    ex: &self.ex,
+                    facts: &self.facts,
+                };
+                self.response.head(host, &x, status, &h, end_of_stream)
+            }
+            None => Action::Continue,
+        }
+    }
+
+    /// A response body chunk; `body_size` is everything buffered so far while held.
+    pub fn on_response_body(
+        &mut self,
+        host: &dyn Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        let x = Exchanged {
+            shared: &self.shared,
+            ex: &self.ex,
+            facts: &self.facts,
+        };
+        self.response.body(host, &x, body_size, end_of_stream)
+    }
+
+    /// Response trailers: they end a body that is being read.
+    pub fn on_response_trailers(&mut self, host: &dyn Host) -> Action {
+        let x = Exchanged {
+            shared: &self.shared,
+            ex: &self.ex,
+            facts: &self.facts,
+        };
+        self.response.trailers(host, &x)
+    }
+
+    fn exchanged(&self) -> Exchanged<'_> {
+        Exchanged {
+            shared: &self.shared,
+            ex: &self.ex,
+            facts: &self.facts,
+        }
+    }
+
     /// Applies a verdict: the one place that turns engine decisions into host actions.
     fn advance(&mut self, host: &dyn Host, verdict: Verdict) -> Action {
         self.emit(host);
@@ -259,7 +340,7 @@ impl Flow {
     }
 
     /// Writes audit lines and counters for what the engine recorded.
-    pub(crate) fn emit(&mut self, host: &dyn Host) {
+    fn emit(&mut self, host: &dyn Host) {
         let shared = Rc::clone(&self.shared);
         let (policy, counters) = (&shared.policy, &shared.counters);
         let events = self.ex.take_events();
@@ -365,23 +446,12 @@ impl Flow {
 }
 
 /// Sends the reply for a denial (a gRPC status for a gRPC request).
-pub(crate) fn send_denial(host: &dyn Host, denial: &Denial, facts: &RequestFacts) {
-    let r = reply_to(denial, facts);
-    if host
-        .send_local_response(r.status, &r.headers, &r.body, r.grpc_status)
-        .is_err()
-    {
-        host.log(Level::Error, "meshguard: could not send reply");
-    }
+fn send_denial(host: &dyn Host, denial: &Denial, facts: &RequestFacts) {
+    send(host, &reply_to(denial, facts));
 }
 
 /// Refuses a request meshguard could not read from the host (503 `internal`): fail closed.
 pub fn refuse_unchecked(host: &dyn Host, facts: &RequestFacts) -> Action {
     send_denial(host, &Denial::new(Reason::Internal), facts);
     Action::Pause
-}
-
-/// An HTTP status from `:status` bytes (three ASCII digits).
-pub fn parse_status(bytes: &[u8]) -> Option<u16> {
-    std::str::from_utf8(bytes).ok()?.parse::<u16>().ok()
 }

@@ -19,8 +19,8 @@ pub mod verdict;
 
 pub use engine::Exchange;
 pub use facts::{NotText, RequestFacts};
-pub use flow::{Action, Flow, Retry};
+pub use flow::{Flow, Retry};
 pub use runtime::{Env, Runtime, Shared};
 pub use stage::{Cx, Pipeline, Stage};
 pub use state::{Principal, State};
-pub use verdict::{AuthnMetric, Decision, Event, HeaderOp, Step, Verdict};
+pub use verdict::{Action, AuthnMetric, Decision, Event, HeaderOp, Step, Verdict};

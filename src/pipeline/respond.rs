@@ -6,23 +6,48 @@
 
 use crate::audit;
 use crate::error::Reply;
-use crate::host::{BufferKind, Host, HeaderPairs, Level, MapKind};
-use crate::pipeline::flow::{parse_status, with_env, Action, Flow};
-use crate::pipeline::verdict::Decision;
+use crate::host::{BufferKind, HeaderPairs, Host, Level, MapKind};
+use crate::pipeline::engine::Exchange;
+use crate::pipeline::facts::RequestFacts;
+use crate::pipeline::runtime::Shared;
+use crate::pipeline::verdict::{Action, Decision};
 use crate::response::{self, BodyPlan, BodyRead, Finding, HeadPlan, HeaderEdit, ResponseEvent};
 use crate::stages::{cors, response as stage};
-use std::rc::Rc;
 
 /// Where the response side of a stream is.
 #[derive(Debug, Default)]
-pub struct ResponseState {
+pub struct Respond {
     /// meshguard answered this request as a CORS preflight.
     preflight: bool,
     /// The body being read for checks.
     read: Option<BodyRead>,
 }
 
-fn send(host: &dyn Host, reply: &Reply) {
+/// What the response side reads of the stream.
+pub struct Exchanged<'a> {
+    /// The configuration.
+    pub shared: &'a Shared,
+    /// The request's decision so far.
+    pub ex: &'a Exchange,
+    /// The request.
+    pub facts: &'a RequestFacts,
+}
+
+/// An HTTP status from `:status` bytes (three ASCII digits).
+pub fn parse_status(bytes: &[u8]) -> Option<u16> {
+    std::str::from_utf8(bytes).ok()?.parse::<u16>().ok()
+}
+
+/// The status of a response head, from its `:status`.
+pub fn status_of(headers: &HeaderPairs) -> Option<u16> {
+    headers
+        .iter()
+        .find(|(k, _)| k.as_slice() == b":status")
+        .and_then(|(_, v)| parse_status(v))
+}
+
+/// Sends a local reply (a failure is logged: there is nothing else to do).
+pub fn send(host: &dyn Host, reply: &Reply) {
     if host
         .send_local_response(reply.status, &reply.headers, &reply.body, reply.grpc_status)
         .is_err()
@@ -49,18 +74,17 @@ fn reset(host: &dyn Host, what: &str) -> Action {
     Action::Pause
 }
 
-impl Flow {
+impl Respond {
     /// Answers a CORS preflight before any request check. True when answered (the request
     /// phase then stops here).
-    pub(crate) fn cors_preflight(&mut self, host: &dyn Host) -> bool {
-        let shared = Rc::clone(&self.shared);
-        let Some((out, route, template)) = cors::answer(&shared.policy, &self.facts) else {
+    pub fn preflight(&mut self, host: &dyn Host, shared: &Shared, facts: &RequestFacts) -> bool {
+        let Some((out, route, template)) = cors::answer(&shared.policy, facts) else {
             return false;
         };
-        self.record(host, &[out.event], route, template, "preflight");
+        record(host, shared, facts, None, &[out.event], route, template, "preflight");
         match out.reply {
             Some(reply) => {
-                self.response.preflight = true;
+                self.preflight = true;
                 send(host, &reply);
                 true
             }
@@ -68,64 +92,23 @@ impl Flow {
         }
     }
 
-    /// Response headers. Most requests have nothing to do here and make no host call.
-    pub fn on_response_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
-        let limits = self.ex.wants_response(&self.shared.policy);
-        let rules = stage::wanted(&self.shared.policy, &self.ex);
-        if !limits && !rules {
-            return Action::Continue;
-        }
-        // One read: the whole map when the rules need it (`:status` is in it), else `:status`.
-        let headers = if rules {
-            match host.map(MapKind::ResponseHeaders) {
-                Ok(h) => Some(h),
-                Err(e) => return reset(host, &format!("response headers unreadable: {e:?}")),
-            }
-        } else {
-            None
-        };
-        let status = match &headers {
-            Some(h) => status_of(h),
-            None => host
-                .map_value(MapKind::ResponseHeaders, ":status")
-                .ok()
-                .flatten()
-                .and_then(|s| parse_status(&s)),
-        }
-        .unwrap_or(0);
-        if limits {
-            self.limits_and_lockout(host, status);
-        }
-        match headers {
-            Some(h) => self.response_head(host, status, &h, end_of_stream),
-            None => Action::Continue,
-        }
-    }
-
-    /// Rate-limit response headers and upstream-failure lockout counts.
-    fn limits_and_lockout(&mut self, host: &dyn Host, status: u16) {
-        let shared = Rc::clone(&self.shared);
-        let add = with_env(host, &shared, |env| {
-            self.ex.on_response(&shared.policy, &self.facts, status, env)
-        });
-        for (k, v) in &add {
-            let _ = host.add_header(MapKind::ResponseHeaders, k, v.as_bytes());
-        }
-        self.emit(host);
+    /// Whether response protection has work on this exchange (no host call).
+    pub fn wanted(&self, x: &Exchanged<'_>) -> bool {
+        stage::wanted(&x.shared.policy, x.ex)
     }
 
     /// The response head: edits, masking, and whether the body is read.
-    fn response_head(
+    pub fn head(
         &mut self,
         host: &dyn Host,
+        x: &Exchanged<'_>,
         status: u16,
         headers: &HeaderPairs,
         end_of_stream: bool,
     ) -> Action {
-        let shared = Rc::clone(&self.shared);
-        let site = stage::site(&shared.policy, &self.ex, &self.facts, self.response.preflight);
+        let site = stage::site(&x.shared.policy, x.ex, x.facts, self.preflight);
         let out = response::on_head(&site, status, headers, end_of_stream);
-        self.record_response(host, &out.events);
+        record_response(host, x, &out.events);
         match out.plan {
             HeadPlan::Pass => {
                 apply(host, &out.edits);
@@ -134,7 +117,7 @@ impl Flow {
             HeadPlan::ReadBody(read) => {
                 apply(host, &out.edits);
                 let hold = read.hold;
-                self.response.read = Some(read);
+                self.read = Some(read);
                 // Held (allow_on_headers_stop_iteration): the headers wait for the body's
                 // verdict. Else they go on now and the body is held in the body callbacks.
                 if hold {
@@ -151,21 +134,21 @@ impl Flow {
     }
 
     /// A response body chunk; `body_size` is everything buffered so far while held.
-    pub fn on_response_body(
+    pub fn body(
         &mut self,
         host: &dyn Host,
+        x: &Exchanged<'_>,
         body_size: usize,
         end_of_stream: bool,
     ) -> Action {
-        let Some(read) = &self.response.read else {
+        let Some(read) = &self.read else {
             return Action::Continue;
         };
         if u64::try_from(body_size).map_or(true, |n| n > read.limit) {
-            let shared = Rc::clone(&self.shared);
-            let site = stage::site(&shared.policy, &self.ex, &self.facts, self.response.preflight);
+            let site = stage::site(&x.shared.policy, x.ex, x.facts, self.preflight);
             let (reply, event) = response::over_limit(&site, read);
-            self.response.read = None;
-            self.record_response(host, &[event]);
+            self.read = None;
+            record_response(host, x, &[event]);
             return match reply {
                 Some(r) => {
                     send(host, &r);
@@ -175,22 +158,22 @@ impl Flow {
             };
         }
         if end_of_stream {
-            self.response_body_done(host)
+            self.body_done(host, x)
         } else {
             Action::Pause
         }
     }
 
     /// Trailers end a body that is being read (HTTP/2 answers with trailers).
-    pub fn on_response_trailers(&mut self, host: &dyn Host) -> Action {
-        if self.response.read.is_some() {
-            return self.response_body_done(host);
+    pub fn trailers(&mut self, host: &dyn Host, x: &Exchanged<'_>) -> Action {
+        if self.read.is_some() {
+            return self.body_done(host, x);
         }
         Action::Continue
     }
 
-    fn response_body_done(&mut self, host: &dyn Host) -> Action {
-        let Some(read) = self.response.read.take() else {
+    fn body_done(&mut self, host: &dyn Host, x: &Exchanged<'_>) -> Action {
+        let Some(read) = self.read.take() else {
             return Action::Continue;
         };
         // One byte more than the limit, so an over-limit body is never judged by its prefix.
@@ -201,10 +184,9 @@ impl Flow {
             Ok(b) => b.unwrap_or_default(),
             Err(e) => return reset(host, &format!("response body unreadable: {e:?}")),
         };
-        let shared = Rc::clone(&self.shared);
-        let site = stage::site(&shared.policy, &self.ex, &self.facts, self.response.preflight);
+        let site = stage::site(&x.shared.policy, x.ex, x.facts, self.preflight);
         let out = response::on_body(&site, &read, &body);
-        self.record_response(host, &out.events);
+        record_response(host, x, &out.events);
         match out.plan {
             BodyPlan::Unchanged => Action::Continue,
             BodyPlan::Rewrite(new) => {
@@ -231,63 +213,52 @@ impl Flow {
             }
         }
     }
-
-    fn record_response(&mut self, host: &dyn Host, events: &[ResponseEvent]) {
-        if events.is_empty() {
-            return;
-        }
-        let shared = Rc::clone(&self.shared);
-        let route = self.ex.route_name(&shared.policy);
-        let template = self.ex.template().to_string();
-        self.record(host, events, route, &template, "response");
-    }
-
-    fn record(
-        &self,
-        host: &dyn Host,
-        events: &[ResponseEvent],
-        route: &str,
-        template: &str,
-        phase: &'static str,
-    ) {
-        let (policy, counters) = (&self.shared.policy, &self.shared.counters);
-        let now = if events.iter().any(|e| audit::response_wanted(policy, e)) {
-            host.now_ms().unwrap_or(0)
-        } else {
-            0
-        };
-        for e in events {
-            match e.finding {
-                Finding::Denied(r) => {
-                    let d = if e.report {
-                        Decision::Report
-                    } else {
-                        Decision::Deny
-                    };
-                    counters.reason(host, r, d);
-                }
-                Finding::Changed(c) => counters.change(host, c, e.report),
-            }
-            if audit::response_wanted(policy, e) {
-                let line = audit::response_line(
-                    route,
-                    template,
-                    &self.facts,
-                    self.ex.principal(),
-                    e,
-                    phase,
-                    now,
-                );
-                host.log(Level::Info, &line);
-            }
-        }
-    }
 }
 
-/// The status of a response head, from its `:status`.
-fn status_of(headers: &HeaderPairs) -> Option<u16> {
-    headers
-        .iter()
-        .find(|(k, _)| k.as_slice() == b":status")
-        .and_then(|(_, v)| parse_status(v))
+fn record_response(host: &dyn Host, x: &Exchanged<'_>, events: &[ResponseEvent]) {
+    if events.is_empty() {
+        return;
+    }
+    let route = x.ex.route_name(&x.shared.policy);
+    let template = x.ex.template();
+    record(host, x.shared, x.facts, Some(x.ex), events, route, template, "response");
+}
+
+/// Audit lines and counters for response events.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    host: &dyn Host,
+    shared: &Shared,
+    facts: &RequestFacts,
+    ex: Option<&Exchange>,
+    events: &[ResponseEvent],
+    route: &str,
+    template: &str,
+    phase: &'static str,
+) {
+    let (policy, counters) = (&shared.policy, &shared.counters);
+    let now = if events.iter().any(|e| audit::response_wanted(policy, e)) {
+        host.now_ms().unwrap_or(0)
+    } else {
+        0
+    };
+    let nobody = crate::pipeline::state::Principal::default();
+    let principal = ex.map_or(&nobody, Exchange::principal);
+    for e in events {
+        match e.finding {
+            Finding::Denied(r) => {
+                let d = if e.report {
+                    Decision::Report
+                } else {
+                    Decision::Deny
+                };
+                counters.reason(host, r, d);
+            }
+            Finding::Changed(c) => counters.change(host, c, e.report),
+        }
+        if audit::response_wanted(policy, e) {
+            let line = audit::response_line(route, template, facts, principal, e, phase, now);
+            host.log(Level::Info, &line);
+        }
+    }
 }

@@ -94,3 +94,12 @@ pub enum AuthnMetric {
     /// Refused for this reason.
     Denied(Reason),
 }
+
+/// What the host does with the stream after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Go on.
+    Continue,
+    /// Stop here (held, or answered locally).
+    Pause,
+}

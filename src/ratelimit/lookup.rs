@@ -37,3 +37,42 @@ impl ClientAddress {
         self.0.clone().flatten()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// A connection from 192.0.2.7; counts lookups.
+    #[derive(Default)]
+    struct CountingProps(Cell<u32>);
+    impl Properties for CountingProps {
+        fn get(&self, path: &[&str]) -> Option<Vec<u8>> {
+            self.0.set(self.0.get() + 1);
+            (path == ["source", "address"]).then(|| b"192.0.2.7:40000".to_vec())
+        }
+    }
+
+    #[test]
+    fn client_address_from_a_trusted_hop_needs_no_connection_lookup() {
+        let p = crate::config::compile(
+            br#"{"client_ip":{"source":"x_forwarded_for","trusted_hops":1},"routes":[]}"#,
+        )
+        .unwrap();
+        let props = CountingProps::default();
+        let with_xff = vec![(
+            "x-forwarded-for".to_string(),
+            "198.51.100.1, 203.0.113.9".to_string(),
+        )];
+        let ip = ClientAddress::default().resolve(&p.client_ip, &with_xff, &props);
+        assert_eq!(ip.as_deref(), Some("203.0.113.9"));
+        assert_eq!(props.0.get(), 0);
+        // Without the header the connection address is read, once per request.
+        let mut slot = ClientAddress::default();
+        let ip = slot.resolve(&p.client_ip, &[], &props);
+        assert_eq!(ip.as_deref(), Some("192.0.2.7"));
+        let _ = slot.resolve(&p.client_ip, &[], &props);
+        assert_eq!(props.0.get(), 1);
+    }
+}

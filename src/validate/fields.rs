@@ -51,6 +51,8 @@ pub fn body_fields(body: &[u8], content_type: Option<&str>, limits: &JsonLimits)
         Ok(v @ serde_json::Value::Object(_)) => Ok(Some(v)),
         Ok(_) => Ok(None),
         Err(e) => Err(super::json_denial(e)),
+    }
+}
 
 /// The object among a request's body fields, if they were read and are one.
 pub fn body_object(fields: Option<&BodyFields>) -> Option<&serde_json::Map<String, serde_json::Value>> {
