@@ -2,10 +2,10 @@
 //! handling only increments by id, one cheap host call per counter.
 
 use crate::authn::config::ProviderId;
-use crate::host::Host;
-use crate::pipeline::verdict::{AuthnMetric, Decision};
 use crate::error::Reason;
+use crate::host::Host;
 use crate::metrics as names;
+use crate::pipeline::verdict::{AuthnMetric, Decision};
 use crate::policy::Policy;
 use crate::ratelimit::Outcome;
 use crate::response::Change;

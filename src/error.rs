@@ -14,8 +14,11 @@ pub enum Reason {
     RouteNotFound,
     /// A route matches the path but not the method.
     MethodNotAllowed,
-    /// The request path cannot be normalised safely (encoded slash, bad escape, control byte).
+    /// The request path cannot be normalised safely (encoded slash, bad escape, control byte,
+    /// `;` path parameters where no route accepts them).
     PathInvalid,
+    /// The method is not an upper-case token.
+    MethodInvalid,
     /// No token where a route requires one.
     JwtMissing,
     /// The token is not a well-formed JWS compact JWT (segments, base64url, JSON, size).
@@ -97,10 +100,11 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for pre-defining metrics and for documentation tests.
-    pub const ALL: [Reason; 41] = [
+    pub const ALL: [Reason; 42] = [
         Reason::RouteNotFound,
         Reason::MethodNotAllowed,
         Reason::PathInvalid,
+        Reason::MethodInvalid,
         Reason::JwtMissing,
         Reason::JwtMalformed,
         Reason::JwtExpired,
@@ -147,6 +151,7 @@ impl Reason {
             Reason::RouteNotFound => "route_not_found",
             Reason::MethodNotAllowed => "method_not_allowed",
             Reason::PathInvalid => "path_invalid",
+            Reason::MethodInvalid => "method_invalid",
             Reason::JwtMissing => "jwt_missing",
             Reason::JwtMalformed => "jwt_malformed",
             Reason::JwtExpired => "jwt_expired",
@@ -194,6 +199,7 @@ impl Reason {
             Reason::RouteNotFound => 404,
             Reason::MethodNotAllowed => 405,
             Reason::PathInvalid
+            | Reason::MethodInvalid
             | Reason::SchemaViolation
             | Reason::JsonMalformed
             | Reason::JsonLimits
@@ -239,6 +245,7 @@ impl Reason {
             Reason::RouteNotFound => "No route matches this request",
             Reason::MethodNotAllowed => "Method not allowed on this route",
             Reason::PathInvalid => "Request path is not acceptable",
+            Reason::MethodInvalid => "Request method is not acceptable",
             Reason::JwtMissing => "Authentication required",
             Reason::JwtMalformed => "Token is malformed",
             Reason::JwtExpired => "Token has expired",

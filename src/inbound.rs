@@ -8,9 +8,9 @@
 //! client headers impersonate a header meshguard injects and must be removed. Never edits
 //! headers itself: it returns denials and names for the pipeline.
 
-use crate::pipeline::facts::RequestFacts;
 use crate::error::{Denial, Reason};
 use crate::host::HeaderPairs;
+use crate::pipeline::facts::RequestFacts;
 use crate::policy::{Policy, Route};
 use crate::ratelimit::client_ip::ClientIpSource;
 use crate::ratelimit::key::{Component, KeySpec};

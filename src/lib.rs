@@ -18,6 +18,7 @@ pub mod ratelimit;
 pub mod response;
 pub mod routing;
 pub mod stages;
+pub mod text;
 pub mod validate;
 
 #[cfg(target_arch = "wasm32")]

@@ -49,8 +49,9 @@ fn remote_jwt(request: Option<Value>) -> Value {
 /// The keys arrive: the JWKS answer the root context would hand the key manager.
 fn keys_arrive(s: &Shared, host: &FakeHost) {
     let mut rt = s.runtime.borrow_mut();
-    assert!(!rt.fetches.is_empty(), "the stage asked for a fetch");
+    // What the root's tick does: dispatch the fetches the key manager (or a stage) asks for.
     rt.fetches.clear();
+    let _ = rt.keys.poll(NOW * 1000, &Via(host));
     let outcome = FetchOutcome::Response {
         status: 200,
         body: JWKS.as_bytes(),
@@ -71,14 +72,14 @@ fn token_request(path: &str, method: &str) -> FakeHost {
 }
 
 fn set_user(done: &[Done]) -> bool {
-    done.iter().any(|d| {
-        matches!(d, Done::Set(MapKind::RequestHeaders, k, v) if k == "x-user" && v == b"alice")
-    })
+    done.iter().any(
+        |d| matches!(d, Done::Set(MapKind::RequestHeaders, k, v) if k == "x-user" && v == b"alice"),
+    )
 }
 
 #[test]
 fn request_waits_for_keys_and_resumes_with_its_headers_set() {
-    let mut h = token_request("/orders/1", "GET");
+    let h = token_request("/orders/1", "GET");
     let s = shared(&h, remote_jwt(None));
     let mut flow = Flow::new(Rc::clone(&s));
     assert_eq!(flow.on_request_headers(&h, true), Action::Pause);
@@ -88,13 +89,16 @@ fn request_waits_for_keys_and_resumes_with_its_headers_set() {
     assert_eq!(flow.retry(&h), Retry::Resume);
     assert!(!flow.is_waiting());
     let done = h.take_done();
-    assert!(set_user(&done), "identity header applied on resume: {done:?}");
+    assert!(
+        set_user(&done),
+        "identity header applied on resume: {done:?}"
+    );
     assert!(h.replies().is_empty());
 }
 
 #[test]
 fn key_wait_ends_with_a_denial_after_the_fetch_timeout() {
-    let mut h = token_request("/orders/1", "GET");
+    let h = token_request("/orders/1", "GET");
     let s = shared(&h, remote_jwt(None));
     let mut flow = Flow::new(Rc::clone(&s));
     assert_eq!(flow.on_request_headers(&h, true), Action::Pause);
@@ -105,7 +109,9 @@ fn key_wait_ends_with_a_denial_after_the_fetch_timeout() {
 }
 
 fn body_route() -> Value {
-    remote_jwt(Some(json!({ "body_schema": { "type": "object", "required": ["qty"] } })))
+    remote_jwt(Some(
+        json!({ "body_schema": { "type": "object", "required": ["qty"] } }),
+    ))
 }
 
 #[test]
@@ -220,7 +226,8 @@ fn injected_header_names_in_trailers_are_removed() {
     let config = json!({ "forward_identity": { "peer_header": "x-peer-id" },
         "routes": [{ "name": "a", "match": { "prefix": "/" } }] });
     let mut h = host(&[(":method", "POST"), (":path", "/a"), (":authority", "x")]);
-    h.maps.insert(MapKind::RequestTrailers, pairs(&[("X_Peer_Id", "forged")]));
+    h.maps
+        .insert(MapKind::RequestTrailers, pairs(&[("X_Peer_Id", "forged")]));
     let mut flow = Flow::new(shared(&h, config));
     assert_eq!(flow.on_request_headers(&h, false), Action::Continue);
     assert_eq!(flow.on_request_trailers(&h), Action::Continue);
@@ -241,7 +248,11 @@ fn strip_route() -> Value {
 
 #[test]
 fn response_body_is_held_checked_and_rewritten() {
-    let mut h = host(&[(":method", "GET"), (":path", "/users/1"), (":authority", "x")]);
+    let mut h = host(&[
+        (":method", "GET"),
+        (":path", "/users/1"),
+        (":authority", "x"),
+    ]);
     let mut flow = Flow::new(shared(&h, strip_route()));
     assert_eq!(flow.on_request_headers(&h, true), Action::Continue);
     h.maps.insert(
@@ -250,8 +261,7 @@ fn response_body_is_held_checked_and_rewritten() {
     );
     let body = br#"{"id":1,"password":"x"}"#.to_vec();
     let size = body.len();
-    h.buffers
-        .insert(BufferKind::ResponseBody, body);
+    h.buffers.insert(BufferKind::ResponseBody, body);
     let _ = flow.on_response_headers(&h, false);
     assert_eq!(flow.on_response_body(&h, 5, false), Action::Pause, "held");
     assert_eq!(flow.on_response_body(&h, size, true), Action::Continue);
@@ -267,7 +277,11 @@ fn response_body_is_held_checked_and_rewritten() {
 
 #[test]
 fn unreadable_response_headers_reset_the_answer() {
-    let h = host(&[(":method", "GET"), (":path", "/users/1"), (":authority", "x")]);
+    let h = host(&[
+        (":method", "GET"),
+        (":path", "/users/1"),
+        (":authority", "x"),
+    ]);
     let mut flow = Flow::new(shared(&h, strip_route()));
     assert_eq!(flow.on_request_headers(&h, true), Action::Continue);
     assert_eq!(flow.on_response_headers(&h, false), Action::Pause);

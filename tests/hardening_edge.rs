@@ -14,11 +14,12 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use meshguard::config::compile;
-use meshguard::decide::{Env, Exchange, HeaderOp, Properties, RequestFacts, Runtime, Verdict};
 use meshguard::error::Reason;
 use meshguard::host::fake::{FakeClock, FakeHost, MemStore};
+use meshguard::host::Properties;
 use meshguard::host::{decode_pairs, encode_pairs, Counted, HeaderPairs, HostReads, MapKind};
 use meshguard::inbound::{facts_from_pairs, fold_name};
+use meshguard::pipeline::{Env, Exchange, HeaderOp, RequestFacts, Runtime, Verdict};
 use meshguard::policy::Policy;
 use proptest::prelude::*;
 use ring::signature::Ed25519KeyPair;

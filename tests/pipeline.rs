@@ -7,9 +7,10 @@
 )]
 
 use meshguard::config::compile;
-use meshguard::decide::{Decision, Env, Exchange, Properties, RequestFacts, Runtime, Verdict};
 use meshguard::error::Reason;
 use meshguard::host::fake::{FakeClock, MemStore};
+use meshguard::host::Properties;
+use meshguard::pipeline::{Decision, Env, Exchange, RequestFacts, Runtime, Verdict};
 use meshguard::policy::Policy;
 
 struct NoProps;
@@ -101,7 +102,7 @@ fn wrong_method_is_405_with_allow_header() {
             assert_eq!(d.reason, Reason::MethodNotAllowed);
             assert!(d
                 .headers
-                .contains(&("allow".to_string(), "GET".to_string())));
+                .contains(&("allow".to_string(), "GET, HEAD".to_string())));
         }
         other => panic!("expected 405, got {other:?}"),
     }
@@ -219,8 +220,8 @@ mod peers {
         );
         assert_eq!(v, Verdict::Allow);
         let ops = ex.take_header_ops();
-        assert!(ops.contains(&meshguard::decide::HeaderOp::Remove("x-peer-id".into())));
-        assert!(ops.contains(&meshguard::decide::HeaderOp::Set(
+        assert!(ops.contains(&meshguard::pipeline::HeaderOp::Remove("x-peer-id".into())));
+        assert!(ops.contains(&meshguard::pipeline::HeaderOp::Set(
             "x-peer-id".into(),
             "spiffe://cluster.local/ns/shop/sa/frontend".into()
         )));
@@ -288,7 +289,7 @@ mod peers {
         assert_eq!(v, Verdict::Allow);
         assert_eq!(
             ex.take_header_ops(),
-            vec![meshguard::decide::HeaderOp::Remove("x-peer-id".into())]
+            vec![meshguard::pipeline::HeaderOp::Remove("x-peer-id".into())]
         );
     }
 }
@@ -299,7 +300,7 @@ mod jwt {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
     use meshguard::authn::config::ProviderId;
-    use meshguard::decide::AuthnMetric;
+    use meshguard::pipeline::AuthnMetric;
     use ring::signature::Ed25519KeyPair;
 
     const NOW: u64 = 1_700_000_000;

@@ -205,7 +205,8 @@ impl Context for Root {
         let status = if num_headers == 0 {
             None
         } else {
-            Envoy.map_value(MapKind::HttpCallResponseHeaders, ":status")
+            Envoy
+                .map_value(MapKind::HttpCallResponseHeaders, ":status")
                 .ok()
                 .flatten()
                 .and_then(|s| parse_status(&s))
@@ -291,7 +292,7 @@ impl RootContext for Root {
                         return false;
                     }
                 }
-                for w in policy.providers.warnings() {
+                for w in policy.providers.warnings().iter().chain(&policy.warnings) {
                     log(Level::Warn, &format!("meshguard: {w}"));
                 }
                 let remote = policy.providers.iter().any(|(_, p)| p.remote().is_some());

@@ -390,7 +390,7 @@ fn compile_provider(
     };
     let algorithms = compile_algorithms(raw, path)?;
     let keys = compile_key_source(raw, algorithms, path, warnings)?;
-    let sources = compile_sources(raw, path)?;
+    let sources = compile_sources(raw, path, warnings)?;
     let clock_skew_seconds = raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
     let max_lifetime_seconds = match raw.max_lifetime_seconds {
         Some(0) => {
@@ -684,9 +684,30 @@ fn in_range(
     }
 }
 
-fn compile_sources(raw: &RawJwtProvider, path: &str) -> Result<Vec<TokenSource>, ConfigError> {
+/// The provider's token sources. Without `from_headers`, `Authorization: Bearer` is always one
+/// of them, also next to `from_params` / `from_cookies`. Envoy's jwt_authn drops the default
+/// header once any location is configured; meshguard keeps it so that a bearer token in the
+/// request is either the verified token (and stripped) or a second, different token (refused as
+/// ambiguous), and never an unverified token passed upstream next to the verified identity.
+fn compile_sources(
+    raw: &RawJwtProvider,
+    path: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<TokenSource>, ConfigError> {
     let mut sources = Vec::new();
+    if raw.from_headers.is_none() {
+        sources.push(TokenSource::Header {
+            name: "authorization".to_string(),
+            prefix: "Bearer ".to_string(),
+        });
+    }
     if let Some(headers) = &raw.from_headers {
+        if !headers.iter().any(|h| h.name == "authorization") {
+            warnings.push(format!(
+                "{}: no entry reads the authorization header: a bearer token there reaches the upstream unverified",
+                join(path, "from_headers")
+            ));
+        }
         let hpath = join(path, "from_headers");
         if headers.is_empty() {
             return Err(ConfigError::new(hpath, "must not be empty"));
@@ -739,12 +760,6 @@ fn compile_sources(raw: &RawJwtProvider, path: &str) -> Result<Vec<TokenSource>,
             }
             sources.push(TokenSource::Cookie(c.clone()));
         }
-    }
-    if sources.is_empty() {
-        sources.push(TokenSource::Header {
-            name: "authorization".to_string(),
-            prefix: "Bearer ".to_string(),
-        });
     }
     Ok(sources)
 }
@@ -965,6 +980,35 @@ mod tests {
         let r = a.remote().unwrap();
         assert_eq!((r.timeout_ms, r.cache_duration_seconds), (1500, 600));
         assert_eq!(r.authority, "idp");
+    }
+
+    #[test]
+    fn params_and_cookies_keep_the_authorization_header_as_a_source() {
+        let p = compile(
+            json!({ "a": { "remote_jwks": remote(), "from_params": ["access_token"],
+                                      "from_cookies": ["session"] } }),
+        )
+        .unwrap();
+        let a = p.get(ProviderId(0)).unwrap();
+        assert_eq!(
+            a.sources,
+            vec![
+                TokenSource::Header {
+                    name: "authorization".into(),
+                    prefix: "Bearer ".into()
+                },
+                TokenSource::Param("access_token".into()),
+                TokenSource::Cookie("session".into()),
+            ]
+        );
+        assert!(p.warnings().is_empty());
+        // An explicit header list is the operator's choice, with a warning when it leaves the
+        // authorization header unread.
+        let p = compile(json!({ "a": { "remote_jwks": remote(),
+                                      "from_headers": [{ "name": "x-token" }] } }))
+        .unwrap();
+        assert_eq!(p.get(ProviderId(0)).unwrap().sources.len(), 1);
+        assert!(p.warnings().iter().any(|w| w.contains("authorization")));
     }
 
     #[test]

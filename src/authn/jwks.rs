@@ -85,6 +85,23 @@ impl Key {
         self.fingerprint
     }
 
+    /// True when a signature of `len` bytes could be this key's for `alg` (RSA: the modulus
+    /// length; ECDSA: twice the field size; Ed25519: 64). A free test that spares a forged
+    /// token of the wrong length the key setup and the arithmetic.
+    pub fn signature_len_fits(&self, alg: Alg, len: usize) -> bool {
+        match &self.material {
+            Material::Rsa { n, .. } => n.iter().skip_while(|b| **b == 0).count() == len,
+            Material::Ec { .. } => match alg {
+                Alg::ES256 => len == 64,
+                Alg::ES384 => len == 96,
+                _ => false,
+            },
+            Material::Ed25519 { .. } => len == 64,
+            // HMAC tags are checked in constant time whatever their length.
+            Material::Hmac(_) => true,
+        }
+    }
+
     /// Checks `signature` over `message` with `alg`; false for any failure, including an
     /// algorithm this key is not pinned to.
     pub fn verify(&self, alg: Alg, message: &[u8], sig: &[u8]) -> bool {

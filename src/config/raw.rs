@@ -77,6 +77,22 @@ pub struct RawConfig {
     /// Envoy's wasm `allow_on_headers_stop_iteration` is on: response headers may be held.
     #[serde(default)]
     pub allow_on_headers_stop_iteration: bool,
+    /// How request paths are compared with routes.
+    #[serde(default)]
+    pub paths: RawPaths,
+}
+
+/// Top-level `paths`: defaults for every route's path comparison.
+#[derive(Debug, Clone, Copy, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawPaths {
+    /// Compare route paths with letter case as written (default false: `/ADMIN` is `/admin`).
+    #[serde(default)]
+    pub case_sensitive: bool,
+    /// Accept `;` path parameters (`/a;x=1`); default false: 400 `path_invalid`.
+    #[serde(default)]
+    pub allow_semicolon_params: bool,
 }
 
 /// Verified-token cache options.
@@ -169,4 +185,10 @@ pub struct RawMatch {
     /// Host names or `*.` wildcards; any when absent.
     #[serde(default)]
     pub hosts: Option<Vec<String>>,
+    /// Overrides `paths.case_sensitive` for this route.
+    #[serde(default)]
+    pub case_sensitive: Option<bool>,
+    /// Overrides `paths.allow_semicolon_params` for this route.
+    #[serde(default)]
+    pub allow_semicolon_params: Option<bool>,
 }

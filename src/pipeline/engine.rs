@@ -7,13 +7,13 @@
 //! [`Step::Wait`]; [`Exchange::resume`] later runs that stage again. Every denial and would-be
 //! denial becomes an [`Event`] that the caller turns into an audit line and counters.
 
+use crate::authn::config::ProviderId;
 use crate::error::{Denial, Reason};
 use crate::pipeline::facts::RequestFacts;
 use crate::pipeline::runtime::Env;
 use crate::pipeline::stage::{Cx, Pipeline, Stage};
 use crate::pipeline::state::{Principal, State};
 use crate::pipeline::verdict::{AuthnMetric, Decision, Event, HeaderOp, Step, Verdict};
-use crate::authn::config::ProviderId;
 use crate::policy::{Lookup, Mode, Policy, Route, Unmatched, UNMATCHED_ROUTE};
 use crate::ratelimit::lockout::FailureRecord;
 use crate::ratelimit::Outcome;

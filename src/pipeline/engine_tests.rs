@@ -193,7 +193,13 @@ fn a_denial_stops_the_pipeline_and_every_stage_sees_it() {
     assert!(matches!(v, Verdict::Deny(d) if d.reason == Reason::JwtMissing));
     assert_eq!(
         take_log(),
-        ["a", "deny", "a saw jwt_missing", "deny saw jwt_missing", "b saw jwt_missing"]
+        [
+            "a",
+            "deny",
+            "a saw jwt_missing",
+            "deny saw jwt_missing",
+            "b saw jwt_missing"
+        ]
     );
     let events = ex.take_events();
     assert_eq!(events.len(), 1);
@@ -223,7 +229,10 @@ fn a_waiting_stage_runs_again_on_resume_and_earlier_ones_do_not() {
     assert_eq!(ex.on_headers(&p, &r, &w.env()), Verdict::Wait);
     assert_eq!(take_log(), ["a", "waiter"]);
     assert_eq!(ex.resume(&p, &r, None, &w.env()), Verdict::Allow);
-    assert_eq!(take_log(), ["waiter", "b", "a final", "waiter final", "b final"]);
+    assert_eq!(
+        take_log(),
+        ["waiter", "b", "a final", "waiter final", "b final"]
+    );
 }
 
 #[test]
@@ -234,7 +243,11 @@ fn a_body_stage_asks_for_the_body_and_runs_on_it() {
     let mut r = request("/x");
     r.end_of_stream = false;
     assert_eq!(ex.on_headers(&p, &r, &w.env()), Verdict::NeedBody);
-    assert_eq!(take_log(), ["a", "a final", "body final"], "headers decided first");
+    assert_eq!(
+        take_log(),
+        ["a", "a final", "body final"],
+        "headers decided first"
+    );
     assert_eq!(ex.on_body(&p, &r, b"{}", &w.env()), Verdict::Allow);
     assert_eq!(take_log(), ["body"]);
 }
@@ -278,7 +291,10 @@ fn streamed_body_over_the_limit_is_refused_after_the_headers_went_on() {
     let p = capped("enforce");
     let w = World::new(&p);
     let mut ex = Exchange::new();
-    assert_eq!(ex.on_headers(&p, &chunked_upload(), &w.env()), Verdict::Allow);
+    assert_eq!(
+        ex.on_headers(&p, &chunked_upload(), &w.env()),
+        Verdict::Allow
+    );
     assert_eq!(ex.body_limit(), Some(100));
     assert_eq!(ex.final_decision(), None, "undecided until the body ends");
     assert_eq!(ex.on_body_progress(&p, 100), None);
@@ -295,7 +311,10 @@ fn streamed_body_within_the_limit_is_allowed_at_its_end() {
     let p = capped("enforce");
     let w = World::new(&p);
     let mut ex = Exchange::new();
-    assert_eq!(ex.on_headers(&p, &chunked_upload(), &w.env()), Verdict::Allow);
+    assert_eq!(
+        ex.on_headers(&p, &chunked_upload(), &w.env()),
+        Verdict::Allow
+    );
     assert_eq!(ex.on_body_progress(&p, 60), None);
     assert!(ex.on_body_end(&p, &w.env()));
     assert_eq!(ex.final_decision(), Some(Decision::Allow));
@@ -307,7 +326,10 @@ fn streamed_body_over_the_limit_in_report_mode_is_reported_at_its_end() {
     let p = capped("report");
     let w = World::new(&p);
     let mut ex = Exchange::new();
-    assert_eq!(ex.on_headers(&p, &chunked_upload(), &w.env()), Verdict::Allow);
+    assert_eq!(
+        ex.on_headers(&p, &chunked_upload(), &w.env()),
+        Verdict::Allow
+    );
     assert_eq!(ex.on_body_progress(&p, 500), None);
     assert_eq!(ex.body_limit(), None, "no longer counted");
     assert!(ex.on_body_end(&p, &w.env()));

@@ -243,7 +243,8 @@ impl Flow {
             // Rate-limit response headers and upstream-failure lockout counts.
             let shared = Rc::clone(&self.shared);
             let add = with_env(host, &shared, |env| {
-                self.ex.on_response(&shared.policy, &self.facts, status, env)
+                self.ex
+                    .on_response(&shared.policy, &self.facts, status, env)
             });
             for (k, v) in &add {
                 let _ = host.add_header(MapKind::ResponseHeaders, k, v.as_bytes());
@@ -438,7 +439,9 @@ impl Flow {
     /// The body streamed through to its end: a counted body's request is now decided.
     fn body_streamed(&mut self, host: &dyn Host) {
         let shared = Rc::clone(&self.shared);
-        let decided = with_env(host, &shared, |env| self.ex.on_body_end(&shared.policy, env));
+        let decided = with_env(host, &shared, |env| {
+            self.ex.on_body_end(&shared.policy, env)
+        });
         if decided {
             self.emit(host);
         }

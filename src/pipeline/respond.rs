@@ -81,7 +81,16 @@ impl Respond {
         let Some((out, route, template)) = cors::answer(&shared.policy, facts) else {
             return false;
         };
-        record(host, shared, facts, None, &[out.event], route, template, "preflight");
+        record(
+            host,
+            shared,
+            facts,
+            None,
+            &[out.event],
+            route,
+            template,
+            "preflight",
+        );
         match out.reply {
             Some(reply) => {
                 self.preflight = true;
@@ -198,11 +207,8 @@ impl Respond {
                 }
                 if read.hold {
                     let len = new.len().to_string();
-                    let _ = host.set_header(
-                        MapKind::ResponseHeaders,
-                        "content-length",
-                        len.as_bytes(),
-                    );
+                    let _ =
+                        host.set_header(MapKind::ResponseHeaders, "content-length", len.as_bytes());
                 }
                 Action::Continue
             }
@@ -221,7 +227,16 @@ fn record_response(host: &dyn Host, x: &Exchanged<'_>, events: &[ResponseEvent])
     }
     let route = x.ex.route_name(&x.shared.policy);
     let template = x.ex.template();
-    record(host, x.shared, x.facts, Some(x.ex), events, route, template, "response");
+    record(
+        host,
+        x.shared,
+        x.facts,
+        Some(x.ex),
+        events,
+        route,
+        template,
+        "response",
+    );
 }
 
 /// Audit lines and counters for response events.

@@ -41,7 +41,6 @@ pub struct Env<'a> {
     pub runtime: &'a RefCell<Runtime>,
 }
 
-
 /// What every stream of one configuration shares: the read-only policy, its counter ids, and
 /// this worker's mutable runtime (keys, token cache). Built once per `on_configure`.
 pub struct Shared {

@@ -35,7 +35,13 @@ pub trait Stage: Sync {
     fn after_denial(&self, _cx: &mut Cx<'_>, _denial: &Denial) {}
     /// Once, when the request's header changes are decided (before they go upstream); also for
     /// a request that matched no route and passes (`unmatched: allow`).
-    fn finalize(&self, _policy: &Policy, _route: Option<&Route>, _state: &mut State, _env: &Env<'_>) {
+    fn finalize(
+        &self,
+        _policy: &Policy,
+        _route: Option<&Route>,
+        _state: &mut State,
+        _env: &Env<'_>,
+    ) {
     }
     /// Whether [`Stage::on_response`] wants the upstream's status on this route.
     fn watches_response(&self, _route: &Route) -> bool {
@@ -85,10 +91,11 @@ pub struct Cx<'a> {
 impl Cx<'_> {
     /// The client address per the policy's `client_ip`, resolved once per request.
     pub fn client_ip(&mut self) -> Option<String> {
-        self.state
-            .lookups
-            .client
-            .resolve(&self.policy.client_ip, &self.facts.headers, self.env.props)
+        self.state.lookups.client.resolve(
+            &self.policy.client_ip,
+            &self.facts.headers,
+            self.env.props,
+        )
     }
 
     /// The body's fields (owner and lockout), read once per request; `None` outside the body

@@ -96,6 +96,9 @@ pub struct RawLockout {
     /// Keys tracked individually per key expression; default 10000.
     #[serde(default)]
     pub max_keys: Option<u64>,
+    /// Normalise header and body key values (trim, NFKC, case fold); default true.
+    #[serde(default)]
+    pub normalize_keys: Option<bool>,
 }
 
 /// Top-level `client_ip` as written.
@@ -292,7 +295,8 @@ pub fn compile_lockout(
         max_keys,
     )
     .with_upstream_statuses(raw.upstream_statuses.clone())
-    .with_mode(raw.mode.unwrap_or(inherited)))
+    .with_mode(raw.mode.unwrap_or(inherited))
+    .with_normalize(raw.normalize_keys.unwrap_or(true)))
 }
 
 /// Compiles the top-level `client_ip` section (`path` is `client_ip`); absent means the

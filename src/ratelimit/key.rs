@@ -151,6 +151,22 @@ impl KeySpec {
         &self.components
     }
 
+    /// True when a limit with this key may count a request before its token is verified: the
+    /// key names the caller by its address or mTLS peer (which no request can forge) and reads
+    /// no claim. A `jwt:` key needs the verified claims; a key of only `route` or `header:`
+    /// parts would let unauthenticated (or header-forging) callers spend a bucket others share.
+    pub fn counts_before_authn(&self) -> bool {
+        let bound = self
+            .components
+            .iter()
+            .any(|c| matches!(c, Component::ClientIp | Component::Peer));
+        let claims = self
+            .components
+            .iter()
+            .any(|c| matches!(c, Component::Claim(_)));
+        bound && !claims
+    }
+
     /// True when a part reads the request body.
     pub fn needs_body(&self) -> bool {
         self.components
@@ -193,6 +209,144 @@ impl KeySpec {
             }
         }
         out
+    }
+}
+
+/// Most keys one lockout key expression stands for in one request (a body value that is an
+/// array or object is counted under each string inside it).
+pub const MAX_KEY_VARIANTS: usize = 8;
+
+/// The keys a lockout counts one request under: [`KeySpec::lockout_keys`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LockoutKeys {
+    /// Key bytes, one per variant, without repeats.
+    pub keys: Vec<Vec<u8>>,
+    /// A `body:` value was not a string (array, object, number, boolean): no client form sends
+    /// that for a login name, so the request counts as a failure at once.
+    pub non_string: bool,
+}
+
+/// Trim, NFKC and case fold: the spellings of one name that login code treats as that name
+/// (`" Victim"`, `VICTIM`, fullwidth `ｖｉｃｔｉｍ`).
+pub fn normalize_key_text(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let nfkc: String = s.nfkc().collect();
+    crate::text::fold_case(nfkc.trim()).into_owned()
+}
+
+/// The scalars inside a JSON value, in document order, at most `max` (`["victim"]` and
+/// `{"$eq": "victim"}` both give `victim`). Depth is bounded by the strict reader.
+fn scalar_leaves(v: &Value, max: usize, out: &mut Vec<String>) {
+    if out.len() >= max {
+        return;
+    }
+    match v {
+        Value::String(s) if !s.is_empty() => out.push(s.clone()),
+        Value::Number(n) => out.push(n.to_string()),
+        Value::Bool(b) => out.push(b.to_string()),
+        Value::Array(items) => items.iter().for_each(|i| scalar_leaves(i, max, out)),
+        Value::Object(m) => m.values().for_each(|i| scalar_leaves(i, max, out)),
+        Value::String(_) | Value::Null => {}
+    }
+}
+
+impl KeySpec {
+    /// The keys one request stands for under a lockout. Like [`Self::build`], but header and
+    /// body text is normalised when `normalize` is set ([`normalize_key_text`]), a `body:` field
+    /// is found whatever the letter case of its name (the strict reader refuses bodies where
+    /// that is ambiguous), and a `body:` value that is not a string is keyed by each scalar
+    /// inside it (its JSON text when it has none), up to [`MAX_KEY_VARIANTS`] keys.
+    pub fn lockout_keys(&self, facts: &KeyFacts<'_>, normalize: bool) -> LockoutKeys {
+        let norm = |s: &str| {
+            if normalize {
+                normalize_key_text(s)
+            } else {
+                s.to_string()
+            }
+        };
+        let mut non_string = false;
+        // Per component: its candidate values (None = missing).
+        let mut parts: Vec<Vec<Option<String>>> = Vec::with_capacity(self.components.len());
+        for component in &self.components {
+            let values = match component {
+                Component::Body(name) => {
+                    let v = facts.body.and_then(|b| {
+                        b.get(name.as_str()).or_else(|| {
+                            b.iter()
+                                .find(|(k, _)| crate::text::eq_fold(k, name))
+                                .map(|(_, v)| v)
+                        })
+                    });
+                    match v {
+                        None | Some(Value::Null) => vec![None],
+                        Some(Value::String(s)) => {
+                            let n = norm(s);
+                            vec![(!n.is_empty()).then_some(n)]
+                        }
+                        Some(other) => {
+                            non_string = true;
+                            let mut leaves = Vec::new();
+                            scalar_leaves(other, MAX_KEY_VARIANTS, &mut leaves);
+                            let mut vals: Vec<Option<String>> = leaves
+                                .iter()
+                                .map(|l| norm(l))
+                                .filter(|l| !l.is_empty())
+                                .map(Some)
+                                .collect();
+                            if vals.is_empty() {
+                                vals.push(Some(other.to_string()));
+                            }
+                            vals.dedup();
+                            vals
+                        }
+                    }
+                }
+                Component::Header(_) => match value_of(component, facts) {
+                    Some(Val::Text(s)) => {
+                        let n = norm(s);
+                        vec![(!n.is_empty()).then_some(n)]
+                    }
+                    _ => vec![None],
+                },
+                other => match value_of(other, facts) {
+                    Some(Val::Text(s)) => vec![Some(s.to_string())],
+                    Some(Val::Json(v)) => vec![Some(format!("\u{0}json\u{0}{v}"))],
+                    None => vec![None],
+                },
+            };
+            parts.push(values);
+        }
+        let mut keys: Vec<Vec<u8>> = vec![Vec::with_capacity(64)];
+        for (component, values) in self.components.iter().zip(&parts) {
+            let mut next = Vec::new();
+            for prefix in &keys {
+                for value in values {
+                    if next.len() >= MAX_KEY_VARIANTS {
+                        break;
+                    }
+                    let mut out = prefix.clone();
+                    out.push(component.tag());
+                    match component {
+                        Component::Header(name)
+                        | Component::Claim(name)
+                        | Component::Body(name) => push_field(&mut out, name.as_bytes()),
+                        Component::ClientIp | Component::Route | Component::Peer => {}
+                    }
+                    match value {
+                        Some(v) => {
+                            out.push(b's');
+                            push_field(&mut out, v.as_bytes());
+                        }
+                        None => push_missing(&mut out, facts.client_ip),
+                    }
+                    next.push(out);
+                }
+            }
+            keys = next;
+        }
+        keys.sort();
+        keys.dedup();
+        LockoutKeys { keys, non_string }
     }
 }
 

@@ -27,16 +27,16 @@ pub mod config;
 pub mod gcra;
 pub mod headers;
 pub mod key;
-pub mod lookup;
 pub mod lockout;
+pub mod lookup;
 pub mod store;
 pub mod table;
 
 pub use client_ip::ClientIpPolicy;
-pub use lookup::ClientAddress;
 pub use config::Mode;
 pub use key::KeyFacts;
 pub use lockout::LockoutPolicy;
+pub use lookup::ClientAddress;
 pub use store::RateLimit;
 
 use crate::error::{Denial, Reason};
@@ -172,6 +172,24 @@ impl RouteLimits {
         clock: &C,
         store: &S,
     ) -> RateDecision {
+        self.check_some(facts, clock, store, |_| true)
+    }
+
+    /// True when some limit counts before authentication ([`KeySpec::counts_before_authn`]).
+    pub fn has_early(&self) -> bool {
+        self.limits.iter().any(|l| l.key().counts_before_authn())
+    }
+
+    /// [`Self::check`] for the limits `which` selects only (outcomes, refunds and headers of
+    /// those only). Lets the limits keyed by the caller's address or peer count before the
+    /// token's signature is checked, and the others after.
+    pub fn check_some<C: Clock + ?Sized, S: SharedStore + ?Sized>(
+        &self,
+        facts: &KeyFacts<'_>,
+        clock: &C,
+        store: &S,
+        which: impl Fn(&RateLimit) -> bool,
+    ) -> RateDecision {
         let now_ms = clock.now_ms();
         let mut decision = RateDecision {
             outcomes: Vec::with_capacity(self.limits.len()),
@@ -182,6 +200,9 @@ impl RouteLimits {
         let mut rates: Vec<String> = Vec::new();
 
         for (i, limit) in self.limits.iter().enumerate() {
+            if !which(limit) {
+                continue;
+            }
             if decision.denial.is_some() {
                 decision.outcomes.push(LimitOutcome {
                     limit: i,

@@ -18,9 +18,9 @@ pub mod mask;
 pub mod pointer;
 pub mod strip;
 
-use crate::pipeline::facts::RequestFacts;
 use crate::error::{Denial, Reason, Reply};
 use crate::host::HeaderPairs;
+use crate::pipeline::facts::RequestFacts;
 use crate::policy::{Lookup, Mode, Policy, Route};
 use crate::validate::json::{self, JsonError, JsonLimits, Limit};
 use crate::validate::schema::CompiledSchema;

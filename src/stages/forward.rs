@@ -2,12 +2,12 @@
 //! was verified (peer SPIFFE ID, token claims), once the request's header changes are decided.
 //! Not a check: it never refuses.
 
+use crate::identity::IdentitySource;
 use crate::pipeline::runtime::Env;
 use crate::pipeline::stage::{Cx, Stage};
 use crate::pipeline::state::State;
 use crate::pipeline::verdict::{HeaderOp, Step};
 use crate::policy::{Policy, Route};
-use crate::identity::IdentitySource;
 
 /// The identity headers.
 pub struct Forward;

@@ -33,7 +33,10 @@ impl Stage for Lockout {
         }
     }
     fn runs_on(&self, route: &Route) -> bool {
-        route.lockout.as_ref().is_some_and(|l| l.needs_body() == self.body)
+        route
+            .lockout
+            .as_ref()
+            .is_some_and(|l| l.needs_body() == self.body)
     }
     fn needs_body(&self, route: &Route) -> bool {
         self.body && self.runs_on(route)
@@ -63,12 +66,13 @@ impl Stage for Lockout {
             state.failure_counted = true;
         }
         if d.report_locked {
-            state.out.reports.push(
-                Denial::new(Reason::LockedOut).with_log_detail(format!(
+            state
+                .out
+                .reports
+                .push(Denial::new(Reason::LockedOut).with_log_detail(format!(
                     "lockout (report) by key {}",
                     d.locked_keys.join(",")
-                )),
-            );
+                )));
         }
         d.denial.map_or(Step::Next, Step::Deny)
     }

@@ -33,7 +33,10 @@ impl Stage for Owner {
         }
     }
     fn runs_on(&self, route: &Route) -> bool {
-        route.owner.as_ref().is_some_and(|o| o.needs_body() == self.body)
+        route
+            .owner
+            .as_ref()
+            .is_some_and(|o| o.needs_body() == self.body)
     }
     fn needs_body(&self, route: &Route) -> bool {
         self.body && self.runs_on(route)

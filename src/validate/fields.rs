@@ -1,8 +1,8 @@
 //! A body's top-level fields as the owner and lockout checks read them: through the strict JSON
 //! reader, or as an HTML form. Read once per request.
 
-use crate::error::{Denial, Reason};
 use super::json::JsonLimits;
+use crate::error::{Denial, Reason};
 use crate::routing::query;
 
 /// A body's top-level fields as owner and lockout checks read them: `Ok(None)` when the body has
@@ -55,7 +55,9 @@ pub fn body_fields(body: &[u8], content_type: Option<&str>, limits: &JsonLimits)
 }
 
 /// The object among a request's body fields, if they were read and are one.
-pub fn body_object(fields: Option<&BodyFields>) -> Option<&serde_json::Map<String, serde_json::Value>> {
+pub fn body_object(
+    fields: Option<&BodyFields>,
+) -> Option<&serde_json::Map<String, serde_json::Value>> {
     match fields {
         Some(Ok(Some(v))) => v.as_object(),
         _ => None,

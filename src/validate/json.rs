@@ -12,7 +12,9 @@
 //! [`remove_members`] rewrites an already-accepted body without some object members, keeping
 //! every other byte as the client sent it (used when mass-assignment violations are stripped).
 
+use crate::text::{fold_case, needs_fold};
 use serde_json::{Map, Number, Value};
+use std::collections::BTreeSet;
 
 /// Hard ceiling for `max_depth`: schema validation and `Value`'s drop recurse per level, so the
 /// configured depth must stay well inside the wasm stack.
@@ -84,7 +86,7 @@ pub enum JsonError {
         /// Byte offset where the reader stopped.
         at: usize,
     },
-    /// The same key twice in one object.
+    /// The same key twice in one object, or two keys equal after case folding.
     DuplicateKey {
         /// Byte offset just past the second occurrence's value.
         at: usize,
@@ -116,10 +118,11 @@ pub fn parse(body: &[u8], limits: &JsonLimits) -> Result<Value, JsonError> {
     Reader::new(text).document(limits)
 }
 
-/// A container being filled: its partial value and, for objects, the key awaiting its value.
+/// A container being filled: its partial value and, for objects, the key awaiting its value
+/// and, once a key with upper-case or non-ASCII letters was seen, the folded keys so far.
 enum Frame {
     Array(Vec<Value>),
-    Object(Map<String, Value>, String),
+    Object(Map<String, Value>, String, Option<BTreeSet<String>>),
 }
 
 struct Reader<'a> {
@@ -193,7 +196,7 @@ impl<'a> Reader<'a> {
                         Value::Object(Map::new())
                     } else {
                         let key = self.key(max_str)?;
-                        stack.push(Frame::Object(Map::new(), key));
+                        stack.push(Frame::Object(Map::new(), key, None));
                         continue 'value;
                     }
                 }
@@ -251,11 +254,22 @@ impl<'a> Reader<'a> {
                             _ => return self.malformed("expected ',' or ']'"),
                         }
                     }
-                    Some(Frame::Object(map, key)) => {
+                    Some(Frame::Object(map, key, folds)) => {
                         if map.len() >= max_keys {
                             return Err(JsonError::Limit(Limit::Keys));
                         }
-                        if map.insert(std::mem::take(key), value).is_some() {
+                        let key = std::mem::take(key);
+                        // While every key is already folded, an exact duplicate is the only
+                        // kind; from the first key that folds, keep the folded set.
+                        if folds.is_some() || needs_fold(&key) {
+                            let set = folds.get_or_insert_with(|| {
+                                map.keys().map(|k| fold_case(k).into_owned()).collect()
+                            });
+                            if !set.insert(fold_case(&key).into_owned()) {
+                                return Err(JsonError::DuplicateKey { at: self.pos });
+                            }
+                        }
+                        if map.insert(key, value).is_some() {
                             return Err(JsonError::DuplicateKey { at: self.pos });
                         }
                         self.skip_ws();
@@ -263,13 +277,16 @@ impl<'a> Reader<'a> {
                             Some(b',') => {
                                 self.bump();
                                 self.skip_ws();
-                                *key = self.key(max_str)?;
+                                let next = self.key(max_str)?;
+                                if let Some(Frame::Object(_, slot, _)) = stack.last_mut() {
+                                    *slot = next;
+                                }
                                 continue 'value;
                             }
                             Some(b'}') => {
                                 self.bump();
                                 value = match stack.pop() {
-                                    Some(Frame::Object(map, _)) => Value::Object(map),
+                                    Some(Frame::Object(map, _, _)) => Value::Object(map),
                                     _ => return self.malformed("internal state"),
                                 };
                             }
@@ -807,6 +824,27 @@ mod tests {
             err(br#"{"role":1,"r\u006fle":2}"#),
             JsonError::DuplicateKey { .. }
         ));
+    }
+
+    #[test]
+    fn rejects_keys_that_differ_only_in_letter_case() {
+        for doc in [
+            &br#"{"role":1,"ROLE":2}"#[..],
+            br#"{"Role":1,"role":2}"#,
+            br#"{"a":1,"Role":1,"b":2,"rOLE":2}"#,
+            br#"{"x":{"Is_Admin":true,"is_admin":false}}"#,
+            br#"{"k":1,"\u212a":2}"#,
+        ] {
+            assert!(
+                matches!(err(doc), JsonError::DuplicateKey { .. }),
+                "{}",
+                String::from_utf8_lossy(doc)
+            );
+        }
+        assert_eq!(
+            ok(r#"{"Name":1,"name2":2,"NAME3":{"name":1}}"#),
+            serde_json::json!({"Name":1,"name2":2,"NAME3":{"name":1}})
+        );
     }
 
     #[test]

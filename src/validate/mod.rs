@@ -94,7 +94,8 @@ pub enum BodyOutcome {
     Rewritten(Vec<u8>),
 }
 
-fn json_denial(e: JsonError) -> Denial {
+/// The denial for a body the strict reader refused.
+pub fn json_denial(e: JsonError) -> Denial {
     let reason = match e {
         JsonError::Limit(_) => Reason::JsonLimits,
         JsonError::Malformed { .. } | JsonError::DuplicateKey { .. } => Reason::JsonMalformed,
@@ -128,6 +129,11 @@ impl RequestRules {
     /// the request's `content-length` must then be dropped before the headers go upstream.
     pub fn may_rewrite_body(&self) -> bool {
         self.body.as_ref().is_some_and(|b| b.mass.strip)
+    }
+
+    /// The JSON threat limits of the route's body checks, when it checks a JSON body.
+    pub fn json_limits(&self) -> Option<JsonLimits> {
+        self.body.as_ref().map(|b| b.limits)
     }
 
     /// The claim whose values are the caller's roles for role-writable fields.

@@ -9,11 +9,11 @@
 //! header-phase request checks) it says so. It never verifies a token or counts a limit.
 
 use meshguard::authn::extract::{extract, TokenLocation};
-use meshguard::pipeline::Stage;
-use meshguard::stages::STANDARD;
 use meshguard::error::{Denial, Reason};
+use meshguard::pipeline::Stage;
 use meshguard::policy::{Lookup, Mode, Policy, Route, Unmatched};
 use meshguard::routing::normalize;
+use meshguard::stages::STANDARD;
 use meshguard::validate::{BodyNeed, RequestHead};
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -249,7 +249,11 @@ fn explain_route(
         params,
         query,
     };
-    let head: Vec<Line> = STANDARD.headers.iter().filter_map(|s| ctx.stage(*s)).collect();
+    let head: Vec<Line> = STANDARD
+        .headers
+        .iter()
+        .filter_map(|s| ctx.stage(*s))
+        .collect();
     let body: Vec<Line> = STANDARD.body.iter().filter_map(|s| ctx.stage(*s)).collect();
     let head_lines: Vec<&str> = head.iter().map(|l| l.text.as_str()).collect();
     let body_lines: Vec<&str> = body.iter().map(|l| l.text.as_str()).collect();
