@@ -22,7 +22,7 @@ proxy_wasm::main! {{
     // meshguard logs through its own host layer and never through the `log` crate.
     std::panic::set_hook(Box::new(|info| {
         // A panic aborts this VM: say so loudly, with where, so it is found and fixed.
-        host::log(host::Level::Critical, &format!("meshguard panic: {info}"));
+        host::log(crate::host::Level::Critical, &format!("meshguard panic: {info}"));
     }));
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(root::Root::default()) });
 }}
