@@ -184,6 +184,34 @@ impl SharedStore for Via<'_> {
     }
 }
 
+/// The host's clock read at most once: one callback's checks all see the same instant, for one
+/// host call.
+pub struct ClockOnce<'a> {
+    host: &'a dyn Host,
+    now: std::cell::Cell<Option<u64>>,
+}
+
+impl<'a> ClockOnce<'a> {
+    /// A clock that reads `host` on first use.
+    pub fn new(host: &'a dyn Host) -> Self {
+        ClockOnce {
+            host,
+            now: std::cell::Cell::new(None),
+        }
+    }
+}
+
+impl Clock for ClockOnce<'_> {
+    fn now_ms(&self) -> u64 {
+        if let Some(now) = self.now.get() {
+            return now;
+        }
+        let now = self.host.now_ms().unwrap_or(0);
+        self.now.set(Some(now));
+        now
+    }
+}
+
 impl Properties for Via<'_> {
     /// A property the host cannot give (not in this phase, not serialisable) reads as absent:
     /// every check treats absence as "not proven".

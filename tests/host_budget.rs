@@ -31,7 +31,13 @@ fn policy() -> Value {
             { "name": "body", "match": { "prefix": "/body" },
               "request": { "body_schema": { "type": "object", "required": ["qty"] } } },
             { "name": "resp", "match": { "prefix": "/resp" },
-              "response": { "strip_fields": ["/password"] } }
+              "response": { "strip_fields": ["/password"] } },
+            { "name": "limited", "match": { "prefix": "/limited" },
+              "jwt": { "providers": ["main"] },
+              "rate_limits": [{ "name": "per-user", "key": "jwt:sub", "requests": 100,
+                                "per_seconds": 60 }],
+              "lockout": { "keys": ["jwt:sub"], "failures": 5, "window_seconds": 60,
+                           "block_seconds": 60 } }
         ]
     })
 }
@@ -62,7 +68,7 @@ fn run(method: &str, path: &str, extra: &[(&str, &str)], body: Option<&[u8]>) ->
     let shared = Rc::new(Shared::new(&host, policy));
     // A reused token: the first request verifies it and fills this worker's cache.
     let mut warm = Flow::new(Rc::clone(&shared));
-    if path.starts_with("/jwt") {
+    if path.starts_with("/jwt") || path.starts_with("/limited") {
         assert_eq!(warm.on_request_headers(&host, true), Action::Continue);
     }
     let _ = host.take_calls();
@@ -133,4 +139,14 @@ fn nothing_reads_the_clock_or_a_property_when_no_check_needs_it() {
         Some(br#"{"qty":1}"#),
     );
     assert_eq!((body.clock, body.property, body.map_value), (0, 0, 0));
+}
+
+#[test]
+fn one_callback_reads_the_clock_once_whatever_its_checks() {
+    // A token, a rate limit and a lockout, all keyed on `jwt:sub`: one clock read (three before
+    // the clock was read once per callback). The lockout check runs before the token check, so
+    // its `jwt:sub` key is missing there and falls back to the client address: one property.
+    let bearer = format!("Bearer {}", alice_token());
+    let calls = run("GET", "/limited/x", &[("authorization", &bearer)], None);
+    assert_eq!((calls.clock, calls.property), (1, 1), "{calls:?}");
 }

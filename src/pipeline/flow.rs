@@ -9,7 +9,7 @@
 
 use crate::audit;
 use crate::error::{reply_to, Denial, Reason};
-use crate::host::{BufferKind, Host, Level, MapKind, Via};
+use crate::host::{BufferKind, ClockOnce, Host, Level, MapKind, Via};
 use crate::pipeline::engine::Exchange;
 use crate::pipeline::facts::RequestFacts;
 use crate::pipeline::respond::{parse_status, send, status_of, Exchanged, Respond};
@@ -63,8 +63,9 @@ pub struct Flow {
 /// Runs `f` with the engine's view of the host.
 pub(crate) fn with_env<R>(host: &dyn Host, shared: &Shared, f: impl FnOnce(&Env<'_>) -> R) -> R {
     let via = Via(host);
+    let clock = ClockOnce::new(host);
     let env = Env {
-        clock: &via,
+        clock: &clock,
         store: &via,
         props: &via,
         runtime: &shared.runtime,

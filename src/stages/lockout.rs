@@ -7,6 +7,7 @@ use crate::error::{Denial, Reason};
 use crate::pipeline::stage::{Cx, Stage};
 use crate::pipeline::verdict::Step;
 use crate::policy::Route;
+use crate::ratelimit::LockoutPolicy;
 
 /// The lockout check, with the headers (`body: false`) or on the body (`body: true`).
 pub struct Lockout {
@@ -45,12 +46,14 @@ impl Stage for Lockout {
         let Some(rule) = &cx.route.lockout else {
             return Step::Next;
         };
-        let ip = cx.client_ip();
         let _ = cx.body_fields();
+        if let Some(Err(d)) = cx.body.and(cx.state.body.fields.as_ref()) {
+            return Step::Deny(d.clone());
+        }
+        let ip = address(cx, rule, cx.body.is_some());
         let body = match cx.body.and(cx.state.body.fields.as_ref()) {
-            Some(Err(d)) => return Step::Deny(d.clone()),
             Some(Ok(v)) => v.as_ref().and_then(serde_json::Value::as_object),
-            None => None,
+            _ => None,
         };
         let facts = cx.key_facts(ip.as_deref(), body);
         let mut records = Vec::new();
@@ -118,9 +121,27 @@ fn count_failure(cx: &mut Cx<'_>) {
     if cx.state.failure_counted {
         return;
     }
-    let ip = cx.client_ip();
+    let ip = address(cx, rule, true);
     let facts = cx.key_facts_read(ip.as_deref());
     let records = rule.record_failure(&facts, cx.env.clock, cx.env.store);
     cx.state.failure_counted = true;
     cx.state.out.locks.extend(records);
+}
+
+/// The client address, resolved only when a key needs it (a `client_ip` part, or a missing part
+/// that falls back to the address): the connection address is a host lookup.
+fn address(cx: &mut Cx<'_>, rule: &LockoutPolicy, with_body: bool) -> Option<String> {
+    let needs = {
+        let facts = if with_body {
+            cx.key_facts_read(None)
+        } else {
+            cx.key_facts(None, None)
+        };
+        rule.keys().iter().any(|k| k.key().needs_client_ip(&facts))
+    };
+    if needs {
+        cx.client_ip()
+    } else {
+        None
+    }
 }
