@@ -12,6 +12,7 @@ pub mod host;
 pub mod identity;
 pub mod inbound;
 pub mod metrics;
+pub mod mode;
 pub mod pipeline;
 pub mod policy;
 pub mod ratelimit;

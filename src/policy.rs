@@ -8,14 +8,7 @@ use crate::ratelimit::{ClientIpPolicy, LockoutPolicy, RouteLimits};
 use crate::routing::{host_of, HostPattern, NormalPath, Params, PathMatcher};
 use crate::text::fold_case;
 
-/// Enforcement mode of a route (or the global default).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Denials are enforced.
-    Enforce,
-    /// Denials are logged and counted; the request goes on unchanged.
-    Report,
-}
+pub use crate::mode::Mode;
 
 /// What happens to a request that matches no route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
