@@ -10,14 +10,22 @@
 
 mod common;
 
-use common::{alice_token, pairs, JWKS, NOW};
+use common::{alice_token, NOW};
 use meshguard::authn::config::ProviderId;
 use meshguard::authn::keys::FetchOutcome;
 use meshguard::host::fake::{Done, FakeHost};
-use meshguard::host::{BufferKind, MapKind, Via};
+use meshguard::host::{BufferKind, HeaderPairs, MapKind, Via};
 use meshguard::pipeline::{Action, Flow, Retry, Shared};
 use serde_json::{json, Value};
 use std::rc::Rc;
+
+const JWKS: &str = include_str!("fixtures/jwt/jwks.json");
+
+fn pairs(list: &[(&str, &str)]) -> HeaderPairs {
+    list.iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect()
+}
 
 /// A host at NOW whose request headers are `list` (pseudo-headers included).
 fn host(list: &[(&str, &str)]) -> FakeHost {

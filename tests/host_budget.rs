@@ -11,12 +11,20 @@
 
 mod common;
 
-use common::{alice_token, pairs, JWKS, NOW};
+use common::{alice_token, NOW};
 use meshguard::host::fake::FakeHost;
-use meshguard::host::{BufferKind, Counted, HostCalls, MapKind};
+use meshguard::host::{BufferKind, Counted, HeaderPairs, HostCalls, MapKind};
 use meshguard::pipeline::{Action, Flow, Shared};
 use serde_json::{json, Value};
 use std::rc::Rc;
+
+const JWKS: &str = include_str!("fixtures/jwt/jwks.json");
+
+fn pairs(list: &[(&str, &str)]) -> HeaderPairs {
+    list.iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect()
+}
 
 /// One policy with a route per request kind.
 fn policy() -> Value {

@@ -6,6 +6,7 @@
 mod host;
 mod root;
 mod stream;
+mod waiters;
 
 use proxy_wasm::traits::RootContext;
 

@@ -3,75 +3,20 @@
 
 use super::host::{self as abi, Envoy};
 use super::stream::{Stream, Unconfigured};
+use super::waiters::Waiters;
 use super::{GIT_HASH, VERSION};
 use crate::authn::config::ProviderId;
 use crate::authn::keys::{FetchOutcome, FetchReport, FetchRequest};
 use crate::counters::config_outcome;
 use crate::host::{BufferKind, Clock, Host, HostReads, Level, MapKind, Via};
-use crate::pipeline::flow::{Flow, Retry};
 use crate::pipeline::respond::parse_status;
 use crate::pipeline::Shared;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::time::Duration;
-
-/// Streams paused until a dependency (JWKS keys) changes, by context id.
-#[derive(Default)]
-pub(crate) struct Waiters {
-    list: RefCell<Vec<(u32, Weak<RefCell<Flow>>)>>,
-}
-
-impl Waiters {
-    /// Registers a paused stream (once).
-    pub(crate) fn add(&self, id: u32, state: Weak<RefCell<Flow>>) {
-        if let Ok(mut list) = self.list.try_borrow_mut() {
-            if !list.iter().any(|(i, _)| *i == id) {
-                list.push((id, state));
-            }
-        }
-    }
-
-    /// Re-runs every waiting stream; finished ones are answered or resumed and dropped from the
-    /// list. Streams that are gone (client went away) are dropped too.
-    pub(crate) fn retry_all(&self) {
-        let pending = match self.list.try_borrow_mut() {
-            Ok(mut list) => std::mem::take(&mut *list),
-            Err(_) => return,
-        };
-        let mut still = Vec::new();
-        for (id, weak) in pending {
-            let Some(state) = weak.upgrade() else {
-                continue;
-            };
-            if abi::set_effective_context(id).is_err() {
-                continue;
-            }
-            let outcome = match state.try_borrow_mut() {
-                Ok(mut s) => s.retry(&Envoy),
-                Err(_) => Retry::Waiting,
-            };
-            match outcome {
-                Retry::Waiting => still.push((id, weak)),
-                Retry::Resume => {
-                    let _ = abi::resume_http_request();
-                }
-                Retry::Answered => {}
-            }
-        }
-        if let Ok(mut list) = self.list.try_borrow_mut() {
-            list.extend(still);
-        }
-    }
-
-    /// True when no stream waits.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.list.try_borrow().map_or(true, |l| l.is_empty())
-    }
-}
 
 /// How often (ms) the root polls the key manager while any provider has a remote JWKS.
 const TICK_MS: u32 = 100;

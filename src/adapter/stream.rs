@@ -5,7 +5,7 @@
 //! waiting (for JWKS keys) after switching the host's effective context to it.
 
 use super::host::Envoy;
-use super::root::Waiters;
+use super::waiters::Waiters;
 use crate::host::Level;
 use crate::pipeline::flow::{refuse_unchecked, Flow};
 use crate::pipeline::verdict::Action as FlowAction;

@@ -9,9 +9,7 @@ use crate::identity::config::{
     compile_binding, compile_forward_identity, compile_owner, compile_peers,
 };
 use crate::policy::{Mode, Policy, Route, RouteName, Unmatched};
-use crate::ratelimit::config::{
-    compile_client_ip, compile_lockout, compile_rate_limits,
-};
+use crate::ratelimit::config::{compile_client_ip, compile_lockout, compile_rate_limits};
 use crate::routing::matcher::{parse_method, PathForm};
 use crate::routing::{HostPattern, PathMatcher};
 use crate::text::fold_case;

@@ -8,8 +8,8 @@
 
 use crate::authn::config::{RawJwtProvider, RawJwtRequirement};
 use crate::identity::config::{RawBinding, RawForwardIdentity, RawOwner, RawPeers};
-use crate::ratelimit::config::{RawClientIp, RawLockout, RawRateLimit};
 use crate::mode::Mode;
+use crate::ratelimit::config::{RawClientIp, RawLockout, RawRateLimit};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
