@@ -28,16 +28,29 @@ impl Stage for RateLimit {
     }
     fn label(&self) -> &'static str {
         if self.early {
-            "rate_limits (before the token check)"
+            "rate_limits (early)"
         } else {
             "rate_limits"
         }
     }
     fn what(&self) -> &'static str {
-        "token buckets, in order (429 rate_limited)"
+        if self.early {
+            "the limits keyed by client_ip or peer, before the token's signature is checked (429 rate_limited)"
+        } else {
+            "token buckets, in order (429 rate_limited)"
+        }
     }
     fn runs_on(&self, route: &Route) -> bool {
-        !route.rate_limits.is_empty() && (!self.early || Self::split(route))
+        let limits = &route.rate_limits;
+        if self.early {
+            return Self::split(route);
+        }
+        // On a token route whose limits are all counted early, nothing is left for this stage.
+        let all_early = limits
+            .limits()
+            .iter()
+            .all(|l| l.key().counts_before_authn());
+        !(limits.is_empty() || (route.jwt.is_some() && all_early))
     }
     fn check(&self, cx: &mut Cx<'_>) -> Step {
         let limits = &cx.route.rate_limits;

@@ -12,7 +12,8 @@ Two listeners run the same plugin config:
   config says so (`allow_on_headers_stop_iteration`): headers wait for the body's verdict, a
   refused body is a 502 problem and a rewritten one gets its exact content-length.
 
-Both listeners pass the upstream's `server` header through (`server_header_transformation:
+A third listener, `gz`, puts Envoy's compressor before meshguard (the client's gzip preference is
+honoured on the checked answer). `main` and `hold` pass the upstream's `server` header through (`server_header_transformation:
 PASS_THROUGH`), so its removal by `security_headers` is visible. Tokens are ES256 against an
 inline JWKS. Every wait is a bounded poll; no test asserts on latency.
 """
@@ -22,10 +23,8 @@ from __future__ import annotations
 import copy
 import gzip
 import http.client
-import itertools
 import json
 import socket
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from threading import Lock, Thread
 from typing import Any
@@ -34,16 +33,13 @@ from urllib.parse import parse_qs, urlsplit
 import h2.config
 import h2.connection
 import h2.events
-import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import harness
 
-ISSUER = "https://issuer.response.test"
-AUDIENCE = "shop"
-SIGNING_KEY = ec.generate_private_key(ec.SECP256R1())
-KID = "response-1"
+ISSUER = harness.TokenIssuer("https://issuer.response.test", "shop", ec.generate_private_key(ec.SECP256R1()),
+                             kid="response-1", alg="ES256", defaults={"sub": "ada"})
 
 PASSWORD = "hunter2-SECRET"
 SSN = "078-05-1120"
@@ -51,24 +47,9 @@ CARDS = ["4111111111111111", "5500005555555559"]
 TRACE_SECRET = "DB_PASSWORD=s3cr3t"
 APP = "https://app.example.com"
 
-_ids = itertools.count(1)
-
-
-def rid(label: str) -> str:
-    return f"resp-{label}-{next(_ids)}"
-
-
-def _jwks() -> str:
-    jwk = pyjwt.algorithms.ECAlgorithm.to_jwk(SIGNING_KEY.public_key(), as_dict=True)
-    jwk.update({"kid": KID, "alg": "ES256", "use": "sig"})
-    return json.dumps({"keys": [jwk]})
-
-
-def token(**claims: Any) -> str:
-    now = int(time.time())
-    payload: dict[str, Any] = {"iss": ISSUER, "aud": AUDIENCE, "sub": "ada", "iat": now, "exp": now + 3600}
-    payload.update(claims)
-    return pyjwt.encode(payload, SIGNING_KEY, algorithm="ES256", headers={"kid": KID})
+rid = harness.rid
+counter = harness.counter
+token = ISSUER.token
 
 
 # --------------------------------------------------------------------------------------------------
@@ -116,7 +97,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, body: bytes, *, ctype: str = "application/json", chunked: bool = False,
-              extra: dict[str, str] | None = None) -> None:
+              extra: dict[str, str] | None = None, trailers: dict[str, str] | None = None) -> None:
         seen = self.headers.get("accept-encoding") or ""
         self.server.seen.append((self.headers.get("x-request-id"), seen))  # type: ignore[attr-defined]
         gz = self.path.startswith("/always-gzip/") or ("gzip" in seen and self.path.startswith("/users/"))
@@ -133,12 +114,15 @@ class _ApiHandler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         if chunked:
             self.send_header("transfer-encoding", "chunked")
+            if trailers:
+                self.send_header("trailer", ", ".join(trailers))
             self.end_headers()
             for i in range(0, len(body), 7):
                 piece = body[i:i + 7]
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                 self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
+            tail = "".join(f"{k}: {v}\r\n" for k, v in (trailers or {}).items())
+            self.wfile.write(b"0\r\n" + tail.encode() + b"\r\n")
         else:
             self.send_header("content-length", str(len(body)))
             self.end_headers()
@@ -154,6 +138,8 @@ class _ApiHandler(BaseHTTPRequestHandler):
             self._send(200, user_text(parts[-1]).encode())
         elif head == "chunked":
             self._send(200, user_text(parts[-1]).encode(), chunked=True)
+        elif head == "trailers":
+            self._send(200, user_text(parts[-1]).encode(), chunked=True, trailers={"x-checksum": "abc123"})
         elif head == "list":
             n = int(q.get("n", ["3"])[0])
             self._send(200, json.dumps({"items": list(range(n))}).encode(), chunked="chunked" in q)
@@ -212,7 +198,8 @@ CONTRACT = {"type": "object", "required": ["id"], "additionalProperties": False,
 
 CONFIG: dict[str, Any] = {
     "jwt_providers": {
-        "local": {"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": {"inline_string": _jwks()}},
+        "local": {"issuer": ISSUER.issuer, "audiences": [ISSUER.audience],
+                  "local_jwks": {"inline_string": ISSUER.jwks()}},
     },
     "security_headers": {
         "set": {"referrer-policy": "no-referrer"},
@@ -232,6 +219,7 @@ CONFIG: dict[str, Any] = {
         {"name": "user", "match": {"methods": ["GET", "HEAD"], "path": "/users/{id}"},
          "jwt": {"providers": ["local"], "allow_missing": True}, "response": {"strip_fields": STRIP}},
         {"name": "chunked", "match": {"prefix": "/chunked/"}, "response": {"strip_fields": STRIP}},
+        {"name": "trailers", "match": {"prefix": "/trailers/"}, "response": {"strip_fields": STRIP}},
         {"name": "gzip", "match": {"prefix": "/always-gzip/"}, "response": {"strip_fields": STRIP}},
         {"name": "list", "match": {"path": "/list"}, "response": {"max_array_len": 100}},
         {"name": "contract", "match": {"prefix": "/contract/"}, "response": {"body_schema": CONTRACT}},
@@ -250,6 +238,16 @@ CONFIG: dict[str, Any] = {
 }
 
 HOLD_CONFIG = {**CONFIG, "allow_on_headers_stop_iteration": True}
+COMPRESSOR = {
+    "name": "envoy.filters.http.compressor",
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor",
+        "compressor_library": {
+            "name": "gzip",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.compression.gzip.compressor.v3.Gzip"},
+        },
+    },
+}
 PASS_SERVER = {"server_header_transformation": "PASS_THROUGH"}
 
 
@@ -264,8 +262,22 @@ def mg(module_envoys, meshguard_wasm, api) -> harness.Envoy:
     held = harness.wasm_filter(HOLD_CONFIG, wasm=meshguard_wasm)
     held["typed_config"]["config"]["allow_on_headers_stop_iteration"] = True
     hold = harness.http_listener("hold", [held], http2=True, hcm_overrides=PASS_SERVER)
-    return module_envoys(plugin_config=CONFIG, wasm=meshguard_wasm, http2=True, upstream_port=api.port,
-                         hcm_overrides=PASS_SERVER, extra_listeners=[hold])
+    # Envoy's compressor before meshguard: it reads the client's accept-encoding first and
+    # compresses the checked answer on the way out.
+    gz = harness.http_listener("gz", [COMPRESSOR, harness.wasm_filter(CONFIG, wasm=meshguard_wasm)])
+    config = harness.bootstrap(plugin_config=CONFIG, wasm=meshguard_wasm, http2=True, upstream_port=api.port,
+                               hcm_overrides=PASS_SERVER, extra_listeners=[hold, gz])
+    # Forward the upstream's HTTP/1.1 trailers (answers ended by trailers reach meshguard's
+    # trailers callback).
+    for cluster in config["static_resources"]["clusters"]:
+        if cluster["name"] == "echo":
+            cluster["typed_extension_protocol_options"] = {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http_protocol_options": {"enable_trailers": True}},
+                }
+            }
+    return module_envoys(config=config)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -290,6 +302,7 @@ def h2_get(port: int, path: str, headers: dict[str, str], method: str = "GET",
                             (":authority", "response.test"), *headers.items()], end_stream=True)
     sock.sendall(conn.data_to_send())
     status, resp_headers, body, reset = 0, [], b"", False
+    trailers: list[tuple[str, str]] = []
     try:
         done = False
         while not done:
@@ -303,6 +316,8 @@ def h2_get(port: int, path: str, headers: dict[str, str], method: str = "GET",
                 elif isinstance(event, h2.events.DataReceived) and event.stream_id == sid:
                     body += event.data
                     conn.acknowledge_received_data(event.flow_controlled_length, sid)
+                elif isinstance(event, h2.events.TrailersReceived) and event.stream_id == sid:
+                    trailers = [(k, v) for k, v in event.headers]
                 elif isinstance(event, h2.events.StreamEnded) and event.stream_id == sid:
                     done = True
                 elif isinstance(event, h2.events.StreamReset) and event.stream_id == sid:
@@ -312,7 +327,7 @@ def h2_get(port: int, path: str, headers: dict[str, str], method: str = "GET",
                 sock.sendall(out)
     finally:
         sock.close()
-    return harness.Response(status, resp_headers, body), reset
+    return harness.Response(status, resp_headers + trailers, body), reset
 
 
 def assert_problem(resp: harness.Response, status: int, reason: str) -> dict[str, Any]:
@@ -327,10 +342,6 @@ def assert_clean(body: bytes) -> None:
     text = body.decode("utf-8", "replace")
     for secret in (PASSWORD, *CARDS, TRACE_SECRET, "Traceback"):
         assert secret not in text, secret
-
-
-def counter(envoy: harness.Envoy, name: str) -> int:
-    return envoy.stat(name) or 0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -376,6 +387,14 @@ def test_http2_answers_are_stripped(mg, path):
         assert resp.body.decode() == stripped_text("5")
 
 
+def test_http2_answer_ended_by_trailers_is_stripped_and_keeps_its_trailers(mg):
+    for port in (mg.port, mg.listener_ports["hold"]):
+        resp, reset = h2_get(port, "/trailers/6", {"x-request-id": rid("h2-trailers")})
+        assert (resp.status, reset) == (200, False)
+        assert resp.body.decode() == stripped_text("6")
+        assert resp.header("x-checksum") == "abc123"
+
+
 def test_strip_applies_to_error_answers_too(mg):
     resp, _ = get(mg, "/notfound/1", label="404")
     assert resp.status == 404
@@ -397,6 +416,14 @@ def test_upstream_is_asked_for_identity_and_the_answer_is_checked(mg, api):
     assert api.seen(request_id) == ["identity"]
     assert resp.header("content-encoding") is None
     assert resp.body.decode() == stripped_text("9")
+
+
+def test_compressor_before_meshguard_compresses_the_checked_answer(mg, api):
+    resp, request_id = get(mg, "/users/11", label="gz-client", listener="gz", headers={"accept-encoding": "gzip"})
+    assert api.seen(request_id) == ["identity"]
+    assert resp.status == 200
+    assert resp.header("content-encoding") == "gzip"
+    assert gzip.decompress(resp.body).decode() == stripped_text("11")
 
 
 @pytest.mark.parametrize("listener", [None, "hold"])
@@ -632,3 +659,17 @@ def test_bad_config_is_refused_with_its_json_path(patch, path, meshguard_wasm, t
     code, out = harness.validate(config, wasm=meshguard_wasm, workdir=tmp_path)
     assert code != 0
     assert f"{path}:" in out, out[-2000:]
+
+
+def test_envoy_own_upstream_failure_text_is_masked_too(envoys, meshguard_wasm):
+    # A port nothing listens on: Envoy answers 503 "upstream connect error ... connection refused".
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    dead = sock.getsockname()[1]
+    sock.close()
+    config = {"mask_upstream_errors": True, "routes": [{"name": "any", "match": {"prefix": "/"}}]}
+    envoy = envoys(plugin_config=config, wasm=meshguard_wasm, upstream_port=dead)
+    resp, request_id = get(envoy, "/anything", label="dead")
+    assert_problem(resp, 503, "upstream_error")
+    assert b"upstream connect error" not in resp.body
+    envoy.wait_audit(request_id=request_id, reason="upstream_error", decision="deny")

@@ -299,6 +299,81 @@ fn explain_route(
             policy.injected_headers.join(", ")
         );
     }
+    for line in response_lines(policy, route) {
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// What meshguard does to this route's answers (docs/response.md).
+fn response_lines(policy: &Policy, route: &Route) -> Vec<String> {
+    use meshguard::response::OnMismatch;
+    let mut out = Vec::new();
+    let r = &route.response;
+    if let Some(c) = &r.cors {
+        out.push(format!(
+            "cors: preflights answered before any check; {} origin pattern(s){}{}",
+            c.origins.len(),
+            if c.any_origin { " and *" } else { "" },
+            if c.credentials {
+                ", credentials allowed"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(rules) = &r.rules {
+        let mut parts = Vec::new();
+        if !rules.strip.is_empty() {
+            let fields: Vec<String> = rules
+                .strip
+                .iter()
+                .map(|f| {
+                    let who = if f.visible_to.is_some() {
+                        " (kept for visible_to)"
+                    } else {
+                        ""
+                    };
+                    format!("{}{who}", f.pointer.as_str())
+                })
+                .collect();
+            parts.push(format!("strips {}", fields.join(", ")));
+        }
+        if rules.schema.is_some() {
+            let on = match rules.on_mismatch {
+                OnMismatch::Deny => "502 response_schema_violation",
+                OnMismatch::Strip => "strip what it does not allow",
+                OnMismatch::Report => "report",
+            };
+            parts.push(format!("2xx checked against body_schema (mismatch: {on})"));
+        }
+        if let Some(n) = rules.max_array_len {
+            parts.push(format!("arrays of at most {n}"));
+        }
+        parts.push(format!("answers up to {} bytes", rules.max_body_bytes));
+        out.push(format!("response (JSON answers): {}", parts.join("; ")));
+    }
+    if r.mask {
+        out.push(
+            "upstream 5xx: replaced by a problem with the same status (upstream_error)".into(),
+        );
+    }
+    if let Some(h) = &policy.edge.security_headers {
+        let set: Vec<&str> = h.set.iter().map(|(k, _)| k.as_str()).collect();
+        out.push(format!(
+            "security headers: set {}; remove {}",
+            if set.is_empty() {
+                "none".to_string()
+            } else {
+                set.join(", ")
+            },
+            if h.remove.is_empty() {
+                "none".to_string()
+            } else {
+                h.remove.join(", ")
+            }
+        ));
+    }
+    out
 }
 
 fn is_prefix(raw_route: Option<&Value>) -> bool {
