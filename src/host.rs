@@ -6,6 +6,8 @@
 //! and one Latin-1 header value would otherwise abort the VM. Tests use the fakes in [`fake`];
 //! [`Counted`] counts host calls per kind so that a host-call budget can be asserted.
 
+use crate::error::Reply;
+
 /// Wall-clock time from the host (`proxy_get_current_time`), in milliseconds since the Unix epoch.
 pub trait Clock {
     /// Current time in Unix milliseconds.
@@ -92,13 +94,8 @@ pub trait HostReads {
     fn map_value(&self, kind: MapKind, name: &str) -> Result<Option<Vec<u8>>, HostError>;
     /// An Envoy attribute by path segments (`["connection", "mtls"]`).
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
-    /// Up to `max` bytes of a buffer from `start`.
-    fn buffer(
-        &self,
-        kind: BufferKind,
-        start: usize,
-        max: usize,
-    ) -> Result<Option<Vec<u8>>, HostError>;
+    /// Up to `max` bytes of a buffer, from its start.
+    fn buffer(&self, kind: BufferKind, max: usize) -> Result<Option<Vec<u8>>, HostError>;
     /// A shared-data entry and its CAS token.
     fn shared_data(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError>;
     /// Host wall-clock time in Unix milliseconds.
@@ -137,22 +134,10 @@ pub trait Host: HostReads {
     fn add_header(&self, kind: MapKind, name: &str, value: &[u8]) -> Result<(), HostError>;
     /// Removes every value of a header.
     fn remove_header(&self, kind: MapKind, name: &[u8]) -> Result<(), HostError>;
-    /// Replaces `size` bytes of a buffer from `start` with `value`.
-    fn set_buffer(
-        &self,
-        kind: BufferKind,
-        start: usize,
-        size: usize,
-        value: &[u8],
-    ) -> Result<(), HostError>;
-    /// Answers the request locally (a gRPC status for gRPC requests when `grpc_status` is set).
-    fn send_local_response(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-        grpc_status: Option<u32>,
-    ) -> Result<(), HostError>;
+    /// Replaces the first `len` bytes of a buffer (all that was read) with `value`.
+    fn replace_buffer(&self, kind: BufferKind, len: usize, value: &[u8]) -> Result<(), HostError>;
+    /// Answers the request locally (a gRPC status for gRPC requests when the reply has one).
+    fn send_reply(&self, reply: &Reply) -> Result<(), HostError>;
     /// Resets the response stream (an answer that cannot be checked is never passed).
     fn reset_response(&self) -> Result<(), HostError>;
     /// Writes a shared-data entry if `cas` still matches (or unconditionally with `None`).
@@ -319,14 +304,9 @@ impl<H: HostReads> HostReads for Counted<H> {
         self.bump(|c| c.property = c.property.saturating_add(1));
         self.inner.property(path)
     }
-    fn buffer(
-        &self,
-        kind: BufferKind,
-        start: usize,
-        max: usize,
-    ) -> Result<Option<Vec<u8>>, HostError> {
+    fn buffer(&self, kind: BufferKind, max: usize) -> Result<Option<Vec<u8>>, HostError> {
         self.bump(|c| c.buffer = c.buffer.saturating_add(1));
-        self.inner.buffer(kind, start, max)
+        self.inner.buffer(kind, max)
     }
     fn shared_data(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
         self.bump(|c| c.shared_data = c.shared_data.saturating_add(1));
@@ -355,26 +335,13 @@ impl<H: Host> Host for Counted<H> {
         self.bump(|c| c.header_edit = c.header_edit.saturating_add(1));
         self.inner.remove_header(kind, name)
     }
-    fn set_buffer(
-        &self,
-        kind: BufferKind,
-        start: usize,
-        size: usize,
-        value: &[u8],
-    ) -> Result<(), HostError> {
+    fn replace_buffer(&self, kind: BufferKind, len: usize, value: &[u8]) -> Result<(), HostError> {
         self.bump(|c| c.buffer_write = c.buffer_write.saturating_add(1));
-        self.inner.set_buffer(kind, start, size, value)
+        self.inner.replace_buffer(kind, len, value)
     }
-    fn send_local_response(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-        grpc_status: Option<u32>,
-    ) -> Result<(), HostError> {
+    fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
         self.bump(|c| c.reply = c.reply.saturating_add(1));
-        self.inner
-            .send_local_response(status, headers, body, grpc_status)
+        self.inner.send_reply(reply)
     }
     fn reset_response(&self) -> Result<(), HostError> {
         self.bump(|c| c.reply = c.reply.saturating_add(1));

@@ -9,23 +9,18 @@
 )]
 
 mod common;
+#[path = "support/host.rs"]
+mod support;
 
 use common::{alice_token, NOW};
 use meshguard::authn::config::ProviderId;
 use meshguard::authn::keys::FetchOutcome;
 use meshguard::host::fake::{Done, FakeHost};
-use meshguard::host::{BufferKind, HeaderPairs, MapKind, Via};
+use meshguard::host::{BufferKind, MapKind, Via};
 use meshguard::pipeline::{Action, Flow, Retry, Shared};
 use serde_json::{json, Value};
 use std::rc::Rc;
-
-const JWKS: &str = include_str!("fixtures/jwt/jwks.json");
-
-fn pairs(list: &[(&str, &str)]) -> HeaderPairs {
-    list.iter()
-        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-        .collect()
-}
+use support::{pairs, JWKS};
 
 /// A host at NOW whose request headers are `list` (pseudo-headers included).
 fn host(list: &[(&str, &str)]) -> FakeHost {
@@ -85,13 +80,19 @@ fn set_user(done: &[Done]) -> bool {
     )
 }
 
-#[test]
-fn request_waits_for_keys_and_resumes_with_its_headers_set() {
+/// A GET with a valid token, held while the provider's keys are fetched.
+fn waiting_get() -> (FakeHost, Rc<Shared>, Flow) {
     let h = token_request("/orders/1", "GET");
     let s = shared(&h, remote_jwt(None));
     let mut flow = Flow::new(Rc::clone(&s));
     assert_eq!(flow.on_request_headers(&h, true), Action::Pause);
     assert!(flow.is_waiting());
+    (h, s, flow)
+}
+
+#[test]
+fn request_waits_for_keys_and_resumes_with_its_headers_set() {
+    let (h, s, mut flow) = waiting_get();
     assert_eq!(flow.retry(&h), Retry::Waiting, "no keys yet");
     keys_arrive(&s, &h);
     assert_eq!(flow.retry(&h), Retry::Resume);
@@ -106,10 +107,7 @@ fn request_waits_for_keys_and_resumes_with_its_headers_set() {
 
 #[test]
 fn key_wait_ends_with_a_denial_after_the_fetch_timeout() {
-    let h = token_request("/orders/1", "GET");
-    let s = shared(&h, remote_jwt(None));
-    let mut flow = Flow::new(Rc::clone(&s));
-    assert_eq!(flow.on_request_headers(&h, true), Action::Pause);
+    let (h, _, mut flow) = waiting_get();
     h.clock.advance_ms(60_000);
     assert_eq!(flow.retry(&h), Retry::Answered);
     assert_eq!(h.replies().len(), 1);
@@ -122,27 +120,28 @@ fn body_route() -> Value {
     ))
 }
 
-#[test]
-fn body_that_arrived_while_waiting_is_checked_before_resuming() {
-    // Invalid body: refused once keys arrive, never resumed unchecked.
+/// A POST of `body` with a valid token, held while the provider's keys are fetched; its body
+/// has not arrived yet.
+fn waiting_post(body: &[u8]) -> (FakeHost, Rc<Shared>, Flow) {
     let mut h = token_request("/orders", "POST");
-    h.buffers
-        .insert(BufferKind::RequestBody, br#"{"item":"x"}"#.to_vec());
+    h.buffers.insert(BufferKind::RequestBody, body.to_vec());
     let s = shared(&h, body_route());
     let mut flow = Flow::new(Rc::clone(&s));
     assert_eq!(flow.on_request_headers(&h, false), Action::Pause);
+    (h, s, flow)
+}
+
+#[test]
+fn body_that_arrived_while_waiting_is_checked_before_resuming() {
+    // Invalid body: refused once keys arrive, never resumed unchecked.
+    let (h, s, mut flow) = waiting_post(br#"{"item":"x"}"#);
     assert_eq!(flow.on_request_body(&h, 12, true), Action::Pause);
     keys_arrive(&s, &h);
     assert_eq!(flow.retry(&h), Retry::Answered);
     assert_eq!(h.replies(), vec![400]);
 
-    // Valid body: checked, then resumed.
-    let mut h = token_request("/orders", "POST");
-    h.buffers
-        .insert(BufferKind::RequestBody, br#"{"qty":1}"#.to_vec());
-    let s = shared(&h, body_route());
-    let mut flow = Flow::new(Rc::clone(&s));
-    assert_eq!(flow.on_request_headers(&h, false), Action::Pause);
+    // Valid body, ended by trailers: checked, then resumed.
+    let (h, s, mut flow) = waiting_post(br#"{"qty":1}"#);
     assert_eq!(flow.on_request_trailers(&h), Action::Pause);
     keys_arrive(&s, &h);
     assert_eq!(flow.retry(&h), Retry::Resume);
@@ -151,12 +150,7 @@ fn body_that_arrived_while_waiting_is_checked_before_resuming() {
 
 #[test]
 fn resumed_request_whose_body_is_still_coming_buffers_it() {
-    let mut h = token_request("/orders", "POST");
-    h.buffers
-        .insert(BufferKind::RequestBody, br#"{"qty":1}"#.to_vec());
-    let s = shared(&h, body_route());
-    let mut flow = Flow::new(Rc::clone(&s));
-    assert_eq!(flow.on_request_headers(&h, false), Action::Pause);
+    let (h, s, mut flow) = waiting_post(br#"{"qty":1}"#);
     keys_arrive(&s, &h);
     // Resumed so that the body callbacks arrive; the body is held until it is complete.
     assert_eq!(flow.retry(&h), Retry::Resume);
@@ -165,16 +159,21 @@ fn resumed_request_whose_body_is_still_coming_buffers_it() {
     assert!(h.replies().is_empty());
 }
 
-#[test]
-fn buffered_body_over_the_cap_is_413_before_its_end() {
-    let config = json!({ "routes": [{ "name": "up", "match": { "path": "/up" },
-        "request": { "max_body_bytes": 10, "body_schema": { "type": "object" } } }] });
-    let h = host(&[
+/// A JSON POST to `/up`, its body still to come.
+fn json_post_up() -> FakeHost {
+    host(&[
         (":method", "POST"),
         (":path", "/up"),
         (":authority", "api.example"),
         ("content-type", "application/json"),
-    ]);
+    ])
+}
+
+#[test]
+fn buffered_body_over_the_cap_is_413_before_its_end() {
+    let config = json!({ "routes": [{ "name": "up", "match": { "path": "/up" },
+        "request": { "max_body_bytes": 10, "body_schema": { "type": "object" } } }] });
+    let h = json_post_up();
     let mut flow = Flow::new(shared(&h, config));
     assert_eq!(flow.on_request_headers(&h, false), Action::Continue);
     assert_eq!(flow.on_request_body(&h, 8, false), Action::Pause, "held");
@@ -217,12 +216,7 @@ fn unreadable_request_headers_are_503_and_a_missing_body_is_empty() {
     assert_eq!(h.replies(), vec![503]);
 
     // Headers readable, no body buffer: an empty body, refused by the schema.
-    let h = host(&[
-        (":method", "POST"),
-        (":path", "/up"),
-        (":authority", "api.example"),
-        ("content-type", "application/json"),
-    ]);
+    let h = json_post_up();
     let mut flow = Flow::new(shared(&h, config));
     assert_eq!(flow.on_request_headers(&h, false), Action::Continue);
     assert_eq!(flow.on_request_body(&h, 0, true), Action::Pause);

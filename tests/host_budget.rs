@@ -2,29 +2,19 @@
 //! through a counting fake host. A host call that returns data costs about 0.8 us under V8, one
 //! that returns nothing about 0.07 us (FACTS.md): a change that adds a read to a common request
 //! kind shows up here first.
-#![allow(
-    clippy::panic,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "support/host.rs"]
+mod support;
 
 use common::{alice_token, NOW};
 use meshguard::host::fake::FakeHost;
-use meshguard::host::{BufferKind, Counted, HeaderPairs, HostCalls, MapKind};
+use meshguard::host::{BufferKind, Counted, HostCalls, MapKind};
 use meshguard::pipeline::{Action, Flow, Shared};
 use serde_json::{json, Value};
 use std::rc::Rc;
-
-const JWKS: &str = include_str!("fixtures/jwt/jwks.json");
-
-fn pairs(list: &[(&str, &str)]) -> HeaderPairs {
-    list.iter()
-        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-        .collect()
-}
+use support::{pairs, JWKS};
 
 /// One policy with a route per request kind.
 fn policy() -> Value {

@@ -11,6 +11,7 @@
 //! `hostcalls::dispatch_http_call` (it registers the call token with the dispatcher, which
 //! otherwise panics on the answer; it panics only on statuses Envoy's `http_call` never returns).
 
+use crate::error::Reply;
 use crate::host::{
     decode_pairs, encode_pairs, BufferKind, HeaderPairs, Host, HostError, HostReads, Level,
     MapKind, StoreError,
@@ -213,17 +214,12 @@ impl HostReads for Envoy {
         Ok(bytes)
     }
 
-    fn buffer(
-        &self,
-        kind: BufferKind,
-        start: usize,
-        max: usize,
-    ) -> Result<Option<Vec<u8>>, HostError> {
+    fn buffer(&self, kind: BufferKind, max: usize) -> Result<Option<Vec<u8>>, HostError> {
         let mut data: *mut u8 = null_mut();
         let mut size: usize = 0;
         // SAFETY: the host writes a pointer and a size into the two locals.
         let code =
-            unsafe { proxy_get_buffer_bytes(buffer_code(kind), start, max, &mut data, &mut size) };
+            unsafe { proxy_get_buffer_bytes(buffer_code(kind), 0, max, &mut data, &mut size) };
         let bytes = owned(data, size);
         if code == NOT_FOUND {
             return Ok(None);
@@ -300,30 +296,20 @@ impl Host for Envoy {
         status(unsafe { proxy_remove_header_map_value(map_code(kind), name.as_ptr(), name.len()) })
     }
 
-    fn set_buffer(
-        &self,
-        kind: BufferKind,
-        start: usize,
-        size: usize,
-        value: &[u8],
-    ) -> Result<(), HostError> {
+    fn replace_buffer(&self, kind: BufferKind, len: usize, value: &[u8]) -> Result<(), HostError> {
         // SAFETY: `value` is valid for its length.
         status(unsafe {
-            proxy_set_buffer_bytes(buffer_code(kind), start, size, value.as_ptr(), value.len())
+            proxy_set_buffer_bytes(buffer_code(kind), 0, len, value.as_ptr(), value.len())
         })
     }
 
     /// `grpc_status` set: Envoy answers a gRPC request trailers-only with that status and the
     /// body as `grpc-message`.
-    fn send_local_response(
-        &self,
-        status_code: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-        grpc_status: Option<u32>,
-    ) -> Result<(), HostError> {
-        let headers = encode_pairs(headers);
-        let grpc = grpc_status
+    fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
+        let (status_code, body) = (reply.status, &reply.body);
+        let headers = encode_pairs(&reply.headers);
+        let grpc = reply
+            .grpc_status
             .and_then(|g| i32::try_from(g).ok())
             .unwrap_or(-1);
         // SAFETY: every buffer is valid for its length; details are empty.

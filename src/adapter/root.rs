@@ -176,7 +176,6 @@ impl Context for Root {
         let body = Envoy
             .buffer(
                 BufferKind::HttpCallResponseBody,
-                0,
                 body_size.min(limit.saturating_add(1)),
             )
             .ok()
@@ -204,7 +203,7 @@ impl RootContext for Root {
     }
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let bytes = match Envoy.buffer(BufferKind::PluginConfiguration, 0, usize::MAX) {
+        let bytes = match Envoy.buffer(BufferKind::PluginConfiguration, usize::MAX) {
             Ok(bytes) => bytes.unwrap_or_default(),
             Err(e) => {
                 log(

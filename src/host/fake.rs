@@ -5,6 +5,7 @@ use super::{
     BufferKind, Clock, HeaderPairs, Host, HostError, HostReads, Level, MapKind, SharedStore,
     StoreError,
 };
+use crate::error::Reply;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
@@ -127,17 +128,11 @@ impl HostReads for FakeHost {
             Some(Err(e)) => Err(*e),
         }
     }
-    fn buffer(
-        &self,
-        kind: BufferKind,
-        start: usize,
-        max: usize,
-    ) -> Result<Option<Vec<u8>>, HostError> {
+    fn buffer(&self, kind: BufferKind, max: usize) -> Result<Option<Vec<u8>>, HostError> {
         let Some(b) = self.buffers.get(&kind) else {
             return Ok(None);
         };
-        let end = start.saturating_add(max).min(b.len());
-        Ok(b.get(start.min(end)..end).map(<[u8]>::to_vec))
+        Ok(b.get(..max.min(b.len())).map(<[u8]>::to_vec))
     }
     fn shared_data(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
         self.store.get(key).map_err(|_| HostError::NotAvailable)
@@ -163,24 +158,12 @@ impl Host for FakeHost {
         self.record(Done::Remove(kind, name.to_vec()));
         Ok(())
     }
-    fn set_buffer(
-        &self,
-        kind: BufferKind,
-        _start: usize,
-        _size: usize,
-        value: &[u8],
-    ) -> Result<(), HostError> {
+    fn replace_buffer(&self, kind: BufferKind, _len: usize, value: &[u8]) -> Result<(), HostError> {
         self.record(Done::Buffer(kind, value.to_vec()));
         Ok(())
     }
-    fn send_local_response(
-        &self,
-        status: u16,
-        _headers: &[(String, String)],
-        _body: &[u8],
-        _grpc_status: Option<u32>,
-    ) -> Result<(), HostError> {
-        self.record(Done::Reply(status));
+    fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
+        self.record(Done::Reply(reply.status));
         Ok(())
     }
     fn reset_response(&self) -> Result<(), HostError> {

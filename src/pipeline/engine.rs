@@ -181,7 +181,7 @@ impl Exchange {
                     }
                 }
                 self.phase = Phase::Headers(0);
-                self.run(policy, facts, None, env)
+                self.resume(policy, facts, None, env)
             }
             Lookup::MethodNotAllowed(allow) => {
                 if policy.unmatched == Unmatched::Allow {
@@ -214,18 +214,7 @@ impl Exchange {
         if matches!(self.phase, Phase::Headers(_)) {
             self.phase = Phase::Body(0);
         }
-        self.run(policy, facts, Some(body), env)
-    }
-
-    /// Re-runs the stage that returned [`Step::Wait`], and the rest.
-    pub fn resume(
-        &mut self,
-        policy: &Policy,
-        facts: &RequestFacts,
-        body: Option<&[u8]>,
-        env: &Env<'_>,
-    ) -> Verdict {
-        self.run(policy, facts, body, env)
+        self.resume(policy, facts, Some(body), env)
     }
 
     /// The body size above which the request is refused while it streams in (the request
@@ -322,7 +311,9 @@ impl Exchange {
         }
     }
 
-    fn run(
+    /// Runs the stages from where the pipeline is: after routing, after the body arrived, or
+    /// again from the stage that returned [`Step::Wait`].
+    pub fn resume(
         &mut self,
         policy: &Policy,
         facts: &RequestFacts,

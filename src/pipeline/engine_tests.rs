@@ -54,11 +54,16 @@ impl World {
         }
     }
     fn env(&self) -> Env<'_> {
+        let World {
+            clock,
+            store,
+            runtime,
+        } = self;
         Env {
-            clock: &self.clock,
-            store: &self.store,
+            clock,
+            store,
             props: &FromAddress,
-            runtime: &self.runtime,
+            runtime,
         }
     }
 }
@@ -286,15 +291,21 @@ fn chunked_upload() -> RequestFacts {
     }
 }
 
+/// A chunked upload whose headers went on (its size is counted as it streams).
+fn upload_started(p: &Policy) -> (World, Exchange) {
+    let w = World::new(p);
+    let mut ex = Exchange::new();
+    assert_eq!(
+        ex.on_headers(p, &chunked_upload(), &w.env()),
+        Verdict::Allow
+    );
+    (w, ex)
+}
+
 #[test]
 fn streamed_body_over_the_limit_is_refused_after_the_headers_went_on() {
     let p = capped("enforce");
-    let w = World::new(&p);
-    let mut ex = Exchange::new();
-    assert_eq!(
-        ex.on_headers(&p, &chunked_upload(), &w.env()),
-        Verdict::Allow
-    );
+    let (w, mut ex) = upload_started(&p);
     assert_eq!(ex.body_limit(), Some(100));
     assert_eq!(ex.final_decision(), None, "undecided until the body ends");
     assert_eq!(ex.on_body_progress(&p, 100), None);
@@ -309,12 +320,7 @@ fn streamed_body_over_the_limit_is_refused_after_the_headers_went_on() {
 #[test]
 fn streamed_body_within_the_limit_is_allowed_at_its_end() {
     let p = capped("enforce");
-    let w = World::new(&p);
-    let mut ex = Exchange::new();
-    assert_eq!(
-        ex.on_headers(&p, &chunked_upload(), &w.env()),
-        Verdict::Allow
-    );
+    let (w, mut ex) = upload_started(&p);
     assert_eq!(ex.on_body_progress(&p, 60), None);
     assert!(ex.on_body_end(&p, &w.env()));
     assert_eq!(ex.final_decision(), Some(Decision::Allow));
@@ -324,12 +330,7 @@ fn streamed_body_within_the_limit_is_allowed_at_its_end() {
 #[test]
 fn streamed_body_over_the_limit_in_report_mode_is_reported_at_its_end() {
     let p = capped("report");
-    let w = World::new(&p);
-    let mut ex = Exchange::new();
-    assert_eq!(
-        ex.on_headers(&p, &chunked_upload(), &w.env()),
-        Verdict::Allow
-    );
+    let (w, mut ex) = upload_started(&p);
     assert_eq!(ex.on_body_progress(&p, 500), None);
     assert_eq!(ex.body_limit(), None, "no longer counted");
     assert!(ex.on_body_end(&p, &w.env()));

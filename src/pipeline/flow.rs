@@ -386,7 +386,7 @@ impl Flow {
             .body_limit()
             .and_then(|l| usize::try_from(l).ok())
             .map_or(DEFAULT_MAX_BUFFER, |l| l.saturating_add(1));
-        let body = match host.buffer(BufferKind::RequestBody, 0, max) {
+        let body = match host.buffer(BufferKind::RequestBody, max) {
             Ok(body) => body.unwrap_or_default(),
             Err(e) => {
                 // Judging an unread body as empty could pass it: refuse instead.
@@ -405,7 +405,7 @@ impl Flow {
         if verdict == Verdict::Allow {
             if let Some(new) = self.ex.take_body_rewrite() {
                 if host
-                    .set_buffer(BufferKind::RequestBody, 0, body.len(), &new)
+                    .replace_buffer(BufferKind::RequestBody, body.len(), &new)
                     .is_err()
                 {
                     host.log(Level::Error, "meshguard: could not rewrite body");

@@ -48,10 +48,7 @@ pub fn status_of(headers: &HeaderPairs) -> Option<u16> {
 
 /// Sends a local reply (a failure is logged: there is nothing else to do).
 pub fn send(host: &dyn Host, reply: &Reply) {
-    if host
-        .send_local_response(reply.status, &reply.headers, &reply.body, reply.grpc_status)
-        .is_err()
-    {
+    if host.send_reply(reply).is_err() {
         host.log(Level::Error, "meshguard: could not send reply");
     }
 }
@@ -189,7 +186,7 @@ impl Respond {
         let max = usize::try_from(read.limit)
             .unwrap_or(usize::MAX)
             .saturating_add(1);
-        let body = match host.buffer(BufferKind::ResponseBody, 0, max) {
+        let body = match host.buffer(BufferKind::ResponseBody, max) {
             Ok(b) => b.unwrap_or_default(),
             Err(e) => return reset(host, &format!("response body unreadable: {e:?}")),
         };
@@ -200,7 +197,7 @@ impl Respond {
             BodyPlan::Unchanged => Action::Continue,
             BodyPlan::Rewrite(new) => {
                 if host
-                    .set_buffer(BufferKind::ResponseBody, 0, body.len(), &new)
+                    .replace_buffer(BufferKind::ResponseBody, body.len(), &new)
                     .is_err()
                 {
                     return reset(host, "could not rewrite response");
