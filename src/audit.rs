@@ -2,7 +2,10 @@
 //! per allowed request. They carry the route's path template, never the raw path or query, and
 //! never a token, key, cookie or body.
 
-use crate::decide::{Event, Exchange, Principal, RequestFacts};
+use crate::pipeline::engine::Exchange;
+use crate::pipeline::facts::RequestFacts;
+use crate::pipeline::state::Principal;
+use crate::pipeline::verdict::Event;
 use crate::policy::Policy;
 use serde::Serialize;
 
@@ -84,7 +87,7 @@ pub fn line(
     ts_ms: u64,
 ) -> String {
     let status = match (event.decision, event.reason) {
-        (crate::decide::Decision::Deny, Some(r)) => r.status(),
+        (crate::pipeline::verdict::Decision::Deny, Some(r)) => r.status(),
         _ => 0,
     };
     let l = Line {

@@ -409,9 +409,9 @@ pub fn reply(denial: &Denial, request_id: Option<&str>) -> Reply {
 }
 
 /// The reply for a denial of a request, gRPC or not: a gRPC caller (see
-/// [`crate::decide::RequestFacts::is_grpc`]) gets the gRPC status of [`grpc_status`] with a short
+/// [`crate::pipeline::facts::RequestFacts::is_grpc`]) gets the gRPC status of [`grpc_status`] with a short
 /// `grpc-message` (reason code, title, client-safe detail); anyone else the problem reply.
-pub fn reply_to(denial: &Denial, request: &crate::decide::RequestFacts) -> Reply {
+pub fn reply_to(denial: &Denial, request: &crate::pipeline::facts::RequestFacts) -> Reply {
     let mut r = reply(denial, request.request_id());
     if request.is_grpc() {
         let reason = denial.reason;
@@ -537,7 +537,7 @@ mod tests {
 
     #[test]
     fn grpc_request_gets_a_grpc_status_and_message_http_gets_problem_json() {
-        let mut facts = crate::decide::RequestFacts::default();
+        let mut facts = crate::pipeline::facts::RequestFacts::default();
         facts
             .headers
             .push(("content-type".into(), "application/grpc+proto".into()));
@@ -555,7 +555,7 @@ mod tests {
             "application/json",
             "Application/GRPC",
         ] {
-            let mut f = crate::decide::RequestFacts::default();
+            let mut f = crate::pipeline::facts::RequestFacts::default();
             f.headers.push(("content-type".into(), ct.into()));
             assert_eq!(reply_to(&d, &f).grpc_status, None, "{ct}");
         }

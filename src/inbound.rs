@@ -8,10 +8,10 @@
 //! client headers impersonate a header meshguard injects and must be removed. Never edits
 //! headers itself: it returns denials and names for the pipeline.
 
-use crate::decide::RequestFacts;
 use crate::error::{Denial, Reason};
 use crate::host::HeaderPairs;
 use crate::http::name::same_folded;
+use crate::pipeline::facts::RequestFacts;
 use crate::policy::{Policy, Route};
 use crate::ratelimit::client_ip::ClientIpSource;
 use crate::ratelimit::key::{Component, KeySpec};
@@ -73,6 +73,17 @@ pub fn check_request_line(facts: &RequestFacts) -> Result<(), Denial> {
 
 fn not_text(name: &str) -> Denial {
     Denial::new(Reason::HeaderInvalid).with_detail(format!("header {name:?} is not valid text"))
+}
+
+/// Refuses a method that is not an upper-case token ([`crate::http::method::is_method`]; 400
+/// `method_invalid`) before routing: `get` is GET to ASP.NET Core and would skip a GET-only
+/// route.
+pub fn check_method(method: &str) -> Result<(), Denial> {
+    if crate::http::method::is_method(method) {
+        Ok(())
+    } else {
+        Err(Denial::new(Reason::MethodInvalid).with_detail("method must be an upper-case token"))
+    }
 }
 
 /// The request headers `route` reads as text, lower-case (possibly repeated). `authorization`

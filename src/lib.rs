@@ -6,17 +6,20 @@
 pub mod audit;
 pub mod authn;
 pub mod config;
-pub mod decide;
+pub mod counters;
 pub mod error;
 pub mod host;
 pub mod http;
 pub mod identity;
 pub mod inbound;
 pub mod metrics;
+pub mod mode;
+pub mod pipeline;
 pub mod policy;
 pub mod ratelimit;
 pub mod response;
 pub mod routing;
+pub mod stages;
 pub mod text;
 pub mod validate;
 

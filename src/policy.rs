@@ -3,19 +3,12 @@
 
 use crate::authn::config::{JwtRequirement, Providers};
 use crate::identity::authz::{BindingRule, OwnerRule, PeerRule};
-use crate::identity::ForwardIdentity;
+use crate::identity::{ForwardIdentity, IdentitySource};
 use crate::ratelimit::{ClientIpPolicy, LockoutPolicy, RouteLimits};
 use crate::routing::{host_of, HostPattern, NormalPath, Params, PathMatcher};
 use crate::text::fold_case;
 
-/// Enforcement mode of a route (or the global default).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Denials are enforced.
-    Enforce,
-    /// Denials are logged and counted; the request goes on unchanged.
-    Report,
-}
+pub use crate::mode::Mode;
 
 /// What happens to a request that matches no route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +77,13 @@ pub struct Route {
 }
 
 impl Route {
+    /// The identity source the route reads the peer from (its `peers.source`, else the
+    /// connection).
+    pub fn identity_source(&self) -> IdentitySource {
+        self.peers
+            .as_ref()
+            .map_or(IdentitySource::Connection, |p| p.source())
+    }
     fn host_ok(&self, host: &str) -> bool {
         self.hosts
             .as_ref()

@@ -13,9 +13,10 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use meshguard::config::compile;
-use meshguard::decide::{Env, Exchange, Properties, RequestFacts, Runtime, Verdict};
 use meshguard::error::Reason;
 use meshguard::host::fake::{FakeClock, MemStore};
+use meshguard::host::Properties;
+use meshguard::pipeline::{Env, Exchange, RequestFacts, Runtime, Verdict};
 use meshguard::policy::Policy;
 use meshguard::validate::config::RawRequest;
 use meshguard::validate::RequestRules;

@@ -15,12 +15,13 @@ mod common;
 
 use common::{alice_token, NOW};
 use meshguard::config::compile;
-use meshguard::decide::{Env, Exchange, HeaderOp, Properties, RequestFacts, Runtime, Verdict};
 use meshguard::error::Reason;
 use meshguard::host::fake::{FakeClock, FakeHost, MemStore};
+use meshguard::host::Properties;
 use meshguard::host::{decode_pairs, encode_pairs, Counted, HeaderPairs, HostReads, MapKind};
 use meshguard::http::name::fold;
 use meshguard::inbound::facts_from_pairs;
+use meshguard::pipeline::{Env, Exchange, HeaderOp, RequestFacts, Runtime, Verdict};
 use meshguard::policy::Policy;
 use proptest::prelude::*;
 use std::cell::RefCell;

@@ -9,9 +9,10 @@
 mod common;
 
 use meshguard::config::compile;
-use meshguard::decide::{Decision, Env, Exchange, Properties, RequestFacts, Runtime, Verdict};
 use meshguard::error::Reason;
 use meshguard::host::fake::{FakeClock, MemStore};
+use meshguard::host::Properties;
+use meshguard::pipeline::{Decision, Env, Exchange, RequestFacts, Runtime, Verdict};
 use meshguard::policy::Policy;
 
 struct NoProps;
@@ -221,8 +222,8 @@ mod peers {
         );
         assert_eq!(v, Verdict::Allow);
         let ops = ex.take_header_ops();
-        assert!(ops.contains(&meshguard::decide::HeaderOp::Remove("x-peer-id".into())));
-        assert!(ops.contains(&meshguard::decide::HeaderOp::Set(
+        assert!(ops.contains(&meshguard::pipeline::HeaderOp::Remove("x-peer-id".into())));
+        assert!(ops.contains(&meshguard::pipeline::HeaderOp::Set(
             "x-peer-id".into(),
             "spiffe://cluster.local/ns/shop/sa/frontend".into()
         )));
@@ -290,7 +291,7 @@ mod peers {
         assert_eq!(v, Verdict::Allow);
         assert_eq!(
             ex.take_header_ops(),
-            vec![meshguard::decide::HeaderOp::Remove("x-peer-id".into())]
+            vec![meshguard::pipeline::HeaderOp::Remove("x-peer-id".into())]
         );
     }
 }
@@ -300,7 +301,7 @@ mod jwt {
     use super::*;
     use crate::common::alice_token;
     use meshguard::authn::config::ProviderId;
-    use meshguard::decide::AuthnMetric;
+    use meshguard::pipeline::AuthnMetric;
 
     fn config() -> String {
         let jwks = include_str!("fixtures/jwt/jwks.json");

@@ -1,7 +1,7 @@
 //! Raw config -> [`Policy`]: parses JSON (unknown fields rejected), validates every field, and
 //! compiles matchers once. Every error names the JSON path of the field at fault.
 
-use super::raw::{RawConfig, RawMatch, RawMode, RawPaths, RawRoute, RawUnmatched};
+use super::raw::{RawConfig, RawMatch, RawPaths, RawRoute, RawUnmatched};
 use crate::authn::cache::DEFAULT_CACHE_ENTRIES;
 use crate::authn::config::{compile_providers, compile_requirement, Providers};
 use crate::error::config::{index, join, ConfigError};
@@ -9,9 +9,7 @@ use crate::identity::config::{
     compile_binding, compile_forward_identity, compile_owner, compile_peers,
 };
 use crate::policy::{Mode, Policy, Route, RouteName, Unmatched};
-use crate::ratelimit::config::{
-    compile_client_ip, compile_lockout, compile_rate_limits, Mode as LimitMode,
-};
+use crate::ratelimit::config::{compile_client_ip, compile_lockout, compile_rate_limits};
 use crate::response::config::{compile_cors, compile_response, compile_security_headers};
 use crate::response::{EdgePolicy, RouteResponse};
 use crate::routing::matcher::{parse_method, PathForm};
@@ -60,16 +58,9 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
-fn mode(raw: RawMode) -> Mode {
-    match raw {
-        RawMode::Enforce => Mode::Enforce,
-        RawMode::Report => Mode::Report,
-    }
-}
-
 /// Compiles parsed raw config.
 pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
-    let global = mode(raw.mode);
+    let global = raw.mode;
     let providers = compile_providers(&raw.jwt_providers, "jwt_providers")?;
     let edge = compile_edge(raw)?;
     let mut routes: Vec<Route> = Vec::with_capacity(raw.routes.len());
@@ -211,11 +202,8 @@ fn compile_route(
         .as_ref()
         .map(|b| compile_binding(b, &join(at, "binding")))
         .transpose()?;
-    let route_mode = r.mode.map(mode).unwrap_or(global);
-    let limit_mode = match route_mode {
-        Mode::Enforce => LimitMode::Enforce,
-        Mode::Report => LimitMode::Report,
-    };
+    let route_mode = r.mode.unwrap_or(global);
+    let limit_mode = route_mode;
     let rate_limits = compile_rate_limits(
         &r.rate_limits,
         &join(at, "rate_limits"),

@@ -8,21 +8,10 @@
 
 use crate::authn::config::{RawJwtProvider, RawJwtRequirement};
 use crate::identity::config::{RawBinding, RawForwardIdentity, RawOwner, RawPeers};
+use crate::mode::Mode;
 use crate::ratelimit::config::{RawClientIp, RawLockout, RawRateLimit};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-
-/// Enforcement mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum RawMode {
-    /// Denials are enforced (default).
-    #[default]
-    Enforce,
-    /// Denials are logged and counted; the request goes on.
-    Report,
-}
 
 /// What happens to a request no route matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -43,7 +32,7 @@ pub enum RawUnmatched {
 pub struct RawConfig {
     /// Global mode; a route's `mode` overrides it.
     #[serde(default)]
-    pub mode: RawMode,
+    pub mode: Mode,
     /// Unmatched-request policy.
     #[serde(default)]
     pub unmatched: RawUnmatched,
@@ -131,7 +120,7 @@ pub struct RawRoute {
     pub matcher: RawMatch,
     /// Overrides the global mode for this route.
     #[serde(default)]
-    pub mode: Option<RawMode>,
+    pub mode: Option<Mode>,
     /// Token requirement.
     #[serde(default)]
     pub jwt: Option<RawJwtRequirement>,

@@ -29,17 +29,7 @@ pub const MAX_BLOCK_SECONDS: u64 = 366 * 86_400;
 /// Most failures a lockout may wait for.
 pub const MAX_FAILURES: u64 = 1_000_000;
 
-/// `enforce` refuses; `report` counts and logs what would have been refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Refuse.
-    #[default]
-    Enforce,
-    /// Count and log only.
-    Report,
-}
+pub use crate::mode::Mode;
 
 /// `routes[].rate_limits[]` as written.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

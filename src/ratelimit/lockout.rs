@@ -16,12 +16,12 @@
 //! This module decides and counts; the adapter decides which responses are failures (meshguard's
 //! own 401s, and upstream statuses listed in `upstream_statuses`) and writes the audit line.
 
-use super::config::Mode;
 use super::headers;
 use super::key::{KeyFacts, KeySpec};
 use super::table::{read_u64, sum_created, Entry, Place, Table, TableError};
 use crate::error::{Denial, Reason};
 use crate::host::{Clock, SharedStore, StoreError};
+use crate::mode::Mode;
 
 /// Shared-data key prefix of lockout tables (the digit is the value format version).
 pub const PREFIX: &str = "mg:lo1";

@@ -28,6 +28,7 @@ pub mod gcra;
 pub mod headers;
 pub mod key;
 pub mod lockout;
+pub mod lookup;
 pub mod store;
 pub mod table;
 
@@ -35,6 +36,7 @@ pub use client_ip::ClientIpPolicy;
 pub use config::Mode;
 pub use key::KeyFacts;
 pub use lockout::LockoutPolicy;
+pub use lookup::ClientAddress;
 pub use store::RateLimit;
 
 use crate::error::{Denial, Reason};

@@ -20,9 +20,9 @@ pub mod pointer;
 pub mod rules;
 pub mod strip;
 
-use crate::decide::RequestFacts;
 use crate::error::{Denial, Reason, Reply};
 use crate::host::HeaderPairs;
+use crate::pipeline::facts::RequestFacts;
 use crate::policy::{Lookup, Mode, Policy, Route};
 pub use body::{on_body, over_limit, BodyOutcome, BodyPlan};
 use cors::{CorsPolicy, Preflight};
@@ -166,9 +166,9 @@ pub fn wanted(policy: &Policy, route: Option<&Route>) -> bool {
 /// uncompressed answer (`accept-encoding: identity`), so the body can be read. An Envoy
 /// compressor placed before meshguard still sees the client's preference and compresses the
 /// checked answer on the way out.
-pub fn request_header_ops(route: &Route) -> Vec<crate::decide::HeaderOp> {
+pub fn request_header_ops(route: &Route) -> Vec<crate::pipeline::verdict::HeaderOp> {
     if route.response.rules.is_some() {
-        vec![crate::decide::HeaderOp::Set(
+        vec![crate::pipeline::verdict::HeaderOp::Set(
             "accept-encoding".into(),
             "identity".into(),
         )]

@@ -5,7 +5,3 @@ pub mod normalize;
 
 pub use matcher::{host_of, HostPattern, Params, PathMatcher};
 pub use normalize::{normalize, NormalPath, PathError};
-
-/// Query pairs moved to [`crate::http::query`]; this path stays while the pipeline's owner
-/// check still reads `routing::query::pairs`.
-pub use crate::http::query;

@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod content;
+pub mod fields;
 pub mod headers;
 pub mod json;
 pub mod mass;
