@@ -1,6 +1,6 @@
 //! The peer's identity as a request sees it: read from the host at most once per request.
 
-use super::{peer_identity, CertDigest, IdentitySource, PeerFacts, PeerIdentity};
+use super::peer::{peer_identity, CertDigest, IdentitySource, PeerFacts, PeerIdentity};
 use crate::host::Properties;
 
 /// Property path of Istio's waypoint peer identity. Filter state set by other filters (an

@@ -11,7 +11,8 @@ use crate::pipeline::engine::Exchange;
 use crate::pipeline::facts::RequestFacts;
 use crate::pipeline::runtime::Shared;
 use crate::pipeline::verdict::{Action, Decision};
-use crate::response::{self, BodyPlan, BodyRead, Finding, HeadPlan, HeaderEdit, ResponseEvent};
+use crate::response::body::{self, BodyPlan};
+use crate::response::{self, BodyRead, Finding, HeadPlan, HeaderEdit, ResponseEvent};
 use crate::stages::{cors, response as stage};
 
 /// Where the response side of a stream is.
@@ -152,7 +153,7 @@ impl Respond {
         };
         if u64::try_from(body_size).map_or(true, |n| n > read.limit) {
             let site = stage::site(&x.shared.policy, x.ex, x.facts, self.preflight);
-            let (reply, event) = response::over_limit(&site, read);
+            let (reply, event) = body::over_limit(&site, read);
             self.read = None;
             record_response(host, x, &[event]);
             return match reply {
@@ -191,7 +192,7 @@ impl Respond {
             Err(e) => return reset(host, &format!("response body unreadable: {e:?}")),
         };
         let site = stage::site(&x.shared.policy, x.ex, x.facts, self.preflight);
-        let out = response::on_body(&site, &read, &body);
+        let out = body::on_body(&site, &read, &body);
         record_response(host, x, &out.events);
         match out.plan {
             BodyPlan::Unchanged => Action::Continue,

@@ -1,7 +1,7 @@
 //! The request's client address, resolved once per request so that every rate-limit check and
 //! every lockout count of one request uses the same key.
 
-use super::ClientIpPolicy;
+use super::client_ip::ClientIpPolicy;
 use crate::host::Properties;
 
 /// The client address per the policy's `client_ip`, resolved on first use.

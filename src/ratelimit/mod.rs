@@ -32,8 +32,8 @@ pub mod lookup;
 pub mod store;
 pub mod table;
 
+pub use crate::mode::Mode;
 pub use client_ip::ClientIpPolicy;
-pub use config::Mode;
 pub use key::KeyFacts;
 pub use lockout::LockoutPolicy;
 pub use lookup::ClientAddress;
@@ -171,7 +171,7 @@ impl RouteLimits {
         self.check_some(facts, clock, store, |_| true)
     }
 
-    /// True when some limit counts before authentication ([`KeySpec::counts_before_authn`]).
+    /// True when some limit counts before authentication ([`key::KeySpec::counts_before_authn`]).
     pub fn has_early(&self) -> bool {
         self.limits.iter().any(|l| l.key().counts_before_authn())
     }

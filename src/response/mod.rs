@@ -4,7 +4,7 @@
 //! [`headers`] (security headers), [`mask`] (upstream 5xx bodies), [`config`] (raw types and
 //! compilation), [`body`] (the body step). This module ties them into two pure steps the adapter
 //! calls: [`on_head`] with the response status and headers, then (only when it asked for the
-//! body) [`on_body`] with the complete body. Plus [`preflight`], which the adapter calls before any request check.
+//! body) [`body::on_body`] with the complete body. Plus [`preflight`], which the adapter calls before any request check.
 //!
 //! It never touches a response on a route that asks for nothing: [`wanted`] is a few field
 //! reads, and the adapter skips every host call when it is false. It never passes a body it
@@ -24,7 +24,6 @@ use crate::error::{Denial, Reason, Reply};
 use crate::host::HeaderPairs;
 use crate::pipeline::facts::RequestFacts;
 use crate::policy::{Lookup, Mode, Policy, Route};
-pub use body::{on_body, over_limit, BodyOutcome, BodyPlan};
 use cors::{CorsPolicy, Preflight};
 pub use headers::HeaderEdit;
 pub use rules::{EdgePolicy, OnMismatch, ResponseRules, RouteResponse};
@@ -197,7 +196,7 @@ pub struct BodyRead {
 pub enum HeadPlan {
     /// Apply the edits and let it go on.
     Pass,
-    /// Apply the edits, read the whole body, then call [`on_body`].
+    /// Apply the edits, read the whole body, then call [`body::on_body`].
     ReadBody(BodyRead),
     /// Answer with this reply instead (masked error, unreadable body).
     Replace(Reply),
