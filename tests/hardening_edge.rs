@@ -13,18 +13,17 @@
 
 mod common;
 
-use common::{alice_token, NOW};
+use common::alice_token;
 use meshguard::config::compile;
 use meshguard::error::Reason;
-use meshguard::host::fake::{FakeClock, FakeHost, MemStore};
+use meshguard::host::fake::FakeHost;
 use meshguard::host::Properties;
 use meshguard::host::{decode_pairs, encode_pairs, Counted, HeaderPairs, HostReads, MapKind};
 use meshguard::http::name::fold;
 use meshguard::inbound::facts_from_pairs;
-use meshguard::pipeline::{Env, Exchange, HeaderOp, RequestFacts, Runtime, Verdict};
+use meshguard::pipeline::{HeaderOp, RequestFacts, Verdict};
 use meshguard::policy::Policy;
 use proptest::prelude::*;
-use std::cell::RefCell;
 
 struct NoProps;
 impl Properties for NoProps {
@@ -59,18 +58,18 @@ fn policy() -> Policy {
 }
 
 fn decide(p: &Policy, facts: &RequestFacts) -> (Verdict, Vec<HeaderOp>) {
-    let clock = FakeClock::at_secs(NOW);
-    let store = MemStore::default();
-    let runtime = RefCell::new(Runtime::new(p, &store));
-    let env = Env {
-        clock: &clock,
-        store: &store,
-        props: &NoProps,
-        runtime: &runtime,
-    };
-    let mut ex = Exchange::new();
-    let v = ex.on_headers(p, facts, &env);
+    let (v, mut ex) = common::headers_phase(p, facts, &NoProps);
     (v, ex.take_header_ops())
+}
+
+/// [`decide`] for a complete request given as method, path and header pairs.
+fn decide_request(
+    p: &Policy,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+) -> (Verdict, Vec<HeaderOp>) {
+    decide(p, &facts_from_pairs(request(method, path, headers), true))
 }
 
 fn passes(v: &Verdict) -> bool {
@@ -97,11 +96,7 @@ fn request(method: &str, path: &str, headers: &[(&str, &[u8])]) -> HeaderPairs {
 #[test]
 fn latin1_value_of_an_unread_header_passes_untouched() {
     let p = policy();
-    let facts = facts_from_pairs(
-        request("GET", "/files", &[("user-agent", b"caf\xe9")]),
-        true,
-    );
-    let (v, ops) = decide(&p, &facts);
+    let (v, ops) = decide_request(&p, "GET", "/files", &[("user-agent", b"caf\xe9")]);
     assert_eq!(v, Verdict::Allow);
     assert!(!ops
         .iter()
@@ -112,15 +107,12 @@ fn latin1_value_of_an_unread_header_passes_untouched() {
 fn latin1_value_of_a_header_a_check_reads_is_400_not_absent() {
     let p = policy();
     // Absent x-debug passes; a Latin-1 x-debug must not read as absent.
-    let facts = facts_from_pairs(
-        request(
-            "GET",
-            "/keyed",
-            &[("x-api-key", b"abcd"), ("x-debug", b"\xff")],
-        ),
-        true,
+    let (v, _) = decide_request(
+        &p,
+        "GET",
+        "/keyed",
+        &[("x-api-key", b"abcd"), ("x-debug", b"\xff")],
     );
-    let (v, _) = decide(&p, &facts);
     let Verdict::Deny(d) = v else { panic!("{v:?}") };
     assert_eq!(d.reason, Reason::HeaderInvalid);
     assert_eq!(
@@ -128,27 +120,20 @@ fn latin1_value_of_a_header_a_check_reads_is_400_not_absent() {
         Some("header \"x-debug\" is not valid text")
     );
     // A token header that is not text is refused, not treated as missing.
-    let facts = facts_from_pairs(
-        request("GET", "/admin", &[("authorization", b"Bearer \xe9")]),
-        true,
-    );
-    assert!(matches!(decide(&p, &facts).0, Verdict::Deny(d) if d.reason == Reason::HeaderInvalid));
+    let (v, _) = decide_request(&p, "GET", "/admin", &[("authorization", b"Bearer \xe9")]);
+    assert!(matches!(v, Verdict::Deny(d) if d.reason == Reason::HeaderInvalid));
 }
 
 #[test]
 fn underscore_spelling_of_a_read_header_is_refused() {
     let p = policy();
-    let facts = facts_from_pairs(
-        request(
-            "GET",
-            "/keyed",
-            &[("x-api-key", b"abcd"), ("x_debug", b"1")],
-        ),
-        true,
+    let (v, _) = decide_request(
+        &p,
+        "GET",
+        "/keyed",
+        &[("x-api-key", b"abcd"), ("x_debug", b"1")],
     );
-    let Verdict::Deny(d) = decide(&p, &facts).0 else {
-        panic!()
-    };
+    let Verdict::Deny(d) = v else { panic!() };
     assert_eq!(d.reason, Reason::HeaderInvalid);
     assert_eq!(
         d.detail.as_deref(),
@@ -161,24 +146,21 @@ fn forged_identity_headers_in_any_spelling_are_removed() {
     let p = policy();
     let token = format!("Bearer {}", alice_token());
     for path in ["/admin/x", "/open"] {
-        let facts = facts_from_pairs(
-            request(
-                "GET",
-                path,
-                &[
-                    ("authorization", token.as_bytes()),
-                    ("x_user", b"admin"),
-                    ("X_User", b"admin"),
-                    ("x_jwt_payload", b"e30"),
-                    ("x_peer_spiffe_id", b"spiffe://evil/x"),
-                    ("x-peer_spiffe-id", b"spiffe://evil/y"),
-                    ("x_token_subject", b"root"),
-                    ("x_user_agent", b"keep me"),
-                ],
-            ),
-            true,
+        let (v, ops) = decide_request(
+            &p,
+            "GET",
+            path,
+            &[
+                ("authorization", token.as_bytes()),
+                ("x_user", b"admin"),
+                ("X_User", b"admin"),
+                ("x_jwt_payload", b"e30"),
+                ("x_peer_spiffe_id", b"spiffe://evil/x"),
+                ("x-peer_spiffe-id", b"spiffe://evil/y"),
+                ("x_token_subject", b"root"),
+                ("x_user_agent", b"keep me"),
+            ],
         );
-        let (v, ops) = decide(&p, &facts);
         assert_eq!(v, Verdict::Allow, "{path}");
         let removed = |n: &str| {
             ops.iter()

@@ -10,9 +10,9 @@ mod common;
 
 use meshguard::config::compile;
 use meshguard::error::Reason;
-use meshguard::host::fake::{FakeClock, MemStore};
+
 use meshguard::host::Properties;
-use meshguard::pipeline::{Decision, Env, Exchange, RequestFacts, Runtime, Verdict};
+use meshguard::pipeline::{Decision, Exchange, RequestFacts, Verdict};
 use meshguard::policy::Policy;
 
 struct NoProps;
@@ -41,18 +41,7 @@ fn req(method: &str, path: &str) -> RequestFacts {
 }
 
 fn decide(p: &Policy, r: &RequestFacts) -> (Verdict, Exchange) {
-    let clock = FakeClock::at_secs(1_700_000_000);
-    let store = MemStore::default();
-    let runtime = std::cell::RefCell::new(Runtime::new(p, &store));
-    let env = Env {
-        clock: &clock,
-        store: &store,
-        props: &NoProps,
-        runtime: &runtime,
-    };
-    let mut ex = Exchange::new();
-    let v = ex.on_headers(p, r, &env);
-    (v, ex)
+    common::headers_phase(p, r, &NoProps)
 }
 
 const ROUTES: &str = r#"{"routes":[
@@ -193,18 +182,7 @@ mod peers {
     }
 
     fn run(p: &Policy, r: &RequestFacts, props: &Props) -> (Verdict, Exchange) {
-        let clock = FakeClock::at_secs(1_700_000_000);
-        let store = MemStore::default();
-        let runtime = std::cell::RefCell::new(Runtime::new(p, &store));
-        let env = Env {
-            clock: &clock,
-            store: &store,
-            props,
-            runtime: &runtime,
-        };
-        let mut ex = Exchange::new();
-        let v = ex.on_headers(p, r, &env);
-        (v, ex)
+        crate::common::headers_phase(p, r, props)
     }
 
     const CFG: &str = r#"{"forward_identity":{"peer_header":"x-peer-id"},"routes":[
