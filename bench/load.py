@@ -320,3 +320,20 @@ def measure_cpu(procs: Procs, envoy: Envoy, args, setup: str, **wrk) -> tuple[fl
     if res["status_errors"] or not res["requests"]:
         raise SystemExit(f"{setup}: {res}")
     return used / res["requests"] * 1e6, res
+
+
+def interleaved_envoys(args, setups: list[str], workdir: Path, procs: Procs, bootstrap_of):
+    """Every setup once per round, each in a fresh listening Envoy (`bootstrap_of(setup)`), each
+    round starting one setup later (A B C, B C A, ...) so that no setup always runs first or last.
+    Yields (round, setup, envoy); the Envoy stops when the caller moves on."""
+    for rnd in range(args.rounds):
+        shift = rnd % len(setups)
+        for setup in setups[shift:] + setups[:shift]:
+            envoy = Envoy(args.envoy, bootstrap_of(setup), workdir, f"{setup}-{rnd}", args.envoy_cpu,
+                          nice=args.nice)
+            envoy.start(procs)
+            try:
+                envoy.wait_listening()
+                yield rnd, setup, envoy
+            finally:
+                envoy.stop(procs)

@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 import envoycfg
-from load import Envoy, Procs, add_micro_args, http_request, measure_cpu
+from load import Procs, add_micro_args, http_request, interleaved_envoys, measure_cpu
 
 REPO = Path(__file__).resolve().parents[1]
 PATH = envoycfg.API_PATH
@@ -91,24 +91,16 @@ def main() -> int:
     cpu: dict[str, list[float]] = {s: [] for s in setups}
     procs = Procs()
     try:
-        for rnd in range(args.rounds):
-            shift = rnd % len(setups)
-            for setup in setups[shift:] + setups[:shift]:
-                envoy = Envoy(args.envoy, bootstrap(setup, args.wasm, args.wasm_b, body), workdir,
-                              f"{setup}-{rnd}", args.envoy_cpu, nice=args.nice)
-                envoy.start(procs)
-                try:
-                    envoy.wait_listening()
-                    envoy.wait_first_ok("GET", PATH, {}, None)
-                    status, got = http_request(envoy.port, "GET", PATH)
-                    stripped = b'"password"' not in got and b'"card"' not in got and b'"ssn"' not in got
-                    if status != 200 or stripped != (setup == "mg-strip"):
-                        raise SystemExit(f"{setup}: unexpected answer {status} {got[:200]!r}")
-                    us, _ = measure_cpu(procs, envoy, args, setup, path=PATH, method="GET")
-                    cpu[setup].append(us)
-                finally:
-                    envoy.stop(procs)
-                print(f"round {rnd + 1} {setup:10s} {cpu[setup][-1]:7.1f} us/req", flush=True)
+        bootstrap_of = lambda setup: bootstrap(setup, args.wasm, args.wasm_b, body)  # noqa: E731
+        for rnd, setup, envoy in interleaved_envoys(args, setups, workdir, procs, bootstrap_of):
+            envoy.wait_first_ok("GET", PATH, {}, None)
+            status, got = http_request(envoy.port, "GET", PATH)
+            stripped = b'"password"' not in got and b'"card"' not in got and b'"ssn"' not in got
+            if status != 200 or stripped != (setup == "mg-strip"):
+                raise SystemExit(f"{setup}: unexpected answer {status} {got[:200]!r}")
+            us, _ = measure_cpu(procs, envoy, args, setup, path=PATH, method="GET")
+            cpu[setup].append(us)
+            print(f"round {rnd + 1} {setup:10s} {cpu[setup][-1]:7.1f} us/req", flush=True)
     finally:
         procs.stop_all()
 

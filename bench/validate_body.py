@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 import envoycfg
-from load import Envoy, Procs, add_micro_args, http_request, measure_cpu
+from load import Procs, add_micro_args, http_request, interleaved_envoys, measure_cpu
 
 REPO = Path(__file__).resolve().parents[1]
 PATH = envoycfg.API_PATH
@@ -76,30 +76,20 @@ def main() -> int:
     rps: dict[str, list[float]] = {s: [] for s in setups}
     procs = Procs()
     try:
-        for rnd in range(args.rounds):
-            # Each round starts one setup later, so that no setup always runs first or last.
-            shift = rnd % len(setups)
-            for setup in setups[shift:] + setups[:shift]:
-                envoy = Envoy(args.envoy, bootstrap(setup, args.wasm, args.wasm_b), workdir, f"{setup}-{rnd}",
-                              args.envoy_cpu, nice=args.nice)
-                envoy.start(procs)
-                try:
-                    envoy.wait_listening()
-                    headers = {"content-type": "application/json"}
-                    envoy.wait_first_ok("POST", PATH, headers, body)
-                    if setup.startswith("mg-body"):
-                        bad = json.dumps({**json.loads(body), "quantity": "3"}).encode()
-                        status, _ = http_request(envoy.port, "POST", PATH, headers, bad)
-                        if status != 400:
-                            raise SystemExit(f"mg-body let a body against the schema through ({status})")
-                    us, res = measure_cpu(procs, envoy, args, setup, path=PATH, method="POST",
-                                          body_file=body_file)
-                    cpu[setup].append(us)
-                    rps[setup].append(res["requests"] / (res["duration_us"] / 1e6))
-                finally:
-                    envoy.stop(procs)
-                print(f"round {rnd + 1} {setup:9s} {cpu[setup][-1]:7.1f} us/req {rps[setup][-1]:8.0f} req/s",
-                      flush=True)
+        bootstrap_of = lambda setup: bootstrap(setup, args.wasm, args.wasm_b)  # noqa: E731
+        for rnd, setup, envoy in interleaved_envoys(args, setups, workdir, procs, bootstrap_of):
+            headers = {"content-type": "application/json"}
+            envoy.wait_first_ok("POST", PATH, headers, body)
+            if setup.startswith("mg-body"):
+                bad = json.dumps({**json.loads(body), "quantity": "3"}).encode()
+                status, _ = http_request(envoy.port, "POST", PATH, headers, bad)
+                if status != 400:
+                    raise SystemExit(f"mg-body let a body against the schema through ({status})")
+            us, res = measure_cpu(procs, envoy, args, setup, path=PATH, method="POST", body_file=body_file)
+            cpu[setup].append(us)
+            rps[setup].append(res["requests"] / (res["duration_us"] / 1e6))
+            print(f"round {rnd + 1} {setup:9s} {cpu[setup][-1]:7.1f} us/req {rps[setup][-1]:8.0f} req/s",
+                  flush=True)
     finally:
         procs.stop_all()
 
