@@ -272,52 +272,48 @@ def mg_routes_policy() -> dict:
     }
 
 
-def mg_equivalent_policy(jwks: dict, jwks_mode: str) -> dict:
-    """The native chain's checks: token, issuer, audience, scope, method/path, rate limit."""
+def _mg_policy(jwks: dict, jwks_mode: str, routes: list[dict]) -> dict:
     return {
         "mode": "enforce",
         "unmatched": "deny",
         "jwt_providers": {"main": _mg_provider(jwks, jwks_mode)},
-        "routes": [
-            {
-                "name": "items-read",
-                "match": {"methods": ["GET"], "prefix": "/api"},
-                "jwt": {"providers": ["main"], "scopes": [SCOPE_READ]},
-                "rate_limits": [
-                    {"key": "route", "requests": RL_REQUESTS, "per_seconds": 1, "burst": RL_BURST}
-                ],
-            }
-        ],
+        "routes": routes,
     }
+
+
+def _mg_read_route(limit_key: str) -> dict:
+    """GET /api with a read-scope token, rate-limited per `limit_key`."""
+    return {
+        "name": "items-read",
+        "match": {"methods": ["GET"], "prefix": "/api"},
+        "jwt": {"providers": ["main"], "scopes": [SCOPE_READ]},
+        "rate_limits": [_mg_limit(limit_key)],
+    }
+
+
+def _mg_limit(key: str) -> dict:
+    return {"key": key, "requests": RL_REQUESTS, "per_seconds": 1, "burst": RL_BURST}
+
+
+def mg_equivalent_policy(jwks: dict, jwks_mode: str) -> dict:
+    """The native chain's checks: token, issuer, audience, scope, method/path, rate limit."""
+    return _mg_policy(jwks, jwks_mode, [_mg_read_route("route")])
 
 
 def mg_full_policy(jwks: dict, jwks_mode: str) -> dict:
     """More than the native chain can do: per-subject rate limit and a JSON body schema."""
-    limit = [{"key": "jwt:sub", "requests": RL_REQUESTS, "per_seconds": 1, "burst": RL_BURST}]
-    return {
-        "mode": "enforce",
-        "unmatched": "deny",
-        "jwt_providers": {"main": _mg_provider(jwks, jwks_mode)},
-        "routes": [
-            {
-                "name": "items-read",
-                "match": {"methods": ["GET"], "prefix": "/api"},
-                "jwt": {"providers": ["main"], "scopes": [SCOPE_READ]},
-                "rate_limits": limit,
-            },
-            {
-                "name": "items-write",
-                "match": {"methods": ["POST"], "path": API_PATH},
-                "jwt": {"providers": ["main"], "scopes": [SCOPE_WRITE]},
-                "request": {
-                    "max_body_bytes": 65536,
-                    "content_types": ["application/json"],
-                    "body_schema": ITEM_SCHEMA,
-                },
-                "rate_limits": limit,
-            },
-        ],
+    write = {
+        "name": "items-write",
+        "match": {"methods": ["POST"], "path": API_PATH},
+        "jwt": {"providers": ["main"], "scopes": [SCOPE_WRITE]},
+        "request": {
+            "max_body_bytes": 65536,
+            "content_types": ["application/json"],
+            "body_schema": ITEM_SCHEMA,
+        },
+        "rate_limits": [_mg_limit("jwt:sub")],
     }
+    return _mg_policy(jwks, jwks_mode, [_mg_read_route("jwt:sub"), write])
 
 
 def wasm_filter(wasm_path: str, policy: dict | None, name: str = "meshguard") -> dict:

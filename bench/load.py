@@ -293,3 +293,47 @@ def run_wrk(
                 res[k] = float(v)
             return res
     raise RuntimeError(f"wrk gave no result (rc={p.returncode}): {err.strip()[-300:]}")
+
+
+def add_micro_args(ap, repo: Path, wasm_b_help: str) -> None:
+    """The options every single-feature bench (validate_body.py, response_strip.py) takes."""
+    ap.add_argument("--envoy", default=str(repo / ".venv" / "bin" / "envoy"))
+    ap.add_argument("--wasm", default=str(repo / "dist" / "meshguard.wasm"))
+    ap.add_argument("--wasm-b", help=wasm_b_help)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--warmup-seconds", type=int, default=1)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--envoy-cpu", type=int, default=0)
+    ap.add_argument("--load-cpu", type=int, default=1)
+    ap.add_argument("--nice", type=int, default=0, help="run Envoy and wrk under nice -n N (negative needs root)")
+
+
+def measure_cpu(procs: Procs, envoy: Envoy, args, setup: str, **wrk) -> tuple[float, dict]:
+    """A warm-up wrk run, then a measured one: the Envoy's CPU microseconds per completed request
+    and wrk's numbers. Stops the run when wrk saw errors or no request."""
+    common = dict(port=envoy.port, connections=args.connections, cpu=args.load_cpu, nice=args.nice, **wrk)
+    run_wrk(procs, seconds=args.warmup_seconds, **common)
+    before = envoy.cpu_seconds()
+    res = run_wrk(procs, seconds=args.seconds, **common)
+    used = envoy.cpu_seconds() - before
+    if res["status_errors"] or not res["requests"]:
+        raise SystemExit(f"{setup}: {res}")
+    return used / res["requests"] * 1e6, res
+
+
+def interleaved_envoys(args, setups: list[str], workdir: Path, procs: Procs, bootstrap_of):
+    """Every setup once per round, each in a fresh listening Envoy (`bootstrap_of(setup)`), each
+    round starting one setup later (A B C, B C A, ...) so that no setup always runs first or last.
+    Yields (round, setup, envoy); the Envoy stops when the caller moves on."""
+    for rnd in range(args.rounds):
+        shift = rnd % len(setups)
+        for setup in setups[shift:] + setups[:shift]:
+            envoy = Envoy(args.envoy, bootstrap_of(setup), workdir, f"{setup}-{rnd}", args.envoy_cpu,
+                          nice=args.nice)
+            envoy.start(procs)
+            try:
+                envoy.wait_listening()
+                yield rnd, setup, envoy
+            finally:
+                envoy.stop(procs)

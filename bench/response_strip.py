@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 import envoycfg
-from load import Envoy, Procs, http_request, run_wrk
+from load import Procs, add_micro_args, http_request, interleaved_envoys, measure_cpu
 
 REPO = Path(__file__).resolve().parents[1]
 PATH = envoycfg.API_PATH
@@ -82,16 +82,7 @@ def bootstrap(setup: str, wasm: str, wasm_b: str | None, body: bytes) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--envoy", default=str(REPO / ".venv" / "bin" / "envoy"))
-    ap.add_argument("--wasm", default=str(REPO / "dist" / "meshguard.wasm"))
-    ap.add_argument("--wasm-b", help="another module, measured as mg-route-b")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--warmup-seconds", type=int, default=1)
-    ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--envoy-cpu", type=int, default=0)
-    ap.add_argument("--load-cpu", type=int, default=1)
-    ap.add_argument("--nice", type=int, default=0)
+    add_micro_args(ap, REPO, "another module, measured as mg-route-b")
     args = ap.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="meshguard-bench-resp-"))
@@ -100,31 +91,16 @@ def main() -> int:
     cpu: dict[str, list[float]] = {s: [] for s in setups}
     procs = Procs()
     try:
-        for rnd in range(args.rounds):
-            shift = rnd % len(setups)
-            for setup in setups[shift:] + setups[:shift]:
-                envoy = Envoy(args.envoy, bootstrap(setup, args.wasm, args.wasm_b, body), workdir,
-                              f"{setup}-{rnd}", args.envoy_cpu, nice=args.nice)
-                envoy.start(procs)
-                try:
-                    envoy.wait_listening()
-                    envoy.wait_first_ok("GET", PATH, {}, None)
-                    status, got = http_request(envoy.port, "GET", PATH)
-                    stripped = b'"password"' not in got and b'"card"' not in got and b'"ssn"' not in got
-                    if status != 200 or stripped != (setup == "mg-strip"):
-                        raise SystemExit(f"{setup}: unexpected answer {status} {got[:200]!r}")
-                    common = dict(port=envoy.port, path=PATH, connections=args.connections,
-                                  cpu=args.load_cpu, method="GET", nice=args.nice)
-                    run_wrk(procs, seconds=args.warmup_seconds, **common)
-                    before = envoy.cpu_seconds()
-                    res = run_wrk(procs, seconds=args.seconds, **common)
-                    used = envoy.cpu_seconds() - before
-                    if res["status_errors"] or not res["requests"]:
-                        raise SystemExit(f"{setup}: {res}")
-                    cpu[setup].append(used / res["requests"] * 1e6)
-                finally:
-                    envoy.stop(procs)
-                print(f"round {rnd + 1} {setup:10s} {cpu[setup][-1]:7.1f} us/req", flush=True)
+        bootstrap_of = lambda setup: bootstrap(setup, args.wasm, args.wasm_b, body)  # noqa: E731
+        for rnd, setup, envoy in interleaved_envoys(args, setups, workdir, procs, bootstrap_of):
+            envoy.wait_first_ok("GET", PATH, {}, None)
+            status, got = http_request(envoy.port, "GET", PATH)
+            stripped = b'"password"' not in got and b'"card"' not in got and b'"ssn"' not in got
+            if status != 200 or stripped != (setup == "mg-strip"):
+                raise SystemExit(f"{setup}: unexpected answer {status} {got[:200]!r}")
+            us, _ = measure_cpu(procs, envoy, args, setup, path=PATH, method="GET")
+            cpu[setup].append(us)
+            print(f"round {rnd + 1} {setup:10s} {cpu[setup][-1]:7.1f} us/req", flush=True)
     finally:
         procs.stop_all()
 

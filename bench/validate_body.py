@@ -27,11 +27,10 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import envoycfg
-from load import Envoy, Procs, http_request, run_wrk
+from load import Procs, add_micro_args, http_request, interleaved_envoys, measure_cpu
 
 REPO = Path(__file__).resolve().parents[1]
 PATH = envoycfg.API_PATH
@@ -63,16 +62,7 @@ def bootstrap(setup: str, wasm: str, wasm_b: str | None = None) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--envoy", default=str(REPO / ".venv" / "bin" / "envoy"))
-    ap.add_argument("--wasm", default=str(REPO / "dist" / "meshguard.wasm"))
-    ap.add_argument("--wasm-b", help="another module, measured as mg-body-b (compare two builds)")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--warmup-seconds", type=int, default=1)
-    ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--envoy-cpu", type=int, default=0)
-    ap.add_argument("--load-cpu", type=int, default=1)
-    ap.add_argument("--nice", type=int, default=0, help="run Envoy and wrk under nice -n N (negative needs root)")
+    add_micro_args(ap, REPO, "another module, measured as mg-body-b (compare two builds)")
     args = ap.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="meshguard-bench-body-"))
@@ -86,36 +76,20 @@ def main() -> int:
     rps: dict[str, list[float]] = {s: [] for s in setups}
     procs = Procs()
     try:
-        for rnd in range(args.rounds):
-            # Each round starts one setup later, so that no setup always runs first or last.
-            shift = rnd % len(setups)
-            for setup in setups[shift:] + setups[:shift]:
-                envoy = Envoy(args.envoy, bootstrap(setup, args.wasm, args.wasm_b), workdir, f"{setup}-{rnd}",
-                              args.envoy_cpu, nice=args.nice)
-                envoy.start(procs)
-                try:
-                    envoy.wait_listening()
-                    headers = {"content-type": "application/json"}
-                    envoy.wait_first_ok("POST", PATH, headers, body)
-                    if setup.startswith("mg-body"):
-                        bad = json.dumps({**json.loads(body), "quantity": "3"}).encode()
-                        status, _ = http_request(envoy.port, "POST", PATH, headers, bad)
-                        if status != 400:
-                            raise SystemExit(f"mg-body let a body against the schema through ({status})")
-                    common = dict(port=envoy.port, path=PATH, connections=args.connections,
-                                  cpu=args.load_cpu, method="POST", body_file=body_file, nice=args.nice)
-                    run_wrk(procs, seconds=args.warmup_seconds, **common)
-                    before = envoy.cpu_seconds()
-                    res = run_wrk(procs, seconds=args.seconds, **common)
-                    used = envoy.cpu_seconds() - before
-                    if res["status_errors"] or not res["requests"]:
-                        raise SystemExit(f"{setup}: {res}")
-                    cpu[setup].append(used / res["requests"] * 1e6)
-                    rps[setup].append(res["requests"] / (res["duration_us"] / 1e6))
-                finally:
-                    envoy.stop(procs)
-                print(f"round {rnd + 1} {setup:9s} {cpu[setup][-1]:7.1f} us/req {rps[setup][-1]:8.0f} req/s",
-                      flush=True)
+        bootstrap_of = lambda setup: bootstrap(setup, args.wasm, args.wasm_b)  # noqa: E731
+        for rnd, setup, envoy in interleaved_envoys(args, setups, workdir, procs, bootstrap_of):
+            headers = {"content-type": "application/json"}
+            envoy.wait_first_ok("POST", PATH, headers, body)
+            if setup.startswith("mg-body"):
+                bad = json.dumps({**json.loads(body), "quantity": "3"}).encode()
+                status, _ = http_request(envoy.port, "POST", PATH, headers, bad)
+                if status != 400:
+                    raise SystemExit(f"mg-body let a body against the schema through ({status})")
+            us, res = measure_cpu(procs, envoy, args, setup, path=PATH, method="POST", body_file=body_file)
+            cpu[setup].append(us)
+            rps[setup].append(res["requests"] / (res["duration_us"] / 1e6))
+            print(f"round {rnd + 1} {setup:9s} {cpu[setup][-1]:7.1f} us/req {rps[setup][-1]:8.0f} req/s",
+                  flush=True)
     finally:
         procs.stop_all()
 

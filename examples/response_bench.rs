@@ -12,7 +12,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use meshguard::response::{on_body, on_head, BodyPlan, HeadPlan, Site};
+use meshguard::response::body::{on_body, BodyPlan};
+use meshguard::response::{on_head, HeadPlan, Site};
 
 fn document_4k() -> Vec<u8> {
     let items: Vec<serde_json::Value> = (0..10)

@@ -12,8 +12,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use meshguard::validate::config::RawRequest;
 use meshguard::validate::json::{self, JsonLimits};
-use meshguard::validate::{BodyOutcome, RawRequest, RequestRules};
+use meshguard::validate::{BodyOutcome, RequestRules};
 
 fn rules(extra: serde_json::Value) -> RequestRules {
     let mut v = serde_json::json!({

@@ -1,8 +1,10 @@
 //! Denials: every reason a request can be refused, and the one mapping from a denial to the
-//! HTTP reply (status, headers, RFC 9457 problem body).
+//! HTTP reply (status, headers, RFC 9457 problem body). Config errors are in [`config`].
 //!
 //! The reply names the check that failed and nothing else: no token, key, schema or value. The
 //! detail meant for operators travels in [`Denial::log_detail`] and goes to the audit log only.
+
+pub mod config;
 
 use serde::Serialize;
 
@@ -14,8 +16,11 @@ pub enum Reason {
     RouteNotFound,
     /// A route matches the path but not the method.
     MethodNotAllowed,
-    /// The request path cannot be normalised safely (encoded slash, bad escape, control byte).
+    /// The request path cannot be normalised safely (encoded slash, bad escape, control byte,
+    /// `;` path parameters where no route accepts them).
     PathInvalid,
+    /// The method is not an upper-case token.
+    MethodInvalid,
     /// No token where a route requires one.
     JwtMissing,
     /// The token is not a well-formed JWS compact JWT (segments, base64url, JSON, size).
@@ -97,10 +102,11 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for pre-defining metrics and for documentation tests.
-    pub const ALL: [Reason; 41] = [
+    pub const ALL: [Reason; 42] = [
         Reason::RouteNotFound,
         Reason::MethodNotAllowed,
         Reason::PathInvalid,
+        Reason::MethodInvalid,
         Reason::JwtMissing,
         Reason::JwtMalformed,
         Reason::JwtExpired,
@@ -147,6 +153,7 @@ impl Reason {
             Reason::RouteNotFound => "route_not_found",
             Reason::MethodNotAllowed => "method_not_allowed",
             Reason::PathInvalid => "path_invalid",
+            Reason::MethodInvalid => "method_invalid",
             Reason::JwtMissing => "jwt_missing",
             Reason::JwtMalformed => "jwt_malformed",
             Reason::JwtExpired => "jwt_expired",
@@ -194,6 +201,7 @@ impl Reason {
             Reason::RouteNotFound => 404,
             Reason::MethodNotAllowed => 405,
             Reason::PathInvalid
+            | Reason::MethodInvalid
             | Reason::SchemaViolation
             | Reason::JsonMalformed
             | Reason::JsonLimits
@@ -239,6 +247,7 @@ impl Reason {
             Reason::RouteNotFound => "No route matches this request",
             Reason::MethodNotAllowed => "Method not allowed on this route",
             Reason::PathInvalid => "Request path is not acceptable",
+            Reason::MethodInvalid => "Request method is not acceptable",
             Reason::JwtMissing => "Authentication required",
             Reason::JwtMalformed => "Token is malformed",
             Reason::JwtExpired => "Token has expired",
@@ -400,9 +409,9 @@ pub fn reply(denial: &Denial, request_id: Option<&str>) -> Reply {
 }
 
 /// The reply for a denial of a request, gRPC or not: a gRPC caller (see
-/// [`crate::decide::RequestFacts::is_grpc`]) gets the gRPC status of [`grpc_status`] with a short
+/// [`crate::pipeline::facts::RequestFacts::is_grpc`]) gets the gRPC status of [`grpc_status`] with a short
 /// `grpc-message` (reason code, title, client-safe detail); anyone else the problem reply.
-pub fn reply_to(denial: &Denial, request: &crate::decide::RequestFacts) -> Reply {
+pub fn reply_to(denial: &Denial, request: &crate::pipeline::facts::RequestFacts) -> Reply {
     let mut r = reply(denial, request.request_id());
     if request.is_grpc() {
         let reason = denial.reason;
@@ -528,7 +537,7 @@ mod tests {
 
     #[test]
     fn grpc_request_gets_a_grpc_status_and_message_http_gets_problem_json() {
-        let mut facts = crate::decide::RequestFacts::default();
+        let mut facts = crate::pipeline::facts::RequestFacts::default();
         facts
             .headers
             .push(("content-type".into(), "application/grpc+proto".into()));
@@ -546,7 +555,7 @@ mod tests {
             "application/json",
             "Application/GRPC",
         ] {
-            let mut f = crate::decide::RequestFacts::default();
+            let mut f = crate::pipeline::facts::RequestFacts::default();
             f.headers.push(("content-type".into(), ct.into()));
             assert_eq!(reply_to(&d, &f).grpc_status, None, "{ct}");
         }

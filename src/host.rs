@@ -6,6 +6,8 @@
 //! and one Latin-1 header value would otherwise abort the VM. Tests use the fakes in [`fake`];
 //! [`Counted`] counts host calls per kind so that a host-call budget can be asserted.
 
+use crate::error::Reply;
+
 /// Wall-clock time from the host (`proxy_get_current_time`), in milliseconds since the Unix epoch.
 pub trait Clock {
     /// Current time in Unix milliseconds.
@@ -92,13 +94,8 @@ pub trait HostReads {
     fn map_value(&self, kind: MapKind, name: &str) -> Result<Option<Vec<u8>>, HostError>;
     /// An Envoy attribute by path segments (`["connection", "mtls"]`).
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
-    /// Up to `max` bytes of a buffer from `start`.
-    fn buffer(
-        &self,
-        kind: BufferKind,
-        start: usize,
-        max: usize,
-    ) -> Result<Option<Vec<u8>>, HostError>;
+    /// Up to `max` bytes of a buffer, from its start.
+    fn buffer(&self, kind: BufferKind, max: usize) -> Result<Option<Vec<u8>>, HostError>;
     /// A shared-data entry and its CAS token.
     fn shared_data(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError>;
     /// Host wall-clock time in Unix milliseconds.
@@ -107,7 +104,108 @@ pub trait HostReads {
     fn grpc_status(&self) -> Result<(u32, Option<Vec<u8>>), HostError>;
 }
 
-/// Host calls made, per kind of read.
+/// Host properties (Envoy attributes such as `connection.mtls`), read lazily by the stages that
+/// need them.
+pub trait Properties {
+    /// The raw bytes of a property path, `None` if absent.
+    fn get(&self, path: &[&str]) -> Option<Vec<u8>>;
+}
+
+/// Log levels of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Routine events (audit lines, key set updates).
+    Info = 2,
+    /// Something an operator should look at.
+    Warn = 3,
+    /// A request or a fetch could not be handled as configured.
+    Error = 4,
+    /// The VM is about to die.
+    Critical = 5,
+}
+
+/// Everything a stream does with the host: the reads of [`HostReads`], plus header edits,
+/// local replies, body writes, shared-data writes, logs and counters. The adapter implements it
+/// over the proxy-wasm ABI; the core's stream flow ([`crate::pipeline::flow`]) only talks to it.
+pub trait Host: HostReads {
+    /// Replaces (or adds) a header.
+    fn set_header(&self, kind: MapKind, name: &str, value: &[u8]) -> Result<(), HostError>;
+    /// Adds a header value (keeps existing ones).
+    fn add_header(&self, kind: MapKind, name: &str, value: &[u8]) -> Result<(), HostError>;
+    /// Removes every value of a header.
+    fn remove_header(&self, kind: MapKind, name: &[u8]) -> Result<(), HostError>;
+    /// Replaces the first `len` bytes of a buffer (all that was read) with `value`.
+    fn replace_buffer(&self, kind: BufferKind, len: usize, value: &[u8]) -> Result<(), HostError>;
+    /// Answers the request locally (a gRPC status for gRPC requests when the reply has one).
+    fn send_reply(&self, reply: &Reply) -> Result<(), HostError>;
+    /// Resets the response stream (an answer that cannot be checked is never passed).
+    fn reset_response(&self) -> Result<(), HostError>;
+    /// Writes a shared-data entry if `cas` still matches (or unconditionally with `None`).
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
+    /// Writes a log line.
+    fn log(&self, level: Level, message: &str);
+    /// Defines a counter (configure time only), returning its id.
+    fn define_counter(&self, name: &str) -> Option<u32>;
+    /// Adds one to a counter.
+    fn increment_counter(&self, id: u32);
+}
+
+/// The clock, shared store and properties of any [`Host`], as the stages take them.
+pub struct Via<'a>(pub &'a dyn Host);
+
+impl Clock for Via<'_> {
+    /// 0 if the host cannot tell, which only ever makes limits stricter.
+    fn now_ms(&self) -> u64 {
+        self.0.now_ms().unwrap_or(0)
+    }
+}
+
+impl SharedStore for Via<'_> {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        self.0.shared_data(key).map_err(|_| StoreError::Unavailable)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        self.0.set_shared_data(key, value, cas)
+    }
+}
+
+/// The host's clock read at most once: one callback's checks all see the same instant, for one
+/// host call.
+pub struct ClockOnce<'a> {
+    host: &'a dyn Host,
+    now: std::cell::Cell<Option<u64>>,
+}
+
+impl<'a> ClockOnce<'a> {
+    /// A clock that reads `host` on first use.
+    pub fn new(host: &'a dyn Host) -> Self {
+        ClockOnce {
+            host,
+            now: std::cell::Cell::new(None),
+        }
+    }
+}
+
+impl Clock for ClockOnce<'_> {
+    fn now_ms(&self) -> u64 {
+        if let Some(now) = self.now.get() {
+            return now;
+        }
+        let now = self.host.now_ms().unwrap_or(0);
+        self.now.set(Some(now));
+        now
+    }
+}
+
+impl Properties for Via<'_> {
+    /// A property the host cannot give (not in this phase, not serialisable) reads as absent:
+    /// every check treats absence as "not proven".
+    fn get(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.0.property(path).ok().flatten()
+    }
+}
+
+/// Host calls made, per kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HostCalls {
     /// Whole maps read.
@@ -124,9 +222,29 @@ pub struct HostCalls {
     pub clock: u32,
     /// gRPC call statuses read.
     pub grpc_status: u32,
+    /// Header edits (set, add, remove).
+    pub header_edit: u32,
+    /// Buffer writes.
+    pub buffer_write: u32,
+    /// Local replies and stream resets.
+    pub reply: u32,
+    /// Shared-data writes.
+    pub shared_write: u32,
+    /// Log lines.
+    pub log: u32,
+    /// Counter increments (about 0.07 us each) and definitions.
+    pub metric: u32,
 }
 
 impl HostCalls {
+    /// Calls that return nothing but act (edits, replies, writes, logs), counters excluded.
+    pub fn writes(&self) -> u32 {
+        self.header_edit
+            .saturating_add(self.buffer_write)
+            .saturating_add(self.reply)
+            .saturating_add(self.shared_write)
+            .saturating_add(self.log)
+    }
     /// All calls that returned data.
     pub fn total(&self) -> u32 {
         self.map
@@ -158,6 +276,10 @@ impl<H> Counted<H> {
     pub fn calls(&self) -> HostCalls {
         self.calls.get()
     }
+    /// Calls so far, and starts counting again from zero.
+    pub fn take_calls(&self) -> HostCalls {
+        self.calls.replace(HostCalls::default())
+    }
     /// The wrapped host.
     pub fn inner(&self) -> &H {
         &self.inner
@@ -182,14 +304,9 @@ impl<H: HostReads> HostReads for Counted<H> {
         self.bump(|c| c.property = c.property.saturating_add(1));
         self.inner.property(path)
     }
-    fn buffer(
-        &self,
-        kind: BufferKind,
-        start: usize,
-        max: usize,
-    ) -> Result<Option<Vec<u8>>, HostError> {
+    fn buffer(&self, kind: BufferKind, max: usize) -> Result<Option<Vec<u8>>, HostError> {
         self.bump(|c| c.buffer = c.buffer.saturating_add(1));
-        self.inner.buffer(kind, start, max)
+        self.inner.buffer(kind, max)
     }
     fn shared_data(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
         self.bump(|c| c.shared_data = c.shared_data.saturating_add(1));
@@ -202,6 +319,49 @@ impl<H: HostReads> HostReads for Counted<H> {
     fn grpc_status(&self) -> Result<(u32, Option<Vec<u8>>), HostError> {
         self.bump(|c| c.grpc_status = c.grpc_status.saturating_add(1));
         self.inner.grpc_status()
+    }
+}
+
+impl<H: Host> Host for Counted<H> {
+    fn set_header(&self, kind: MapKind, name: &str, value: &[u8]) -> Result<(), HostError> {
+        self.bump(|c| c.header_edit = c.header_edit.saturating_add(1));
+        self.inner.set_header(kind, name, value)
+    }
+    fn add_header(&self, kind: MapKind, name: &str, value: &[u8]) -> Result<(), HostError> {
+        self.bump(|c| c.header_edit = c.header_edit.saturating_add(1));
+        self.inner.add_header(kind, name, value)
+    }
+    fn remove_header(&self, kind: MapKind, name: &[u8]) -> Result<(), HostError> {
+        self.bump(|c| c.header_edit = c.header_edit.saturating_add(1));
+        self.inner.remove_header(kind, name)
+    }
+    fn replace_buffer(&self, kind: BufferKind, len: usize, value: &[u8]) -> Result<(), HostError> {
+        self.bump(|c| c.buffer_write = c.buffer_write.saturating_add(1));
+        self.inner.replace_buffer(kind, len, value)
+    }
+    fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
+        self.bump(|c| c.reply = c.reply.saturating_add(1));
+        self.inner.send_reply(reply)
+    }
+    fn reset_response(&self) -> Result<(), HostError> {
+        self.bump(|c| c.reply = c.reply.saturating_add(1));
+        self.inner.reset_response()
+    }
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        self.bump(|c| c.shared_write = c.shared_write.saturating_add(1));
+        self.inner.set_shared_data(key, value, cas)
+    }
+    fn log(&self, level: Level, message: &str) {
+        self.bump(|c| c.log = c.log.saturating_add(1));
+        self.inner.log(level, message);
+    }
+    fn define_counter(&self, name: &str) -> Option<u32> {
+        self.bump(|c| c.metric = c.metric.saturating_add(1));
+        self.inner.define_counter(name)
+    }
+    fn increment_counter(&self, id: u32) {
+        self.bump(|c| c.metric = c.metric.saturating_add(1));
+        self.inner.increment_counter(id);
     }
 }
 
@@ -283,149 +443,9 @@ pub fn encode_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Vec<u8>
     out
 }
 
-/// Deterministic stand-ins for tests: a settable clock and an in-memory CAS store.
-pub mod fake {
-    use super::{
-        BufferKind, Clock, HeaderPairs, HostError, HostReads, MapKind, SharedStore, StoreError,
-    };
-    use std::cell::{Cell, RefCell};
-    use std::collections::HashMap;
-
-    /// A clock that only moves when told to.
-    #[derive(Debug, Default)]
-    pub struct FakeClock {
-        ms: Cell<u64>,
-    }
-
-    impl FakeClock {
-        /// A clock at `ms` Unix milliseconds.
-        pub fn at_ms(ms: u64) -> Self {
-            Self { ms: Cell::new(ms) }
-        }
-        /// A clock at `secs` Unix seconds.
-        pub fn at_secs(secs: u64) -> Self {
-            Self::at_ms(secs.saturating_mul(1000))
-        }
-        /// Moves the clock forward.
-        pub fn advance_ms(&self, ms: u64) {
-            self.ms.set(self.ms.get().saturating_add(ms));
-        }
-        /// Sets the clock.
-        pub fn set_ms(&self, ms: u64) {
-            self.ms.set(ms);
-        }
-    }
-
-    impl Clock for FakeClock {
-        fn now_ms(&self) -> u64 {
-            self.ms.get()
-        }
-    }
-
-    /// A host that answers from fixed bytes: any header bytes, properties, buffers and errors a
-    /// test wants to feed the plugin. Wrap it in [`super::Counted`] to count calls.
-    #[derive(Debug, Default)]
-    pub struct FakeHost {
-        /// Header maps by kind (absent kind: not available in this phase).
-        pub maps: HashMap<MapKind, HeaderPairs>,
-        /// Properties by path joined with `.`; `Err` entries make the read fail.
-        pub properties: HashMap<String, Result<Vec<u8>, HostError>>,
-        /// Buffers by kind.
-        pub buffers: HashMap<BufferKind, Vec<u8>>,
-        /// Shared data.
-        pub store: MemStore,
-        /// Clock.
-        pub clock: FakeClock,
-        /// Status of the gRPC call being answered.
-        pub grpc: Option<(u32, Option<Vec<u8>>)>,
-    }
-
-    impl FakeHost {
-        /// A host whose request headers are `pairs`.
-        pub fn with_request_headers(pairs: HeaderPairs) -> Self {
-            let mut h = FakeHost::default();
-            h.maps.insert(MapKind::RequestHeaders, pairs);
-            h
-        }
-    }
-
-    impl HostReads for FakeHost {
-        fn map(&self, kind: MapKind) -> Result<HeaderPairs, HostError> {
-            self.maps.get(&kind).cloned().ok_or(HostError::NotAvailable)
-        }
-        fn map_value(&self, kind: MapKind, name: &str) -> Result<Option<Vec<u8>>, HostError> {
-            let map = self.maps.get(&kind).ok_or(HostError::NotAvailable)?;
-            Ok(map
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
-                .map(|(_, v)| v.clone()))
-        }
-        fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
-            match self.properties.get(&path.join(".")) {
-                None => Ok(None),
-                Some(Ok(v)) => Ok(Some(v.clone())),
-                Some(Err(e)) => Err(*e),
-            }
-        }
-        fn buffer(
-            &self,
-            kind: BufferKind,
-            start: usize,
-            max: usize,
-        ) -> Result<Option<Vec<u8>>, HostError> {
-            let Some(b) = self.buffers.get(&kind) else {
-                return Ok(None);
-            };
-            let end = start.saturating_add(max).min(b.len());
-            Ok(b.get(start.min(end)..end).map(<[u8]>::to_vec))
-        }
-        fn shared_data(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
-            self.store.get(key).map_err(|_| HostError::NotAvailable)
-        }
-        fn now_ms(&self) -> Result<u64, HostError> {
-            Ok(self.clock.now_ms())
-        }
-        fn grpc_status(&self) -> Result<(u32, Option<Vec<u8>>), HostError> {
-            self.grpc.clone().ok_or(HostError::NotAvailable)
-        }
-    }
-
-    /// An in-memory shared store with CAS semantics like Envoy's shared data.
-    #[derive(Debug, Default)]
-    pub struct MemStore {
-        map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-    }
-
-    impl MemStore {
-        /// Number of keys stored.
-        pub fn len(&self) -> usize {
-            self.map.borrow().len()
-        }
-        /// True when nothing is stored.
-        pub fn is_empty(&self) -> bool {
-            self.map.borrow().is_empty()
-        }
-    }
-
-    impl SharedStore for MemStore {
-        fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-            Ok(self.map.borrow().get(key).cloned())
-        }
-
-        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-            let mut map = self.map.borrow_mut();
-            let current = map.get(key).map(|(_, c)| *c);
-            if let (Some(want), Some(have)) = (cas, current) {
-                if want != have {
-                    return Err(StoreError::CasMismatch);
-                }
-            }
-            let next = current.unwrap_or(0).wrapping_add(1).max(1);
-            map.insert(key.to_string(), (value.to_vec(), next));
-            Ok(())
-        }
-    }
-}
+/// Deterministic stand-ins for tests: a settable clock, an in-memory CAS store, and a host
+/// that answers from fixed bytes and records what is done to it.
+pub mod fake;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]

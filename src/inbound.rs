@@ -8,9 +8,10 @@
 //! client headers impersonate a header meshguard injects and must be removed. Never edits
 //! headers itself: it returns denials and names for the pipeline.
 
-use crate::decide::RequestFacts;
 use crate::error::{Denial, Reason};
 use crate::host::HeaderPairs;
+use crate::http::name::same_folded;
+use crate::pipeline::facts::RequestFacts;
 use crate::policy::{Policy, Route};
 use crate::ratelimit::client_ip::ClientIpSource;
 use crate::ratelimit::key::{Component, KeySpec};
@@ -46,16 +47,6 @@ pub fn facts_from_pairs(pairs: HeaderPairs, end_of_stream: bool) -> RequestFacts
     facts
 }
 
-/// A header name as the most lenient upstream reads it: ASCII lower case, `_` as `-`.
-pub fn fold_name(name: &[u8]) -> Vec<u8> {
-    name.iter()
-        .map(|b| match b {
-            b'_' => b'-',
-            other => other.to_ascii_lowercase(),
-        })
-        .collect()
-}
-
 /// Checks that need the request line before any route applies: `:method`, `:path` and
 /// `:authority` must be text, and the authority must be a single value (Envoy joins two `Host`
 /// headers with a comma; RFC 9112 §3.2 wants a 400 for that, and no host rule can judge it).
@@ -82,6 +73,17 @@ pub fn check_request_line(facts: &RequestFacts) -> Result<(), Denial> {
 
 fn not_text(name: &str) -> Denial {
     Denial::new(Reason::HeaderInvalid).with_detail(format!("header {name:?} is not valid text"))
+}
+
+/// Refuses a method that is not an upper-case token ([`crate::http::method::is_method`]; 400
+/// `method_invalid`) before routing: `get` is GET to ASP.NET Core and would skip a GET-only
+/// route.
+pub fn check_method(method: &str) -> Result<(), Denial> {
+    if crate::http::method::is_method(method) {
+        Ok(())
+    } else {
+        Err(Denial::new(Reason::MethodInvalid).with_detail("method must be an upper-case token"))
+    }
 }
 
 /// The request headers `route` reads as text, lower-case (possibly repeated). `authorization`
@@ -152,10 +154,7 @@ pub fn check_route_headers(
         return Ok(());
     }
     for (name, _) in &facts.opaque {
-        if read
-            .iter()
-            .any(|r| fold_name(r.as_bytes()) == fold_name(name))
-        {
+        if read.iter().any(|r| same_folded(r.as_bytes(), name)) {
             return Err(not_text(&String::from_utf8_lossy(name)));
         }
     }
@@ -164,10 +163,9 @@ pub fn check_route_headers(
         .iter()
         .filter(|(n, _)| underscore_read || n.contains('_'));
     for (name, _) in candidates {
-        let folded = fold_name(name.as_bytes());
         if let Some(r) = read
             .iter()
-            .find(|r| **r != name.as_str() && fold_name(r.as_bytes()) == folded)
+            .find(|r| **r != name.as_str() && same_folded(r.as_bytes(), name.as_bytes()))
         {
             return Err(Denial::new(Reason::HeaderInvalid)
                 .with_detail(format!("header {name:?} is ambiguous with {r:?}")));
@@ -200,7 +198,6 @@ pub fn forged_injected(policy: &Policy, facts: &RequestFacts) -> Vec<String> {
     if injected.is_empty() {
         return Vec::new();
     }
-    let folded: Vec<Vec<u8>> = injected.iter().map(|n| fold_name(n.as_bytes())).collect();
     let mut out: Vec<String> = Vec::new();
     // Names are lower case: only a name with `_` (or upper case, from a host that does not
     // lower-case) can be another spelling of an injected name.
@@ -212,7 +209,8 @@ pub fn forged_injected(policy: &Policy, facts: &RequestFacts) -> Vec<String> {
             continue;
         };
         let exact = injected.iter().any(|i| i.as_bytes() == name);
-        if !exact && folded.contains(&fold_name(name)) && !out.iter().any(|o| o == text) {
+        let forged = injected.iter().any(|i| same_folded(i.as_bytes(), name));
+        if !exact && forged && !out.iter().any(|o| o == text) {
             out.push(text.to_string());
         }
     }
@@ -222,13 +220,11 @@ pub fn forged_injected(policy: &Policy, facts: &RequestFacts) -> Vec<String> {
 /// Names in `pairs` (trailers) that equal an injected header once folded, exact spellings
 /// included: a trailer never carries an identity meshguard set.
 pub fn injected_in(policy: &Policy, pairs: &HeaderPairs) -> Vec<Vec<u8>> {
-    let folded: Vec<Vec<u8>> = injected_names(policy)
-        .iter()
-        .map(|n| fold_name(n.as_bytes()))
-        .collect();
+    let injected = injected_names(policy);
     let mut out: Vec<Vec<u8>> = Vec::new();
     for (name, _) in pairs {
-        if folded.contains(&fold_name(name)) && !out.contains(name) {
+        let forged = injected.iter().any(|i| same_folded(i.as_bytes(), name));
+        if forged && !out.contains(name) {
             out.push(name.clone());
         }
     }
@@ -236,7 +232,6 @@ pub fn injected_in(policy: &Policy, pairs: &HeaderPairs) -> Vec<Vec<u8>> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -283,11 +278,5 @@ mod tests {
         let d = check_request_line(&f).unwrap_err();
         assert_eq!(d.reason, Reason::HeaderInvalid);
         assert_eq!(d.detail.as_deref(), Some("host: more than one value"));
-    }
-
-    #[test]
-    fn fold_maps_underscore_and_case() {
-        assert_eq!(fold_name(b"X_User"), b"x-user".to_vec());
-        assert_eq!(fold_name(b"x-user"), b"x-user".to_vec());
     }
 }

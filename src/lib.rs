@@ -6,16 +6,21 @@
 pub mod audit;
 pub mod authn;
 pub mod config;
-pub mod decide;
+pub mod counters;
 pub mod error;
 pub mod host;
+pub mod http;
 pub mod identity;
 pub mod inbound;
 pub mod metrics;
+pub mod mode;
+pub mod pipeline;
 pub mod policy;
 pub mod ratelimit;
 pub mod response;
 pub mod routing;
+pub mod stages;
+pub mod text;
 pub mod validate;
 
 #[cfg(target_arch = "wasm32")]

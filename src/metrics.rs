@@ -3,8 +3,8 @@
 //! known at configure time, so the adapter defines them all once and request handling only
 //! increments by id.
 
-use crate::decide::Decision;
 use crate::error::Reason;
+use crate::pipeline::verdict::Decision;
 use crate::ratelimit::Outcome;
 
 /// Configurations accepted by this VM.

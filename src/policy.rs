@@ -3,18 +3,12 @@
 
 use crate::authn::config::{JwtRequirement, Providers};
 use crate::identity::authz::{BindingRule, OwnerRule, PeerRule};
-use crate::identity::ForwardIdentity;
+use crate::identity::{ForwardIdentity, IdentitySource};
 use crate::ratelimit::{ClientIpPolicy, LockoutPolicy, RouteLimits};
 use crate::routing::{host_of, HostPattern, NormalPath, Params, PathMatcher};
+use crate::text::fold_case;
 
-/// Enforcement mode of a route (or the global default).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Denials are enforced.
-    Enforce,
-    /// Denials are logged and counted; the request goes on unchanged.
-    Report,
-}
+pub use crate::mode::Mode;
 
 /// What happens to a request that matches no route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +54,10 @@ pub struct Route {
     pub hosts: Option<Vec<HostPattern>>,
     /// Path matcher.
     pub path: PathMatcher,
+    /// Compare the path with letter case as written (`match.case_sensitive`).
+    pub case_sensitive: bool,
+    /// Requests with `;` path parameters may use this route (`match.allow_semicolon_params`).
+    pub allow_semicolon_params: bool,
     /// Token requirement.
     pub jwt: Option<JwtRequirement>,
     /// mTLS peer rule.
@@ -75,19 +73,29 @@ pub struct Route {
     /// Authentication-failure lockout.
     pub lockout: Option<LockoutPolicy>,
     /// Response checks, CORS and error masking in effect on this route.
-    pub response: crate::response::RouteResponse,
+    pub response: crate::response::rules::RouteResponse,
 }
 
 impl Route {
+    /// The identity source the route reads the peer from (its `peers.source`, else the
+    /// connection).
+    pub fn identity_source(&self) -> IdentitySource {
+        self.peers
+            .as_ref()
+            .map_or(IdentitySource::Connection, |p| p.source())
+    }
     fn host_ok(&self, host: &str) -> bool {
         self.hosts
             .as_ref()
             .is_none_or(|hs| hs.iter().any(|h| h.matches(host)))
     }
+    /// A route that lists GET also takes HEAD: every framework answers HEAD with its GET
+    /// handler, so HEAD must meet the same rules.
     fn method_ok(&self, method: &str) -> bool {
-        self.methods
-            .as_ref()
-            .is_none_or(|ms| ms.iter().any(|m| m == method))
+        self.methods.as_ref().is_none_or(|ms| {
+            ms.iter()
+                .any(|m| m == method || (method == "HEAD" && m == "GET"))
+        })
     }
 }
 
@@ -124,20 +132,37 @@ pub struct Policy {
     pub injected_headers: Vec<String>,
     /// Verified-token cache entries per worker.
     pub jwt_cache_entries: usize,
+    /// Requests that match no route may carry `;` path parameters (`paths.allow_semicolon_params`).
+    pub allow_semicolon_params: bool,
+    /// Some route matches case-insensitively: lookups fold the path once.
+    pub fold_paths: bool,
+    /// Non-fatal findings of the compiler (a catch-all behind a case-sensitive route...), logged
+    /// at configure time.
+    pub warnings: Vec<String>,
     /// Response-side settings: security headers, CORS, error masking, header hold.
-    pub edge: crate::response::EdgePolicy,
+    pub edge: crate::response::rules::EdgePolicy,
 }
 
 impl Policy {
     /// Finds the first route matching method, authority and normalised path.
     pub fn lookup(&self, method: &str, authority: &str, path: &NormalPath) -> Lookup {
         let host = host_of(authority);
+        let folded = if self.fold_paths {
+            fold_case(&path.path)
+        } else {
+            std::borrow::Cow::Borrowed(path.path.as_str())
+        };
         let mut allow: Vec<String> = Vec::new();
         for (i, route) in self.routes.iter().enumerate() {
             if !route.host_ok(&host) {
                 continue;
             }
-            let Some(params) = route.path.matches(path) else {
+            let params = if route.case_sensitive {
+                route.path.matches(path)
+            } else {
+                route.path.matches_folded(path, &folded)
+            };
+            let Some(params) = params else {
                 continue;
             };
             if route.method_ok(method) {
@@ -147,6 +172,9 @@ impl Policy {
                 if !allow.contains(m) {
                     allow.push(m.clone());
                 }
+                if m == "GET" && !allow.iter().any(|a| a == "HEAD") {
+                    allow.push("HEAD".to_string());
+                }
             }
         }
         if allow.is_empty() {
@@ -154,6 +182,14 @@ impl Policy {
         } else {
             Lookup::MethodNotAllowed(allow)
         }
+    }
+
+    /// Whether a request with `;` path parameters may go on: the matched route says, else the
+    /// top-level setting.
+    pub fn semicolons_allowed(&self, route: Option<usize>) -> bool {
+        route
+            .and_then(|i| self.routes.get(i))
+            .map_or(self.allow_semicolon_params, |r| r.allow_semicolon_params)
     }
 
     /// The route at an index from [`Lookup::Matched`].

@@ -11,21 +11,19 @@
     clippy::indexing_slicing
 )]
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+mod common;
+
+use common::alice_token;
 use meshguard::config::compile;
-use meshguard::decide::{Env, Exchange, HeaderOp, Properties, RequestFacts, Runtime, Verdict};
 use meshguard::error::Reason;
-use meshguard::host::fake::{FakeClock, FakeHost, MemStore};
+use meshguard::host::fake::FakeHost;
+use meshguard::host::Properties;
 use meshguard::host::{decode_pairs, encode_pairs, Counted, HeaderPairs, HostReads, MapKind};
-use meshguard::inbound::{facts_from_pairs, fold_name};
+use meshguard::http::name::fold;
+use meshguard::inbound::facts_from_pairs;
+use meshguard::pipeline::{HeaderOp, RequestFacts, Verdict};
 use meshguard::policy::Policy;
 use proptest::prelude::*;
-use ring::signature::Ed25519KeyPair;
-use std::cell::RefCell;
-
-const NOW: u64 = 1_700_000_000;
-const ED25519: &[u8] = include_bytes!("fixtures/jwt/ed25519.pk8.der");
 
 struct NoProps;
 impl Properties for NoProps {
@@ -59,35 +57,19 @@ fn policy() -> Policy {
     compile(json.to_string().as_bytes()).unwrap()
 }
 
-/// An EdDSA token of `https://issuer.example` for `alice`, valid at NOW.
-fn alice_token() -> String {
-    let b64 = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
-    let input = format!(
-        "{}.{}",
-        b64(serde_json::json!({ "alg": "EdDSA", "kid": "ed25519" })),
-        b64(
-            serde_json::json!({ "iss": "https://issuer.example", "sub": "alice",
-                                "iat": NOW, "exp": NOW + 600 })
-        )
-    );
-    let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(ED25519).unwrap();
-    let sig = URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).as_ref());
-    format!("{input}.{sig}")
+fn decide(p: &Policy, facts: &RequestFacts) -> (Verdict, Vec<HeaderOp>) {
+    let (v, mut ex) = common::headers_phase(p, facts, &NoProps);
+    (v, ex.take_header_ops())
 }
 
-fn decide(p: &Policy, facts: &RequestFacts) -> (Verdict, Vec<HeaderOp>) {
-    let clock = FakeClock::at_secs(NOW);
-    let store = MemStore::default();
-    let runtime = RefCell::new(Runtime::new(p, &store));
-    let env = Env {
-        clock: &clock,
-        store: &store,
-        props: &NoProps,
-        runtime: &runtime,
-    };
-    let mut ex = Exchange::new();
-    let v = ex.on_headers(p, facts, &env);
-    (v, ex.take_header_ops())
+/// [`decide`] for a complete request given as method, path and header pairs.
+fn decide_request(
+    p: &Policy,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+) -> (Verdict, Vec<HeaderOp>) {
+    decide(p, &facts_from_pairs(request(method, path, headers), true))
 }
 
 fn passes(v: &Verdict) -> bool {
@@ -114,11 +96,7 @@ fn request(method: &str, path: &str, headers: &[(&str, &[u8])]) -> HeaderPairs {
 #[test]
 fn latin1_value_of_an_unread_header_passes_untouched() {
     let p = policy();
-    let facts = facts_from_pairs(
-        request("GET", "/files", &[("user-agent", b"caf\xe9")]),
-        true,
-    );
-    let (v, ops) = decide(&p, &facts);
+    let (v, ops) = decide_request(&p, "GET", "/files", &[("user-agent", b"caf\xe9")]);
     assert_eq!(v, Verdict::Allow);
     assert!(!ops
         .iter()
@@ -129,15 +107,12 @@ fn latin1_value_of_an_unread_header_passes_untouched() {
 fn latin1_value_of_a_header_a_check_reads_is_400_not_absent() {
     let p = policy();
     // Absent x-debug passes; a Latin-1 x-debug must not read as absent.
-    let facts = facts_from_pairs(
-        request(
-            "GET",
-            "/keyed",
-            &[("x-api-key", b"abcd"), ("x-debug", b"\xff")],
-        ),
-        true,
+    let (v, _) = decide_request(
+        &p,
+        "GET",
+        "/keyed",
+        &[("x-api-key", b"abcd"), ("x-debug", b"\xff")],
     );
-    let (v, _) = decide(&p, &facts);
     let Verdict::Deny(d) = v else { panic!("{v:?}") };
     assert_eq!(d.reason, Reason::HeaderInvalid);
     assert_eq!(
@@ -145,27 +120,20 @@ fn latin1_value_of_a_header_a_check_reads_is_400_not_absent() {
         Some("header \"x-debug\" is not valid text")
     );
     // A token header that is not text is refused, not treated as missing.
-    let facts = facts_from_pairs(
-        request("GET", "/admin", &[("authorization", b"Bearer \xe9")]),
-        true,
-    );
-    assert!(matches!(decide(&p, &facts).0, Verdict::Deny(d) if d.reason == Reason::HeaderInvalid));
+    let (v, _) = decide_request(&p, "GET", "/admin", &[("authorization", b"Bearer \xe9")]);
+    assert!(matches!(v, Verdict::Deny(d) if d.reason == Reason::HeaderInvalid));
 }
 
 #[test]
 fn underscore_spelling_of_a_read_header_is_refused() {
     let p = policy();
-    let facts = facts_from_pairs(
-        request(
-            "GET",
-            "/keyed",
-            &[("x-api-key", b"abcd"), ("x_debug", b"1")],
-        ),
-        true,
+    let (v, _) = decide_request(
+        &p,
+        "GET",
+        "/keyed",
+        &[("x-api-key", b"abcd"), ("x_debug", b"1")],
     );
-    let Verdict::Deny(d) = decide(&p, &facts).0 else {
-        panic!()
-    };
+    let Verdict::Deny(d) = v else { panic!() };
     assert_eq!(d.reason, Reason::HeaderInvalid);
     assert_eq!(
         d.detail.as_deref(),
@@ -178,24 +146,21 @@ fn forged_identity_headers_in_any_spelling_are_removed() {
     let p = policy();
     let token = format!("Bearer {}", alice_token());
     for path in ["/admin/x", "/open"] {
-        let facts = facts_from_pairs(
-            request(
-                "GET",
-                path,
-                &[
-                    ("authorization", token.as_bytes()),
-                    ("x_user", b"admin"),
-                    ("X_User", b"admin"),
-                    ("x_jwt_payload", b"e30"),
-                    ("x_peer_spiffe_id", b"spiffe://evil/x"),
-                    ("x-peer_spiffe-id", b"spiffe://evil/y"),
-                    ("x_token_subject", b"root"),
-                    ("x_user_agent", b"keep me"),
-                ],
-            ),
-            true,
+        let (v, ops) = decide_request(
+            &p,
+            "GET",
+            path,
+            &[
+                ("authorization", token.as_bytes()),
+                ("x_user", b"admin"),
+                ("X_User", b"admin"),
+                ("x_jwt_payload", b"e30"),
+                ("x_peer_spiffe_id", b"spiffe://evil/x"),
+                ("x-peer_spiffe-id", b"spiffe://evil/y"),
+                ("x_token_subject", b"root"),
+                ("x_user_agent", b"keep me"),
+            ],
         );
-        let (v, ops) = decide(&p, &facts);
         assert_eq!(v, Verdict::Allow, "{path}");
         let removed = |n: &str| {
             ops.iter()
@@ -414,7 +379,7 @@ proptest! {
             let names = facts.headers.iter().map(|(n, _)| n.as_bytes())
                 .chain(facts.opaque.iter().map(|(n, _)| n.as_slice()));
             for n in names {
-                if injected.iter().any(|i| fold_name(i.as_bytes()) == fold_name(n)) {
+                if injected.iter().any(|i| fold(i.as_bytes()) == fold(n)) {
                     let text = String::from_utf8(n.to_vec()).unwrap();
                     prop_assert!(
                         ops.iter().any(|op| matches!(op, HeaderOp::Remove(r) if *r == text)),

@@ -6,10 +6,13 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use meshguard::config::compile;
-use meshguard::decide::{Decision, Env, Exchange, Properties, RequestFacts, Runtime, Verdict};
 use meshguard::error::Reason;
-use meshguard::host::fake::{FakeClock, MemStore};
+
+use meshguard::host::Properties;
+use meshguard::pipeline::{Decision, Exchange, RequestFacts, Verdict};
 use meshguard::policy::Policy;
 
 struct NoProps;
@@ -38,18 +41,7 @@ fn req(method: &str, path: &str) -> RequestFacts {
 }
 
 fn decide(p: &Policy, r: &RequestFacts) -> (Verdict, Exchange) {
-    let clock = FakeClock::at_secs(1_700_000_000);
-    let store = MemStore::default();
-    let runtime = std::cell::RefCell::new(Runtime::new(p, &store));
-    let env = Env {
-        clock: &clock,
-        store: &store,
-        props: &NoProps,
-        runtime: &runtime,
-    };
-    let mut ex = Exchange::new();
-    let v = ex.on_headers(p, r, &env);
-    (v, ex)
+    common::headers_phase(p, r, &NoProps)
 }
 
 const ROUTES: &str = r#"{"routes":[
@@ -101,7 +93,7 @@ fn wrong_method_is_405_with_allow_header() {
             assert_eq!(d.reason, Reason::MethodNotAllowed);
             assert!(d
                 .headers
-                .contains(&("allow".to_string(), "GET".to_string())));
+                .contains(&("allow".to_string(), "GET, HEAD".to_string())));
         }
         other => panic!("expected 405, got {other:?}"),
     }
@@ -190,18 +182,7 @@ mod peers {
     }
 
     fn run(p: &Policy, r: &RequestFacts, props: &Props) -> (Verdict, Exchange) {
-        let clock = FakeClock::at_secs(1_700_000_000);
-        let store = MemStore::default();
-        let runtime = std::cell::RefCell::new(Runtime::new(p, &store));
-        let env = Env {
-            clock: &clock,
-            store: &store,
-            props,
-            runtime: &runtime,
-        };
-        let mut ex = Exchange::new();
-        let v = ex.on_headers(p, r, &env);
-        (v, ex)
+        crate::common::headers_phase(p, r, props)
     }
 
     const CFG: &str = r#"{"forward_identity":{"peer_header":"x-peer-id"},"routes":[
@@ -219,8 +200,8 @@ mod peers {
         );
         assert_eq!(v, Verdict::Allow);
         let ops = ex.take_header_ops();
-        assert!(ops.contains(&meshguard::decide::HeaderOp::Remove("x-peer-id".into())));
-        assert!(ops.contains(&meshguard::decide::HeaderOp::Set(
+        assert!(ops.contains(&meshguard::pipeline::HeaderOp::Remove("x-peer-id".into())));
+        assert!(ops.contains(&meshguard::pipeline::HeaderOp::Set(
             "x-peer-id".into(),
             "spiffe://cluster.local/ns/shop/sa/frontend".into()
         )));
@@ -288,7 +269,7 @@ mod peers {
         assert_eq!(v, Verdict::Allow);
         assert_eq!(
             ex.take_header_ops(),
-            vec![meshguard::decide::HeaderOp::Remove("x-peer-id".into())]
+            vec![meshguard::pipeline::HeaderOp::Remove("x-peer-id".into())]
         );
     }
 }
@@ -296,14 +277,9 @@ mod peers {
 mod jwt {
     //! The JWT stage as the adapter drives it: what it records for counters and audit lines.
     use super::*;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine as _;
+    use crate::common::alice_token;
     use meshguard::authn::config::ProviderId;
-    use meshguard::decide::AuthnMetric;
-    use ring::signature::Ed25519KeyPair;
-
-    const NOW: u64 = 1_700_000_000;
-    const ED25519: &[u8] = include_bytes!("fixtures/jwt/ed25519.pk8.der");
+    use meshguard::pipeline::AuthnMetric;
 
     fn config() -> String {
         let jwks = include_str!("fixtures/jwt/jwks.json");
@@ -322,22 +298,6 @@ mod jwt {
             ]
         })
         .to_string()
-    }
-
-    /// An EdDSA token of `https://issuer.example` for `alice`, valid at NOW, without scopes.
-    fn alice_token() -> String {
-        let b64 = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
-        let input = format!(
-            "{}.{}",
-            b64(serde_json::json!({ "alg": "EdDSA", "kid": "ed25519" })),
-            b64(
-                serde_json::json!({ "iss": "https://issuer.example", "sub": "alice",
-                                    "iat": NOW, "exp": NOW + 600 })
-            )
-        );
-        let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(ED25519).unwrap();
-        let sig = URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).as_ref());
-        format!("{input}.{sig}")
     }
 
     #[test]

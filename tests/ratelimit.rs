@@ -49,6 +49,19 @@ fn allowed(d: &RateDecision) -> bool {
     d.denial.is_none()
 }
 
+/// How many of `n` back-to-back requests with `facts` are admitted.
+fn admitted<S: SharedStore + ?Sized>(
+    l: &RouteLimits,
+    n: usize,
+    facts: &KeyFacts,
+    clock: &FakeClock,
+    store: &S,
+) -> usize {
+    (0..n)
+        .filter(|_| allowed(&l.check(facts, clock, store)))
+        .count()
+}
+
 /// A competing request run between another request's read and write.
 type Interferer<'a> = Box<dyn Fn(&MemStore) + 'a>;
 
@@ -174,9 +187,7 @@ fn burst_is_admitted_exactly_then_429_with_headers() {
     );
     let clock = FakeClock::at_secs(T0);
     let store = MemStore::default();
-    let admitted = (0..50)
-        .filter(|_| allowed(&l.check(&ip("1.2.3.4"), &clock, &store)))
-        .count();
+    let admitted = admitted(&l, 50, &ip("1.2.3.4"), &clock, &store);
     assert_eq!(admitted, 20);
     let d = l.check(&ip("1.2.3.4"), &clock, &store);
     let denial = d.denial.as_ref().unwrap();
@@ -197,12 +208,7 @@ fn bucket_refills_at_the_configured_rate() {
     let l = limits(json!([{ "key": "client_ip", "requests": 5, "per_seconds": 10 }]));
     let clock = FakeClock::at_secs(T0);
     let store = MemStore::default();
-    assert_eq!(
-        (0..10)
-            .filter(|_| allowed(&l.check(&ip("a"), &clock, &store)))
-            .count(),
-        5
-    );
+    assert_eq!(admitted(&l, 10, &ip("a"), &clock, &store), 5);
     // One unit back every 2 s.
     clock.advance_ms(1_999);
     assert!(!allowed(&l.check(&ip("a"), &clock, &store)));
@@ -211,12 +217,7 @@ fn bucket_refills_at_the_configured_rate() {
     assert!(!allowed(&l.check(&ip("a"), &clock, &store)));
     // After a full period, a full burst again (and no more).
     clock.advance_ms(10_000);
-    assert_eq!(
-        (0..10)
-            .filter(|_| allowed(&l.check(&ip("a"), &clock, &store)))
-            .count(),
-        5
-    );
+    assert_eq!(admitted(&l, 10, &ip("a"), &clock, &store), 5);
 }
 
 #[test]
@@ -240,12 +241,7 @@ fn cost_spends_several_units_per_request() {
     let l = limits(json!([{ "key": "route", "requests": 10, "per_seconds": 1, "cost": 3 }]));
     let clock = FakeClock::at_secs(T0);
     let store = MemStore::default();
-    assert_eq!(
-        (0..10)
-            .filter(|_| allowed(&l.check(&ip("a"), &clock, &store)))
-            .count(),
-        3
-    );
+    assert_eq!(admitted(&l, 10, &ip("a"), &clock, &store), 3);
 }
 
 #[test]
@@ -259,31 +255,11 @@ fn keys_are_isolated() {
         claims: Some(c),
         ..ip("1.1.1.1")
     };
-    assert_eq!(
-        (0..5)
-            .filter(|_| allowed(&l.check(&as_user(&alice), &clock, &store)))
-            .count(),
-        2
-    );
-    assert_eq!(
-        (0..5)
-            .filter(|_| allowed(&l.check(&as_user(&bob), &clock, &store)))
-            .count(),
-        2
-    );
+    assert_eq!(admitted(&l, 5, &as_user(&alice), &clock, &store), 2);
+    assert_eq!(admitted(&l, 5, &as_user(&bob), &clock, &store), 2);
     // Anonymous callers fall back to their address: limited, and not in alice's bucket.
-    assert_eq!(
-        (0..5)
-            .filter(|_| allowed(&l.check(&ip("1.1.1.1"), &clock, &store)))
-            .count(),
-        2
-    );
-    assert_eq!(
-        (0..5)
-            .filter(|_| allowed(&l.check(&ip("2.2.2.2"), &clock, &store)))
-            .count(),
-        2
-    );
+    assert_eq!(admitted(&l, 5, &ip("1.1.1.1"), &clock, &store), 2);
+    assert_eq!(admitted(&l, 5, &ip("2.2.2.2"), &clock, &store), 2);
 }
 
 #[test]
@@ -393,9 +369,7 @@ fn injected_cas_conflicts_are_retried_without_losing_or_double_spending() {
     let clock = FakeClock::at_secs(T0);
     let inner = MemStore::default();
     let store = ConflictStore::new(&inner, 60);
-    let admitted = (0..300)
-        .filter(|_| allowed(&l.check(&ip("1.2.3.4"), &clock, &store)))
-        .count();
+    let admitted = admitted(&l, 300, &ip("1.2.3.4"), &clock, &store);
     assert!(
         store.injected.get() > 50,
         "conflicts were injected: {}",
@@ -419,9 +393,7 @@ fn competing_requests_between_read_and_write_are_never_double_counted() {
             other_admitted.set(other_admitted.get() + 1);
         }
     }));
-    let mine = (0..200)
-        .filter(|_| allowed(&me.check(&ip("1.2.3.4"), &clock, &store)))
-        .count();
+    let mine = admitted(&me, 200, &ip("1.2.3.4"), &clock, &store);
     assert!(other_admitted.get() > 0 && mine > 0);
     assert_eq!(mine as u32 + other_admitted.get(), 50);
 }
@@ -464,9 +436,7 @@ fn threads_hammering_one_key_admit_exactly_the_burst() {
                 s.spawn(move || {
                     let l = limits(config);
                     let clock = FakeClock::at_secs(T0);
-                    (0..200)
-                        .filter(|_| allowed(&l.check(&ip("x"), &clock, store)))
-                        .count()
+                    admitted(&l, 200, &ip("x"), &clock, store)
                 })
             })
             .collect();
@@ -486,12 +456,7 @@ fn a_flood_of_fresh_keys_never_resets_an_active_abuser() {
         limits(json!([{ "key": "client_ip", "requests": 5, "per_seconds": 60, "max_keys": 8 }]));
     let clock = FakeClock::at_secs(T0);
     let store = MemStore::default();
-    assert_eq!(
-        (0..10)
-            .filter(|_| allowed(&l.check(&ip("abuser"), &clock, &store)))
-            .count(),
-        5
-    );
+    assert_eq!(admitted(&l, 10, &ip("abuser"), &clock, &store), 5);
     for i in 0..10_000 {
         l.check(&ip(&format!("fresh-{i}")), &clock, &store);
         if i % 1000 == 0 {
@@ -524,12 +489,7 @@ fn untracked_keys_in_a_full_slot_share_one_limited_bucket() {
         "limited, not unlimited"
     );
     // Tracked keys keep their own buckets.
-    assert_eq!(
-        (0..5)
-            .filter(|_| allowed(&l.check(&ip("a"), &clock, &store)))
-            .count(),
-        2
-    );
+    assert_eq!(admitted(&l, 5, &ip("a"), &clock, &store), 2);
     // Once a tracked key's bucket is full again, its way can go to a newcomer.
     clock.advance_ms(60_000);
     let d = l.check(&ip("newcomer"), &clock, &store);

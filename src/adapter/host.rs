@@ -11,10 +11,10 @@
 //! `hostcalls::dispatch_http_call` (it registers the call token with the dispatcher, which
 //! otherwise panics on the answer; it panics only on statuses Envoy's `http_call` never returns).
 
-use crate::decide::Properties;
+use crate::error::Reply;
 use crate::host::{
-    decode_pairs, encode_pairs, BufferKind, Clock, HeaderPairs, HostError, HostReads, MapKind,
-    SharedStore, StoreError,
+    decode_pairs, encode_pairs, BufferKind, HeaderPairs, Host, HostError, HostReads, Level,
+    MapKind, StoreError,
 };
 use std::ptr::{null, null_mut};
 
@@ -158,11 +158,11 @@ fn buffer_code(kind: BufferKind) -> u32 {
     }
 }
 
-/// The host, as the core sees it: every read as bytes with a typed error.
+/// Envoy, as the core sees it ([`Host`]): every read as bytes with a typed error.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Host;
+pub(crate) struct Envoy;
 
-impl HostReads for Host {
+impl HostReads for Envoy {
     fn map(&self, kind: MapKind) -> Result<HeaderPairs, HostError> {
         let mut data: *mut u8 = null_mut();
         let mut size: usize = 0;
@@ -214,17 +214,12 @@ impl HostReads for Host {
         Ok(bytes)
     }
 
-    fn buffer(
-        &self,
-        kind: BufferKind,
-        start: usize,
-        max: usize,
-    ) -> Result<Option<Vec<u8>>, HostError> {
+    fn buffer(&self, kind: BufferKind, max: usize) -> Result<Option<Vec<u8>>, HostError> {
         let mut data: *mut u8 = null_mut();
         let mut size: usize = 0;
         // SAFETY: the host writes a pointer and a size into the two locals.
         let code =
-            unsafe { proxy_get_buffer_bytes(buffer_code(kind), start, max, &mut data, &mut size) };
+            unsafe { proxy_get_buffer_bytes(buffer_code(kind), 0, max, &mut data, &mut size) };
         let bytes = owned(data, size);
         if code == NOT_FOUND {
             return Ok(None);
@@ -268,24 +263,77 @@ impl HostReads for Host {
     }
 }
 
-/// Host wall clock (0 if the host cannot tell, which only ever makes limits stricter).
-pub(crate) struct HostClock;
-
-impl Clock for HostClock {
-    fn now_ms(&self) -> u64 {
-        Host.now_ms().unwrap_or(0)
-    }
-}
-
-/// Envoy shared data (process-wide, CAS).
-pub(crate) struct HostStore;
-
-impl SharedStore for HostStore {
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        Host.shared_data(key).map_err(|_| StoreError::Unavailable)
+impl Host for Envoy {
+    fn set_header(&self, kind: MapKind, name: &str, value: &[u8]) -> Result<(), HostError> {
+        // SAFETY: `name` and `value` are valid for their lengths.
+        status(unsafe {
+            proxy_replace_header_map_value(
+                map_code(kind),
+                name.as_ptr(),
+                name.len(),
+                value.as_ptr(),
+                value.len(),
+            )
+        })
     }
 
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+    fn add_header(&self, kind: MapKind, name: &str, value: &[u8]) -> Result<(), HostError> {
+        // SAFETY: `name` and `value` are valid for their lengths.
+        status(unsafe {
+            proxy_add_header_map_value(
+                map_code(kind),
+                name.as_ptr(),
+                name.len(),
+                value.as_ptr(),
+                value.len(),
+            )
+        })
+    }
+
+    /// Names are matched case-insensitively by Envoy.
+    fn remove_header(&self, kind: MapKind, name: &[u8]) -> Result<(), HostError> {
+        // SAFETY: `name` is valid for its length.
+        status(unsafe { proxy_remove_header_map_value(map_code(kind), name.as_ptr(), name.len()) })
+    }
+
+    fn replace_buffer(&self, kind: BufferKind, len: usize, value: &[u8]) -> Result<(), HostError> {
+        // SAFETY: `value` is valid for its length.
+        status(unsafe {
+            proxy_set_buffer_bytes(buffer_code(kind), 0, len, value.as_ptr(), value.len())
+        })
+    }
+
+    /// `grpc_status` set: Envoy answers a gRPC request trailers-only with that status and the
+    /// body as `grpc-message`.
+    fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
+        let (status_code, body) = (reply.status, &reply.body);
+        let headers = encode_pairs(&reply.headers);
+        let grpc = reply
+            .grpc_status
+            .and_then(|g| i32::try_from(g).ok())
+            .unwrap_or(-1);
+        // SAFETY: every buffer is valid for its length; details are empty.
+        status(unsafe {
+            proxy_send_local_response(
+                u32::from(status_code),
+                null(),
+                0,
+                body.as_ptr(),
+                body.len(),
+                headers.as_ptr(),
+                headers.len(),
+                grpc,
+            )
+        })
+    }
+
+    /// The client gets an incomplete answer.
+    fn reset_response(&self) -> Result<(), HostError> {
+        // SAFETY: no pointers. 1 is the response direction.
+        status(unsafe { proxy_close_stream(1) })
+    }
+
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
         // SAFETY: `key` and `value` are valid for their lengths.
         let code = unsafe {
             proxy_set_shared_data(
@@ -302,105 +350,29 @@ impl SharedStore for HostStore {
             _ => Err(StoreError::Unavailable),
         }
     }
-}
 
-/// Envoy attributes of the current stream. A property the host cannot give (not in this phase,
-/// not serialisable) reads as absent: every check treats absence as "not proven".
-pub(crate) struct HostProps;
+    /// A failure to log is ignored: there is nowhere else to say it.
+    fn log(&self, level: Level, message: &str) {
+        log(level, message);
+    }
 
-impl Properties for HostProps {
-    fn get(&self, path: &[&str]) -> Option<Vec<u8>> {
-        Host.property(path).ok().flatten()
+    fn define_counter(&self, name: &str) -> Option<u32> {
+        let mut id: u32 = 0;
+        // SAFETY: `name` is valid for its length; the host writes the id into the local.
+        let code = unsafe { proxy_define_metric(0, name.as_ptr(), name.len(), &mut id) };
+        (code == OK).then_some(id)
+    }
+
+    fn increment_counter(&self, id: u32) {
+        // SAFETY: no pointers.
+        let _ = unsafe { proxy_increment_metric(id, 1) };
     }
 }
 
-/// Log levels of the ABI.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Level {
-    Info = 2,
-    Warn = 3,
-    Error = 4,
-    Critical = 5,
-}
-
-/// Writes a log line (a failure to log is ignored: there is nowhere else to say it).
+/// Writes a log line (also from the panic hook, where no host value is at hand).
 pub(crate) fn log(level: Level, message: &str) {
     // SAFETY: `message` is valid for its length.
     let _ = unsafe { proxy_log(level as u32, message.as_ptr(), message.len()) };
-}
-
-/// Replaces (or adds) a header in a map.
-pub(crate) fn set_header(kind: MapKind, name: &str, value: &[u8]) -> Result<(), HostError> {
-    // SAFETY: `name` and `value` are valid for their lengths.
-    status(unsafe {
-        proxy_replace_header_map_value(
-            map_code(kind),
-            name.as_ptr(),
-            name.len(),
-            value.as_ptr(),
-            value.len(),
-        )
-    })
-}
-
-/// Adds a header value to a map (keeps existing ones).
-pub(crate) fn add_header(kind: MapKind, name: &str, value: &[u8]) -> Result<(), HostError> {
-    // SAFETY: `name` and `value` are valid for their lengths.
-    status(unsafe {
-        proxy_add_header_map_value(
-            map_code(kind),
-            name.as_ptr(),
-            name.len(),
-            value.as_ptr(),
-            value.len(),
-        )
-    })
-}
-
-/// Removes every value of a header (names are matched case-insensitively by Envoy).
-pub(crate) fn remove_header(kind: MapKind, name: &[u8]) -> Result<(), HostError> {
-    // SAFETY: `name` is valid for its length.
-    status(unsafe { proxy_remove_header_map_value(map_code(kind), name.as_ptr(), name.len()) })
-}
-
-/// Replaces `size` bytes of a buffer from `start` with `value`.
-pub(crate) fn set_buffer(
-    kind: BufferKind,
-    start: usize,
-    size: usize,
-    value: &[u8],
-) -> Result<(), HostError> {
-    // SAFETY: `value` is valid for its length.
-    status(unsafe {
-        proxy_set_buffer_bytes(buffer_code(kind), start, size, value.as_ptr(), value.len())
-    })
-}
-
-/// Answers the request locally. `grpc_status` set: Envoy answers a gRPC request trailers-only
-/// with that status and the body as `grpc-message`.
-pub(crate) fn send_local_response(
-    status_code: u16,
-    headers: &[(String, String)],
-    body: &[u8],
-    grpc_status: Option<u32>,
-) -> Result<(), HostError> {
-    let headers = encode_pairs(headers);
-    let grpc = grpc_status
-        .and_then(|g| i32::try_from(g).ok())
-        .unwrap_or(-1);
-    // SAFETY: every buffer is valid for its length; details are empty.
-    status(unsafe {
-        proxy_send_local_response(
-            u32::from(status_code),
-            null(),
-            0,
-            body.as_ptr(),
-            body.len(),
-            headers.as_ptr(),
-            headers.len(),
-            grpc,
-        )
-    })
 }
 
 /// Makes `context_id` the context later calls act on (a waiting stream driven from the root).
@@ -415,28 +387,8 @@ pub(crate) fn resume_http_request() -> Result<(), HostError> {
     status(unsafe { proxy_continue_stream(0) })
 }
 
-/// Resets the response of the current stream (the client gets an incomplete answer).
-pub(crate) fn reset_http_response() -> Result<(), HostError> {
-    // SAFETY: no pointers. 1 is the response direction.
-    status(unsafe { proxy_close_stream(1) })
-}
-
 /// Sets the root context's tick period.
 pub(crate) fn set_tick_period_ms(ms: u32) -> Result<(), HostError> {
     // SAFETY: no pointers.
     status(unsafe { proxy_set_tick_period_milliseconds(ms) })
-}
-
-/// Defines a counter, returning its id.
-pub(crate) fn define_counter(name: &str) -> Option<u32> {
-    let mut id: u32 = 0;
-    // SAFETY: `name` is valid for its length; the host writes the id into the local.
-    let code = unsafe { proxy_define_metric(0, name.as_ptr(), name.len(), &mut id) };
-    (code == OK).then_some(id)
-}
-
-/// Adds one to a counter.
-pub(crate) fn increment_counter(id: u32) {
-    // SAFETY: no pointers.
-    let _ = unsafe { proxy_increment_metric(id, 1) };
 }

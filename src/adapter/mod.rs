@@ -1,11 +1,12 @@
-//! The only code that names `proxy_wasm`: it snapshots request facts from Envoy, calls the core
-//! ([`crate::decide`]), and applies the verdict. No decision is made here.
+//! The only code that names `proxy_wasm`: host calls only. [`host`] implements the core's
+//! [`crate::host::Host`] over the proxy-wasm ABI (`Envoy`); [`stream`] maps each HTTP callback
+//! onto the core's [`crate::pipeline::Flow`]; [`root`] compiles the configuration, dispatches
+//! JWKS fetches and drives waiting streams. No decision and no flow logic is made here.
 
 mod host;
-mod metrics;
-mod response;
 mod root;
 mod stream;
+mod waiters;
 
 use proxy_wasm::traits::RootContext;
 
@@ -22,7 +23,7 @@ proxy_wasm::main! {{
     // meshguard logs through its own host layer and never through the `log` crate.
     std::panic::set_hook(Box::new(|info| {
         // A panic aborts this VM: say so loudly, with where, so it is found and fixed.
-        host::log(host::Level::Critical, &format!("meshguard panic: {info}"));
+        host::log(crate::host::Level::Critical, &format!("meshguard panic: {info}"));
     }));
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(root::Root::default()) });
 }}

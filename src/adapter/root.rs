@@ -1,87 +1,22 @@
 //! Root context: compiles the plugin configuration once per configure and hands the immutable
 //! policy to every stream.
 
-use super::host::{self as abi, Host, HostClock, HostStore, Level};
-use super::metrics::{config_outcome, Metrics};
-use super::stream::{Stream, StreamState, Unconfigured};
+use super::host::{self as abi, Envoy};
+use super::stream::{Stream, Unconfigured};
+use super::waiters::Waiters;
 use super::{GIT_HASH, VERSION};
 use crate::authn::config::ProviderId;
 use crate::authn::keys::{FetchOutcome, FetchReport, FetchRequest};
-use crate::decide::Runtime;
-use crate::host::{BufferKind, Clock, HostReads, MapKind};
-use crate::policy::Policy;
+use crate::counters::config_outcome;
+use crate::host::{BufferKind, Clock, Host, HostReads, Level, MapKind, Via};
+use crate::pipeline::respond::parse_status;
+use crate::pipeline::Shared;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::time::Duration;
-
-/// Streams paused until a dependency (JWKS keys) changes, by context id.
-#[derive(Default)]
-pub(crate) struct Waiters {
-    list: RefCell<Vec<(u32, Weak<RefCell<StreamState>>)>>,
-}
-
-impl Waiters {
-    /// Registers a paused stream (once).
-    pub(crate) fn add(&self, id: u32, state: Weak<RefCell<StreamState>>) {
-        if let Ok(mut list) = self.list.try_borrow_mut() {
-            if !list.iter().any(|(i, _)| *i == id) {
-                list.push((id, state));
-            }
-        }
-    }
-
-    /// Re-runs every waiting stream; finished ones are answered or resumed and dropped from the
-    /// list. Streams that are gone (client went away) are dropped too.
-    pub(crate) fn retry_all(&self) {
-        let pending = match self.list.try_borrow_mut() {
-            Ok(mut list) => std::mem::take(&mut *list),
-            Err(_) => return,
-        };
-        let mut still = Vec::new();
-        for (id, weak) in pending {
-            let Some(state) = weak.upgrade() else {
-                continue;
-            };
-            if abi::set_effective_context(id).is_err() {
-                continue;
-            }
-            let outcome = match state.try_borrow_mut() {
-                Ok(mut s) => s.retry(),
-                Err(_) => None,
-            };
-            match outcome {
-                None => still.push((id, weak)),
-                Some(true) => {
-                    let _ = abi::resume_http_request();
-                }
-                Some(false) => {}
-            }
-        }
-        if let Ok(mut list) = self.list.try_borrow_mut() {
-            list.extend(still);
-        }
-    }
-
-    /// True when no stream waits.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.list.try_borrow().map_or(true, |l| l.is_empty())
-    }
-}
-
-/// What every stream of this configuration shares: the read-only policy and this worker's
-/// mutable runtime (keys, token cache).
-pub(crate) struct Shared {
-    /// The compiled policy.
-    pub(crate) policy: Policy,
-    /// Counter ids for it.
-    pub(crate) metrics: Metrics,
-    /// Key sets and verified-token cache of this worker.
-    pub(crate) runtime: RefCell<Runtime>,
-}
 
 /// How often (ms) the root polls the key manager while any provider has a remote JWKS.
 const TICK_MS: u32 = 100;
@@ -102,11 +37,11 @@ impl Root {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        let now = HostClock.now_ms();
+        let now = Via(&Envoy).now_ms();
         let fetches: Vec<FetchRequest> = match shared.runtime.try_borrow_mut() {
             Ok(mut rt) => {
                 let mut f = std::mem::take(&mut rt.fetches);
-                f.extend(rt.keys.poll(now, &HostStore));
+                f.extend(rt.keys.poll(now, &Via(&Envoy)));
                 f
             }
             Err(_) => Vec::new(),
@@ -145,11 +80,11 @@ impl Root {
     }
 
     fn fetch_done(&mut self, shared: &Shared, provider: ProviderId, outcome: FetchOutcome<'_>) {
-        let now = HostClock.now_ms();
+        let now = Via(&Envoy).now_ms();
         let report = match shared.runtime.try_borrow_mut() {
             Ok(mut rt) => rt
                 .keys
-                .on_fetch_response(provider, outcome, now, &HostStore),
+                .on_fetch_response(provider, outcome, now, &Via(&Envoy)),
             Err(_) => return,
         };
         let name = shared
@@ -163,7 +98,7 @@ impl Root {
                 keys,
                 warnings,
             } => {
-                shared.metrics.fetch(provider, true);
+                shared.counters.fetch(&Envoy, provider, true);
                 log(
                     Level::Info,
                     &format!(
@@ -181,7 +116,7 @@ impl Root {
                 reason,
                 kept_previous,
             } => {
-                shared.metrics.fetch(provider, false);
+                shared.counters.fetch(&Envoy, provider, false);
                 log(
                     Level::Warn,
                     &format!(
@@ -195,7 +130,7 @@ impl Root {
 }
 
 fn log(level: Level, msg: &str) {
-    abi::log(level, msg);
+    Envoy.log(level, msg);
 }
 
 impl Context for Root {
@@ -215,7 +150,8 @@ impl Context for Root {
         let status = if num_headers == 0 {
             None
         } else {
-            Host.map_value(MapKind::HttpCallResponseHeaders, ":status")
+            Envoy
+                .map_value(MapKind::HttpCallResponseHeaders, ":status")
                 .ok()
                 .flatten()
                 .and_then(|s| parse_status(&s))
@@ -237,10 +173,9 @@ impl Context for Root {
                 ),
             );
         }
-        let body = Host
+        let body = Envoy
             .buffer(
                 BufferKind::HttpCallResponseBody,
-                0,
                 body_size.min(limit.saturating_add(1)),
             )
             .ok()
@@ -268,14 +203,14 @@ impl RootContext for Root {
     }
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let bytes = match Host.buffer(BufferKind::PluginConfiguration, 0, usize::MAX) {
+        let bytes = match Envoy.buffer(BufferKind::PluginConfiguration, usize::MAX) {
             Ok(bytes) => bytes.unwrap_or_default(),
             Err(e) => {
                 log(
                     Level::Error,
                     &format!("meshguard config rejected: plugin configuration unreadable: {e:?}"),
                 );
-                config_outcome(false);
+                config_outcome(&Envoy, false);
                 return false;
             }
         };
@@ -283,11 +218,11 @@ impl RootContext for Root {
             Ok(policy) => {
                 // Shared tables are created before any request can race to create them.
                 for route in &policy.routes {
-                    let prepared = route.rate_limits.prepare(&HostStore).and_then(|_| {
+                    let prepared = route.rate_limits.prepare(&Via(&Envoy)).and_then(|_| {
                         route
                             .lockout
                             .as_ref()
-                            .map_or(Ok(0), |l| l.prepare(&HostStore))
+                            .map_or(Ok(0), |l| l.prepare(&Via(&Envoy)))
                     });
                     if prepared.is_err() {
                         log(
@@ -297,15 +232,13 @@ impl RootContext for Root {
                                 route.name.as_str()
                             ),
                         );
-                        config_outcome(false);
+                        config_outcome(&Envoy, false);
                         return false;
                     }
                 }
-                let metrics = Metrics::define(&policy);
-                for w in policy.providers.warnings() {
+                for w in policy.providers.warnings().iter().chain(&policy.warnings) {
                     log(Level::Warn, &format!("meshguard: {w}"));
                 }
-                let runtime = RefCell::new(Runtime::new(&policy, &HostStore));
                 let remote = policy.providers.iter().any(|(_, p)| p.remote().is_some());
                 log(
                     Level::Info,
@@ -314,23 +247,19 @@ impl RootContext for Root {
                         policy.routes.len()
                     ),
                 );
-                self.shared = Some(Rc::new(Shared {
-                    policy,
-                    metrics,
-                    runtime,
-                }));
+                self.shared = Some(Rc::new(Shared::new(&Envoy, policy)));
                 self.inflight.clear();
                 if remote {
                     // Keys are fetched from the tick: the first one comes right away.
                     let _ = abi::set_tick_period_ms(TICK_MS);
                 }
-                config_outcome(true);
+                config_outcome(&Envoy, true);
                 true
             }
             Err(e) => {
                 // One line naming the field and the problem; Envoy then refuses the config.
                 log(Level::Error, &format!("meshguard config rejected: {e}"));
-                config_outcome(false);
+                config_outcome(&Envoy, false);
                 false
             }
         }
@@ -357,9 +286,4 @@ impl RootContext for Root {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
-}
-
-/// An HTTP status from `:status` bytes (three ASCII digits).
-pub(crate) fn parse_status(bytes: &[u8]) -> Option<u16> {
-    std::str::from_utf8(bytes).ok()?.parse::<u16>().ok()
 }

@@ -259,12 +259,6 @@ fn denied(provider: Option<ProviderId>, denial: Denial) -> AuthnOutcome {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use crate::authn::cache::TokenCache;

@@ -214,12 +214,6 @@ impl TokenCache {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use crate::authn::jwks::{decode_jwks, DEFAULT_MAX_JWKS_BYTES};

@@ -4,17 +4,22 @@
 //! Everything that can be checked before traffic is checked here, with the JSON path of the
 //! offending field: algorithm names, the key source (exactly one of `local_jwks`, `remote_jwks`,
 //! `hmac_secret`), inline JWKS keys (decoded once, here), header names, provider references.
+//! Two questions have their own files: `config/key_source.rs` (where a provider's keys come
+//! from) and `config/token_sources.rs` (where its token is found, which headers it sets).
 //! Nothing here runs on the request path.
 
+mod key_source;
+mod token_sources;
+
 use super::alg::{Alg, AlgSet, Family};
-use super::jwks::{self, KeySet};
-use crate::config::error::{index, join};
-use crate::config::ConfigError;
-use base64::Engine as _;
+use super::jwks::KeySet;
+use crate::error::config::{index, join, ConfigError};
+use key_source::compile_key_source;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use token_sources::{check_injected_header, compile_sources};
 
 /// Default `clock_skew_seconds`.
 pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
@@ -390,7 +395,7 @@ fn compile_provider(
     };
     let algorithms = compile_algorithms(raw, path)?;
     let keys = compile_key_source(raw, algorithms, path, warnings)?;
-    let sources = compile_sources(raw, path)?;
+    let sources = compile_sources(raw, path, warnings)?;
     let clock_skew_seconds = raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
     let max_lifetime_seconds = match raw.max_lifetime_seconds {
         Some(0) => {
@@ -509,304 +514,6 @@ fn compile_algorithms(raw: &RawJwtProvider, path: &str) -> Result<AlgSet, Config
     Ok(set)
 }
 
-fn compile_key_source(
-    raw: &RawJwtProvider,
-    algorithms: AlgSet,
-    path: &str,
-    warnings: &mut Vec<String>,
-) -> Result<KeySource, ConfigError> {
-    let given = [
-        raw.local_jwks.is_some(),
-        raw.remote_jwks.is_some(),
-        raw.hmac_secret.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
-    if given != 1 {
-        return Err(ConfigError::new(
-            path,
-            "set exactly one of local_jwks, remote_jwks, hmac_secret",
-        ));
-    }
-    if let Some(local) = &raw.local_jwks {
-        let lpath = join(&join(path, "local_jwks"), "inline_string");
-        let decoded = jwks::decode_jwks(local.inline_string.as_bytes(), usize::MAX)
-            .map_err(|e| ConfigError::new(&lpath, e.to_string()))?;
-        for w in &decoded.warnings {
-            warnings.push(format!("{lpath}: {w}"));
-        }
-        if !decoded
-            .keys
-            .keys()
-            .iter()
-            .any(|k| k.algs().iter().any(|a| algorithms.contains(a)))
-        {
-            return Err(ConfigError::new(
-                lpath,
-                "no key in this JWKS can verify any of the provider's algorithms",
-            ));
-        }
-        return Ok(KeySource::Static(Arc::new(decoded.keys)));
-    }
-    if let Some(secret) = &raw.hmac_secret {
-        let spath = join(path, "hmac_secret");
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(secret.inline_base64url.trim_end_matches('='))
-            .map_err(|_| {
-                ConfigError::new(join(&spath, "inline_base64url"), "is not valid base64url")
-            })?;
-        for alg in algorithms.iter() {
-            let need = match alg {
-                Alg::HS256 => 32,
-                Alg::HS384 => 48,
-                _ => 64,
-            };
-            if bytes.len() < need {
-                return Err(ConfigError::new(
-                    join(&spath, "inline_base64url"),
-                    format!(
-                        "{alg} needs a secret of at least {need} bytes; this one has {}",
-                        bytes.len()
-                    ),
-                ));
-            }
-        }
-        if let Some(kid) = &secret.kid {
-            if kid.is_empty() || kid.len() > jwks::MAX_KID_BYTES {
-                return Err(ConfigError::new(join(&spath, "kid"), "must be 1-256 bytes"));
-            }
-        }
-        return Ok(KeySource::Static(Arc::new(KeySet::hmac(
-            &bytes,
-            secret.kid.clone(),
-            algorithms,
-        ))));
-    }
-    let Some(remote) = &raw.remote_jwks else {
-        return Err(ConfigError::new(path, "no key source"));
-    };
-    let rpath = join(path, "remote_jwks");
-    if remote.cluster.is_empty() {
-        return Err(ConfigError::new(
-            join(&rpath, "cluster"),
-            "must not be empty",
-        ));
-    }
-    if !remote.path.starts_with('/') || remote.path.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(ConfigError::new(
-            join(&rpath, "path"),
-            "must start with '/' and contain no spaces or control characters",
-        ));
-    }
-    let authority = remote
-        .authority
-        .clone()
-        .unwrap_or_else(|| remote.cluster.clone());
-    if authority.is_empty() || authority.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(ConfigError::new(
-            join(&rpath, "authority"),
-            "must be a host name without spaces or control characters",
-        ));
-    }
-    let timeout_ms = in_range(
-        remote.timeout_ms,
-        DEFAULT_FETCH_TIMEOUT_MS,
-        1,
-        60_000,
-        &join(&rpath, "timeout_ms"),
-    )?;
-    let cache_duration_seconds = in_range(
-        remote.cache_duration_seconds,
-        DEFAULT_CACHE_DURATION_SECONDS,
-        1,
-        7 * 24 * 3600,
-        &join(&rpath, "cache_duration_seconds"),
-    )?;
-    let min_refetch_interval_seconds = in_range(
-        remote.min_refetch_interval_seconds,
-        DEFAULT_MIN_REFETCH_INTERVAL_SECONDS,
-        1,
-        24 * 3600,
-        &join(&rpath, "min_refetch_interval_seconds"),
-    )?;
-    let max_body_bytes = in_range(
-        remote.max_body_bytes.map(|v| v as u64),
-        jwks::DEFAULT_MAX_JWKS_BYTES as u64,
-        256,
-        1 << 20,
-        &join(&rpath, "max_body_bytes"),
-    )? as usize;
-    let store_key = store_key_for(&remote.cluster, &authority, &remote.path);
-    Ok(KeySource::Remote(RemoteJwks {
-        cluster: remote.cluster.clone(),
-        path: remote.path.clone(),
-        authority,
-        timeout_ms,
-        cache_duration_seconds,
-        min_refetch_interval_seconds,
-        max_body_bytes,
-        store_key,
-    }))
-}
-
-/// `meshguard.jwks.<hex>`: one shared entry per JWKS source, whatever the provider is called.
-fn store_key_for(cluster: &str, authority: &str, path: &str) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for part in [cluster, authority, path] {
-        ctx.update(&(part.len() as u64).to_be_bytes());
-        ctx.update(part.as_bytes());
-    }
-    let digest = ctx.finish();
-    let hex: String = digest
-        .as_ref()
-        .iter()
-        .take(12)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("meshguard.jwks.{hex}")
-}
-
-fn in_range(
-    value: Option<u64>,
-    default: u64,
-    min: u64,
-    max: u64,
-    path: &str,
-) -> Result<u64, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(v) if (min..=max).contains(&v) => Ok(v),
-        Some(_) => Err(ConfigError::new(
-            path,
-            format!("must be between {min} and {max}"),
-        )),
-    }
-}
-
-fn compile_sources(raw: &RawJwtProvider, path: &str) -> Result<Vec<TokenSource>, ConfigError> {
-    let mut sources = Vec::new();
-    if let Some(headers) = &raw.from_headers {
-        let hpath = join(path, "from_headers");
-        if headers.is_empty() {
-            return Err(ConfigError::new(hpath, "must not be empty"));
-        }
-        for (i, h) in headers.iter().enumerate() {
-            let ipath = index(&hpath, i);
-            check_header_name(&h.name, &join(&ipath, "name"))?;
-            let prefix = h.value_prefix.clone().unwrap_or_default();
-            if prefix.bytes().any(|b| b < b' ' || b == 0x7f) {
-                return Err(ConfigError::new(
-                    join(&ipath, "value_prefix"),
-                    "must not contain control characters",
-                ));
-            }
-            sources.push(TokenSource::Header {
-                name: h.name.clone(),
-                prefix,
-            });
-        }
-    }
-    if let Some(params) = &raw.from_params {
-        let ppath = join(path, "from_params");
-        if params.is_empty() {
-            return Err(ConfigError::new(ppath, "must not be empty"));
-        }
-        for (i, p) in params.iter().enumerate() {
-            if p.is_empty()
-                || p.bytes()
-                    .any(|b| matches!(b, b'&' | b'=' | b'#') || b <= b' ')
-            {
-                return Err(ConfigError::new(
-                    index(&ppath, i),
-                    "must be a non-empty parameter name without '&', '=', '#' or spaces",
-                ));
-            }
-            sources.push(TokenSource::Param(p.clone()));
-        }
-    }
-    if let Some(cookies) = &raw.from_cookies {
-        let cpath = join(path, "from_cookies");
-        if cookies.is_empty() {
-            return Err(ConfigError::new(cpath, "must not be empty"));
-        }
-        for (i, c) in cookies.iter().enumerate() {
-            if c.is_empty() || !c.bytes().all(is_tchar) {
-                return Err(ConfigError::new(
-                    index(&cpath, i),
-                    "must be a cookie name (RFC 6265 token characters)",
-                ));
-            }
-            sources.push(TokenSource::Cookie(c.clone()));
-        }
-    }
-    if sources.is_empty() {
-        sources.push(TokenSource::Header {
-            name: "authorization".to_string(),
-            prefix: "Bearer ".to_string(),
-        });
-    }
-    Ok(sources)
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn check_header_name(name: &str, path: &str) -> Result<(), ConfigError> {
-    if name.is_empty() || name.len() > 256 || !name.bytes().all(is_tchar) {
-        return Err(ConfigError::new(path, "must be a valid HTTP header name"));
-    }
-    if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err(ConfigError::new(path, "must be lowercase"));
-    }
-    Ok(())
-}
-
-/// Headers meshguard must never set from a token: framing, routing, and credentials.
-const RESERVED_HEADERS: [&str; 12] = [
-    "host",
-    "content-length",
-    "content-type",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "upgrade",
-    "cookie",
-    "authorization",
-    "proxy-authorization",
-];
-
-fn check_injected_header(
-    name: &str,
-    path: &str,
-    sources: &[TokenSource],
-    already: &[(String, String)],
-) -> Result<(), ConfigError> {
-    check_header_name(name, path)?;
-    if RESERVED_HEADERS.contains(&name) || name.starts_with("x-envoy-") {
-        return Err(ConfigError::new(
-            path,
-            format!("{name} is reserved and cannot be set from a token"),
-        ));
-    }
-    if sources
-        .iter()
-        .any(|s| matches!(s, TokenSource::Header { name: n, .. } if n == name))
-    {
-        return Err(ConfigError::new(
-            path,
-            "is also a token source of this provider",
-        ));
-    }
-    if let Some((_, first)) = already.iter().find(|(n, _)| n == name) {
-        return Err(ConfigError::new(path, format!("is already set by {first}")));
-    }
-    Ok(())
-}
-
 fn valid_provider_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -886,14 +593,9 @@ pub fn compile_requirement(
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use serde_json::json;
 
     const JWKS: &str = include_str!("../../tests/fixtures/jwt/jwks.json");
@@ -965,6 +667,35 @@ mod tests {
         let r = a.remote().unwrap();
         assert_eq!((r.timeout_ms, r.cache_duration_seconds), (1500, 600));
         assert_eq!(r.authority, "idp");
+    }
+
+    #[test]
+    fn params_and_cookies_keep_the_authorization_header_as_a_source() {
+        let p = compile(
+            json!({ "a": { "remote_jwks": remote(), "from_params": ["access_token"],
+                                      "from_cookies": ["session"] } }),
+        )
+        .unwrap();
+        let a = p.get(ProviderId(0)).unwrap();
+        assert_eq!(
+            a.sources,
+            vec![
+                TokenSource::Header {
+                    name: "authorization".into(),
+                    prefix: "Bearer ".into()
+                },
+                TokenSource::Param("access_token".into()),
+                TokenSource::Cookie("session".into()),
+            ]
+        );
+        assert!(p.warnings().is_empty());
+        // An explicit header list is the operator's choice, with a warning when it leaves the
+        // authorization header unread.
+        let p = compile(json!({ "a": { "remote_jwks": remote(),
+                                      "from_headers": [{ "name": "x-token" }] } }))
+        .unwrap();
+        assert_eq!(p.get(ProviderId(0)).unwrap().sources.len(), 1);
+        assert!(p.warnings().iter().any(|w| w.contains("authorization")));
     }
 
     #[test]

@@ -63,7 +63,10 @@ pub fn upstream_edits(
 }
 
 /// A claim as a header value: strings as they are, numbers and booleans as JSON, arrays of
-/// those joined with `,`. `None` for objects, nulls, unsafe characters or oversize values.
+/// those joined with `,`. `None` for objects, nulls, control characters (header splitting),
+/// leading or trailing whitespace (the upstream's parser trims it: ` admin` would read as
+/// `admin`) or oversize values. Non-ASCII text is copied as its UTF-8 bytes (RFC 9110 obs-text,
+/// which Envoy forwards as they are; Envoy's jwt_authn copies such claims too).
 pub fn header_value(value: &Value) -> Option<String> {
     let scalar = |v: &Value| match v {
         Value::String(s) => Some(s.clone()),
@@ -80,19 +83,13 @@ pub fn header_value(value: &Value) -> Option<String> {
         v => scalar(v)?,
     };
     let safe = out.len() <= MAX_CLAIM_HEADER_BYTES
-        && out
-            .bytes()
-            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
+        && out.bytes().all(|b| b == b'\t' || (b >= b' ' && b != 0x7f))
+        && !out.starts_with([' ', '\t'])
+        && !out.ends_with([' ', '\t']);
     safe.then_some(out)
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use crate::authn::config::KeySource;
@@ -159,6 +156,12 @@ mod tests {
         assert_eq!(header_value(&json!({"a": 1})), None);
         assert_eq!(header_value(&json!([{"a": 1}])), None);
         assert_eq!(header_value(&json!(null)), None);
-        assert_eq!(header_value(&json!("é")), None);
+        // Non-ASCII text is copied as UTF-8; whitespace the upstream would trim is refused.
+        assert_eq!(header_value(&json!("José")), Some("José".into()));
+        assert_eq!(header_value(&json!("中文")), Some("中文".into()));
+        assert_eq!(header_value(&json!(" admin")), None);
+        assert_eq!(header_value(&json!("admin\t")), None);
+        assert_eq!(header_value(&json!("a\u{7f}")), None);
+        assert_eq!(header_value(&json!("a\u{0}b")), None);
     }
 }

@@ -75,12 +75,6 @@ fn has_scope(token: &VerifiedToken, scope: &str) -> bool {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use crate::authn::config::{compile_requirement, RawJwtRequirement};

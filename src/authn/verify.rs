@@ -1,13 +1,15 @@
 //! Is this token valid for this provider? Parsing, key selection, signature and claim checks.
 //!
 //! Only JWS compact serialization with three segments is accepted; JWE (five segments or an
-//! `enc` header) and nested JWTs (`cty: JWT`) are refused, as is any `crit` header (meshguard
+//! `enc` header) and nested JWTs (`cty: JWT` or `application/jwt`, any case) are refused, as is any `crit` header (meshguard
 //! implements no JWS extension). The key always comes from the provider's [`KeySet`], selected
 //! by `kid`: `jwk`, `jku`, `x5u`, `x5c` headers are ignored. The token's `alg` must be in the
 //! provider's allow-list and be an algorithm the selected key is pinned to, so `none`, HMAC with
 //! a public key, and other algorithm confusions fail before any cryptography.
 //!
-//! The signature is checked before the payload is parsed. Duplicate header parameters and
+//! The signature is checked before the payload is parsed. Registered claims must have their
+//! RFC 7519 types (`iss`, `sub`, `jti` strings; `exp`, `nbf`, `iat` numbers; `aud` a string or
+//! an array of strings), else the token is malformed (401). Duplicate header parameters and
 //! duplicate top-level claims are refused (RFC 7515 §5.2, RFC 7519 §4), so the claims meshguard
 //! checks are the claims the upstream sees. Time is given by the caller; nothing here reads a
 //! clock, caches, or fetches keys.
@@ -25,8 +27,10 @@ use std::fmt;
 
 /// How long a verified token without `exp` may stay in the verified-token cache.
 pub const NO_EXP_CACHE_SECONDS: u64 = 300;
-/// Most keys tried for a token that names no `kid`.
-pub const MAX_KEYS_TRIED: usize = 8;
+/// Most keys tried for a token that names no `kid` (among the keys pinned to its `alg` whose
+/// signature length fits): a forged token costs at most this many signature checks. Three
+/// covers an issuer rotating keys (old, current, next) without `kid`s.
+pub const MAX_KEYS_TRIED: usize = 3;
 
 /// Why a token is refused. Each variant is one [`Reason`]; the text is operator detail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,13 +218,15 @@ pub fn verify(
     if header.enc.is_some() {
         return Err(JwtError::UnsupportedType("JWE (enc header)"));
     }
-    if header
-        .cty
-        .as_ref()
-        .and_then(Value::as_str)
-        .is_some_and(|c| c.eq_ignore_ascii_case("JWT"))
-    {
-        return Err(JwtError::UnsupportedType("nested JWT (cty: JWT)"));
+    match &header.cty {
+        // RFC 7515 §4.1.10: `JWT` and `application/JWT` name the same type, in any case.
+        Some(Value::String(c))
+            if c.eq_ignore_ascii_case("JWT") || c.eq_ignore_ascii_case("application/jwt") =>
+        {
+            return Err(JwtError::UnsupportedType("nested JWT (cty: JWT)"));
+        }
+        Some(Value::String(_)) | None => {}
+        Some(_) => return Err(JwtError::Malformed("cty header is not a string")),
     }
     if header.crit.is_some() {
         return Err(JwtError::CritUnsupported);
@@ -250,7 +256,7 @@ pub fn verify(
         .decode(sig_b64)
         .map_err(|_| JwtError::Malformed("signature is not base64url"))?;
 
-    let candidates = select_keys(keys, kid, alg)?;
+    let candidates = select_keys(keys, kid, alg, sig.len())?;
     let key = candidates
         .into_iter()
         .find(|k| k.verify(alg, signing_input.as_bytes(), &sig))
@@ -262,6 +268,7 @@ pub fn verify(
     let Claims(claims) = serde_json::from_slice(&payload)
         .map_err(|_| JwtError::Malformed("payload is not a JSON object without duplicates"))?;
 
+    check_claim_types(&claims)?;
     let exp = check_times(&claims, provider, now_secs)?;
     if let Some(issuer) = &provider.issuer {
         if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
@@ -306,33 +313,65 @@ pub fn peek_issuer(token: &str, max_token_bytes: usize) -> Option<String> {
 }
 
 /// The keys that may verify a token with this `kid` and `alg`. A named `kid` selects that key
-/// (or, as in Envoy, keys that have no `kid`); no `kid` selects every key pinned to `alg`.
+/// (or, as in Envoy, keys that have no `kid`); no `kid` selects the keys pinned to `alg`, at
+/// most [`MAX_KEYS_TRIED`]. Keys whose signature length cannot fit are skipped (the token's
+/// signature is then bad, not its key unknown).
 fn select_keys<'k>(
     keys: &'k KeySet,
     kid: Option<&str>,
     alg: Alg,
+    sig_len: usize,
 ) -> Result<Vec<&'k Key>, JwtError> {
     if let Some(kid) = kid {
         if let Some(key) = keys.by_kid(kid) {
-            return if key.admits(alg) {
-                Ok(vec![key])
-            } else {
+            return if !key.admits(alg) {
                 Err(JwtError::AlgNotAllowed(
                     "the key with this kid is pinned to another algorithm",
                 ))
+            } else if key.signature_len_fits(alg, sig_len) {
+                Ok(vec![key])
+            } else {
+                Err(JwtError::BadSignature)
             };
         }
     }
-    let found: Vec<&Key> = keys
+    let admitted = keys
         .keys()
         .iter()
-        .filter(|k| (kid.is_none() || k.kid().is_none()) && k.admits(alg))
+        .filter(|k| (kid.is_none() || k.kid().is_none()) && k.admits(alg));
+    let mut any = false;
+    let found: Vec<&Key> = admitted
+        .inspect(|_| any = true)
+        .filter(|k| k.signature_len_fits(alg, sig_len))
         .take(MAX_KEYS_TRIED)
         .collect();
-    if found.is_empty() {
-        Err(JwtError::UnknownKid)
-    } else {
-        Ok(found)
+    match (found.is_empty(), any) {
+        (false, _) => Ok(found),
+        (true, true) => Err(JwtError::BadSignature),
+        (true, false) => Err(JwtError::UnknownKid),
+    }
+}
+
+/// RFC 7519 §4.1: the registered claims have fixed JSON types. A token where one has another
+/// type is malformed, whichever claim the provider checks: the upstream may read the claim
+/// (an `aud` object, a `sub` number) differently from meshguard.
+fn check_claim_types(claims: &Map<String, Value>) -> Result<(), JwtError> {
+    for name in ["iss", "sub", "jti"] {
+        if claims.get(name).is_some_and(|v| !v.is_string()) {
+            return Err(JwtError::Malformed("iss, sub or jti is not a string"));
+        }
+    }
+    for name in ["exp", "nbf", "iat"] {
+        if claims.get(name).is_some_and(|v| !v.is_number()) {
+            return Err(JwtError::Malformed("a time claim is not a number"));
+        }
+    }
+    match claims.get("aud") {
+        None | Some(Value::String(_)) => Ok(()),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(()),
+        Some(_) => Err(JwtError::Malformed(
+            "aud is not a string or an array of strings",
+        )),
     }
 }
 

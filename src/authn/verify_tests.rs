@@ -369,6 +369,26 @@ fn rejects_jwe_and_nested_jwt() {
         None,
     );
     assert_eq!(reason(check(&lower)), Reason::JwtUnsupportedType);
+    for cty in ["application/jwt", "Application/JWT"] {
+        let t = token_with(
+            json!({ "alg": "EdDSA", "kid": "ed25519", "cty": cty }),
+            good_claims(),
+            None,
+        );
+        assert_eq!(reason(check(&t)), Reason::JwtUnsupportedType, "{cty}");
+    }
+    let odd = token_with(
+        json!({ "alg": "EdDSA", "kid": "ed25519", "cty": 1 }),
+        good_claims(),
+        None,
+    );
+    assert_eq!(reason(check(&odd)), Reason::JwtMalformed);
+    let plain = token_with(
+        json!({ "alg": "EdDSA", "kid": "ed25519", "cty": "application/json" }),
+        good_claims(),
+        None,
+    );
+    assert!(check(&plain).is_ok());
     let enc = token_with(
         json!({ "alg": "EdDSA", "kid": "ed25519", "enc": "A128GCM" }),
         good_claims(),
@@ -456,6 +476,34 @@ fn rejects_malformed_payloads_after_the_signature() {
 }
 
 #[test]
+fn registered_claims_of_the_wrong_type_make_the_token_malformed() {
+    let bad: Vec<(&str, Value)> = vec![
+        ("aud", json!({ "x": AUDIENCE })),
+        ("aud", json!([AUDIENCE, 1])),
+        ("aud", json!(7)),
+        ("aud", json!(null)),
+        ("iss", json!([ISSUER])),
+        ("sub", json!(42)),
+        ("sub", json!({ "id": "alice" })),
+        ("jti", json!(1)),
+        ("exp", json!("9999999999")),
+        ("nbf", json!(true)),
+        ("iat", json!([NOW])),
+    ];
+    for (name, value) in bad {
+        let c = claims_with(|c| c[name] = value.clone());
+        let t = token("ed25519", "EdDSA", c);
+        assert_eq!(reason(check(&t)), Reason::JwtMalformed, "{name}: {value}");
+    }
+    // The right types pass, `aud` as a string or a list.
+    let c = claims_with(|c| {
+        c["aud"] = json!(["other", AUDIENCE]);
+        c["jti"] = json!("j-1");
+    });
+    assert!(check(&token("ed25519", "EdDSA", c)).is_ok());
+}
+
+#[test]
 fn rejects_token_over_max_token_bytes() {
     let big = claims_with(|c| c["pad"] = json!("x".repeat(9000)));
     let t = token("ed25519", "EdDSA", big);
@@ -510,4 +558,40 @@ fn every_error_maps_to_its_reason_without_client_detail() {
         assert!(d.log_detail.is_some());
         assert_eq!(r.status(), 401);
     }
+}
+
+#[test]
+fn token_without_kid_tries_at_most_max_keys_tried_keys() {
+    // Four copies of rsa-b, then rsa-a, none with a kid.
+    let doc: Value = serde_json::from_str(JWKS).unwrap();
+    let strip = |i: usize| {
+        let mut k = doc["keys"][i].clone();
+        k.as_object_mut().unwrap().remove("kid");
+        k
+    };
+    let keys: Vec<Value> = vec![strip(1), strip(1), strip(1), strip(1), strip(0)];
+    let jwks = json!({ "keys": keys }).to_string();
+    let p = provider_with(|p| p["local_jwks"] = json!({ "inline_string": jwks }));
+    let ks = keys_of(&p);
+    let by_b = token_with(json!({ "alg": "RS256" }), good_claims(), Some("rsa-b"));
+    assert!(verify(&by_b, &p, &ks, NOW).is_ok());
+    // rsa-a is the fifth candidate: never tried, so its own token fails.
+    let by_a = token_with(json!({ "alg": "RS256" }), good_claims(), Some("rsa-a"));
+    assert_eq!(
+        verify(&by_a, &p, &ks, NOW).unwrap_err(),
+        JwtError::BadSignature
+    );
+    assert_eq!(
+        select_keys(&ks, None, Alg::RS256, 256).unwrap().len(),
+        MAX_KEYS_TRIED
+    );
+    // A signature of the wrong length selects no key at all.
+    assert_eq!(
+        select_keys(&ks, None, Alg::RS256, 255).unwrap_err(),
+        JwtError::BadSignature
+    );
+    assert_eq!(
+        select_keys(&ks, Some("x"), Alg::ES256, 64).unwrap_err(),
+        JwtError::UnknownKid
+    );
 }

@@ -1,18 +1,20 @@
 //! Raw config -> [`Policy`]: parses JSON (unknown fields rejected), validates every field, and
 //! compiles matchers once. Every error names the JSON path of the field at fault.
 
-use super::error::{index, join, ConfigError};
-use super::raw::{RawConfig, RawMatch, RawMode, RawRoute, RawUnmatched};
+use super::raw::{RawConfig, RawMatch, RawPaths, RawRoute, RawUnmatched};
 use crate::authn::cache::DEFAULT_CACHE_ENTRIES;
 use crate::authn::config::{compile_providers, compile_requirement, Providers};
+use crate::error::config::{index, join, ConfigError};
 use crate::identity::config::{
     compile_binding, compile_forward_identity, compile_owner, compile_peers,
 };
 use crate::policy::{Mode, Policy, Route, RouteName, Unmatched};
-use crate::ratelimit::config::{
-    compile_client_ip, compile_lockout, compile_rate_limits, Mode as LimitMode,
-};
-use crate::routing::{matcher::parse_method, HostPattern, PathMatcher};
+use crate::ratelimit::config::{compile_client_ip, compile_lockout, compile_rate_limits};
+use crate::response::config::{compile_cors, compile_response, compile_security_headers};
+use crate::response::{EdgePolicy, RouteResponse};
+use crate::routing::matcher::{parse_method, PathForm};
+use crate::routing::{HostPattern, PathMatcher};
+use crate::text::fold_case;
 
 /// Largest plugin configuration accepted, in bytes.
 pub const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
@@ -151,23 +153,16 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
-fn mode(raw: RawMode) -> Mode {
-    match raw {
-        RawMode::Enforce => Mode::Enforce,
-        RawMode::Report => Mode::Report,
-    }
-}
-
 /// Compiles parsed raw config.
 pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
-    let global = mode(raw.mode);
+    let global = raw.mode;
     let providers = compile_providers(&raw.jwt_providers, "jwt_providers")?;
-    let edge = crate::response::config::compile_edge(raw)?;
+    let edge = compile_edge(raw)?;
     let mut routes: Vec<Route> = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.iter().enumerate() {
         let at = index("routes", i);
-        let mut route = compile_route(r, global, &providers, &at)?;
-        route.response = crate::response::config::compile_route_response(r, &edge, &at)?;
+        let mut route = compile_route(r, global, &providers, raw.paths, &at)?;
+        route.response = compile_route_response(r, &edge, &at)?;
         if routes.iter().any(|x| x.name == route.name) {
             return Err(ConfigError::new(
                 join(&at, "name"),
@@ -192,12 +187,15 @@ pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
             "at most 1000000 entries",
         ));
     }
+    let unmatched = match raw.unmatched {
+        RawUnmatched::Deny => Unmatched::Deny,
+        RawUnmatched::Allow => Unmatched::Allow,
+    };
+    let fold_paths = routes.iter().any(|r| !r.case_sensitive);
+    let warnings = case_warnings(&routes, unmatched);
     Ok(Policy {
         mode: global,
-        unmatched: match raw.unmatched {
-            RawUnmatched::Deny => Unmatched::Deny,
-            RawUnmatched::Allow => Unmatched::Allow,
-        },
+        unmatched,
         log_allows: raw.audit.log_allows,
         routes,
         forward_identity: raw
@@ -209,14 +207,46 @@ pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
         providers,
         injected_headers,
         jwt_cache_entries,
+        allow_semicolon_params: raw.paths.allow_semicolon_params,
+        fold_paths,
+        warnings,
         edge,
     })
+}
+
+/// A case-sensitive route followed by a route that takes its case variants (a prefix that
+/// covers it, or `unmatched: allow`): `/ADMIN` would get the later route's rules while an
+/// upstream that routes case-insensitively serves it as the first one.
+fn case_warnings(routes: &[Route], unmatched: Unmatched) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, r) in routes.iter().enumerate() {
+        if !r.case_sensitive {
+            continue;
+        }
+        let written = fold_case(r.path.template()).into_owned();
+        let behind = routes.iter().enumerate().skip(i.saturating_add(1)).find(|(_, later)| {
+            matches!(later.path.form(), PathForm::Prefix(p)
+                if p == "/" || written == fold_case(p) || written.starts_with(&format!("{}/", fold_case(p).trim_end_matches('/'))))
+        });
+        let who = match (behind, unmatched) {
+            (Some((j, later)), _) => format!("routes[{j}] ({})", later.name.as_str()),
+            (None, Unmatched::Allow) => "unmatched: allow".to_string(),
+            (None, Unmatched::Deny) => continue,
+        };
+        out.push(format!(
+            "routes[{i}] ({}) matches letter case as written and {who} takes its case variants: \
+             upstreams that route case-insensitively (Express, ASP.NET Core) serve those as routes[{i}]",
+            r.name.as_str()
+        ));
+    }
+    out
 }
 
 fn compile_route(
     r: &RawRoute,
     global: Mode,
     providers: &Providers,
+    paths: RawPaths,
     at: &str,
 ) -> Result<Route, ConfigError> {
     let name = RouteName::parse(&r.name).ok_or_else(|| {
@@ -248,8 +278,7 @@ fn compile_route(
         .request
         .as_ref()
         .map(|q| {
-            let params =
-                matches!(path, PathMatcher::Template { .. }).then_some(&template_params[..]);
+            let params = path.is_template().then_some(&template_params[..]);
             crate::validate::RequestRules::compile(q, &join(at, "request"), params)
         })
         .transpose()?;
@@ -268,11 +297,8 @@ fn compile_route(
         .as_ref()
         .map(|b| compile_binding(b, &join(at, "binding")))
         .transpose()?;
-    let route_mode = r.mode.map(mode).unwrap_or(global);
-    let limit_mode = match route_mode {
-        Mode::Enforce => LimitMode::Enforce,
-        Mode::Report => LimitMode::Report,
-    };
+    let route_mode = r.mode.unwrap_or(global);
+    let limit_mode = route_mode;
     let rate_limits = compile_rate_limits(
         &r.rate_limits,
         &join(at, "rate_limits"),
@@ -290,6 +316,11 @@ fn compile_route(
         methods,
         hosts,
         path,
+        case_sensitive: r.matcher.case_sensitive.unwrap_or(paths.case_sensitive),
+        allow_semicolon_params: r
+            .matcher
+            .allow_semicolon_params
+            .unwrap_or(paths.allow_semicolon_params),
         jwt,
         peers,
         owner,
@@ -351,6 +382,46 @@ fn compile_match(m: &RawMatch, at: &str) -> Result<CompiledMatch, ConfigError> {
         ),
     };
     Ok((path, methods, hosts))
+}
+
+/// Compiles the top-level response settings.
+fn compile_edge(raw: &RawConfig) -> Result<EdgePolicy, ConfigError> {
+    Ok(EdgePolicy {
+        security_headers: raw
+            .security_headers
+            .as_ref()
+            .map(|s| compile_security_headers(s, "security_headers"))
+            .transpose()?,
+        cors: raw
+            .cors
+            .as_ref()
+            .map(|c| compile_cors(c, "cors").map(std::sync::Arc::new))
+            .transpose()?,
+        mask_upstream_errors: raw.mask_upstream_errors,
+        hold_headers: raw.allow_on_headers_stop_iteration,
+    })
+}
+
+/// Compiles a route's effective response settings (its own, else the top-level ones).
+fn compile_route_response(
+    raw: &RawRoute,
+    edge: &EdgePolicy,
+    at: &str,
+) -> Result<RouteResponse, ConfigError> {
+    Ok(RouteResponse {
+        rules: raw
+            .response
+            .as_ref()
+            .map(|r| compile_response(r, &join(at, "response")))
+            .transpose()?,
+        cors: match &raw.cors {
+            Some(c) => Some(std::sync::Arc::new(compile_cors(c, &join(at, "cors"))?)),
+            None => edge.cors.clone(),
+        },
+        mask: raw
+            .mask_upstream_errors
+            .unwrap_or(edge.mask_upstream_errors),
+    })
 }
 
 #[cfg(test)]

@@ -8,21 +8,10 @@
 
 use crate::authn::config::{RawJwtProvider, RawJwtRequirement};
 use crate::identity::config::{RawBinding, RawForwardIdentity, RawOwner, RawPeers};
+use crate::mode::Mode;
 use crate::ratelimit::config::{RawClientIp, RawLockout, RawRateLimit};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-
-/// Enforcement mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum RawMode {
-    /// Denials are enforced (default).
-    #[default]
-    Enforce,
-    /// Denials are logged and counted; the request goes on.
-    Report,
-}
 
 /// What happens to a request no route matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -43,7 +32,7 @@ pub enum RawUnmatched {
 pub struct RawConfig {
     /// Global mode; a route's `mode` overrides it.
     #[serde(default)]
-    pub mode: RawMode,
+    pub mode: Mode,
     /// Unmatched-request policy.
     #[serde(default)]
     pub unmatched: RawUnmatched,
@@ -77,6 +66,22 @@ pub struct RawConfig {
     /// Envoy's wasm `allow_on_headers_stop_iteration` is on: response headers may be held.
     #[serde(default)]
     pub allow_on_headers_stop_iteration: bool,
+    /// How request paths are compared with routes.
+    #[serde(default)]
+    pub paths: RawPaths,
+}
+
+/// Top-level `paths`: defaults for every route's path comparison.
+#[derive(Debug, Clone, Copy, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawPaths {
+    /// Compare route paths with letter case as written (default false: `/ADMIN` is `/admin`).
+    #[serde(default)]
+    pub case_sensitive: bool,
+    /// Accept `;` path parameters (`/a;x=1`); default false: 400 `path_invalid`.
+    #[serde(default)]
+    pub allow_semicolon_params: bool,
 }
 
 /// Verified-token cache options.
@@ -115,7 +120,7 @@ pub struct RawRoute {
     pub matcher: RawMatch,
     /// Overrides the global mode for this route.
     #[serde(default)]
-    pub mode: Option<RawMode>,
+    pub mode: Option<Mode>,
     /// Token requirement.
     #[serde(default)]
     pub jwt: Option<RawJwtRequirement>,
@@ -130,7 +135,7 @@ pub struct RawRoute {
     pub binding: Option<RawBinding>,
     /// Request shape checks: size, content type, headers, parameters, JSON Schema.
     #[serde(default)]
-    pub request: Option<crate::validate::RawRequest>,
+    pub request: Option<crate::validate::config::RawRequest>,
     /// Token-bucket limits, checked in order.
     #[serde(default)]
     pub rate_limits: Vec<RawRateLimit>,
@@ -169,4 +174,10 @@ pub struct RawMatch {
     /// Host names or `*.` wildcards; any when absent.
     #[serde(default)]
     pub hosts: Option<Vec<String>>,
+    /// Overrides `paths.case_sensitive` for this route.
+    #[serde(default)]
+    pub case_sensitive: Option<bool>,
+    /// Overrides `paths.allow_semicolon_params` for this route.
+    #[serde(default)]
+    pub allow_semicolon_params: Option<bool>,
 }

@@ -53,7 +53,7 @@ fn public_name(name: &str) -> &str {
 }
 
 /// `RawRoute` -> `Route` in `definitions` and in every `$ref` that points there, unless the
-/// shorter name is taken (ratelimit's `Mode` beside `RawMode`): then the name stays.
+/// shorter name is taken: then the name stays.
 fn rename_definitions(root: &mut Value) {
     let Some(Value::Object(defs)) = root.get_mut("definitions") else {
         return;

@@ -26,8 +26,8 @@ use super::forward::ForwardIdentity;
 use super::matcher::{PeerPattern, PeerSet};
 use super::peer::IdentitySource;
 use super::spiffe::SpiffeId;
-use crate::config::error::{index, join};
-use crate::config::ConfigError;
+use crate::error::config::{index, join, ConfigError};
+use crate::http;
 
 /// Most entries accepted in one `allow` / `deny` list, in a binding map or in bypass values:
 /// lists are scanned per request, so they stay small.
@@ -325,39 +325,11 @@ pub fn compile_forward_identity(
     Ok(ForwardIdentity::new(peer, subject))
 }
 
-/// Headers meshguard must not overwrite: framing, routing and credentials.
-const RESERVED_HEADERS: &[&str] = &[
-    "host",
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "content-length",
-    "content-type",
-    "transfer-encoding",
-    "te",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "upgrade",
-];
-
-/// A header name as HTTP/2 needs it: an RFC 9110 token, lowercased (Envoy matches lowercase).
+/// A header name as HTTP/2 needs it: an RFC 9110 token, lowercased (Envoy matches lowercase),
+/// and not one that frames, routes or authenticates the request.
 fn header_name(name: &str, path: &str) -> Result<String, ConfigError> {
-    if name.is_empty() || name.len() > MAX_NAME_BYTES {
-        return Err(ConfigError::new(
-            path,
-            format!("must be a header name of 1 to {MAX_NAME_BYTES} bytes"),
-        ));
-    }
-    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if !name.bytes().all(is_tchar) {
-        return Err(ConfigError::new(
-            path,
-            "is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only; no ':' pseudo-headers)",
-        ));
-    }
-    let lower = name.to_ascii_lowercase();
-    if RESERVED_HEADERS.contains(&lower.as_str()) {
+    let lower = http::name::lower(name).map_err(|e| ConfigError::new(path, e.describe()))?;
+    if http::name::is_reserved(&lower) {
         return Err(ConfigError::new(
             path,
             format!("'{lower}' is reserved and cannot carry an identity"),
@@ -367,12 +339,6 @@ fn header_name(name: &str, path: &str) -> Result<String, ConfigError> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use serde_json::json;

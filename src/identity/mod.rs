@@ -9,12 +9,14 @@
 pub mod authz;
 pub mod config;
 pub mod forward;
+pub mod lookup;
 pub mod matcher;
 pub mod peer;
 pub mod spiffe;
 
 pub use authz::{check_binding, check_owner, check_peers, OwnerInputs};
 pub use forward::ForwardIdentity;
+pub use lookup::{PeerCache, ISTIO_PEER_PRINCIPAL};
 pub use matcher::{PeerPattern, PeerSet};
 pub use peer::{peer_identity, CertDigest, IdentitySource, PeerFacts, PeerIdentity};
 pub use spiffe::{SpiffeId, SpiffeIdError, TrustDomain};

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::spiffe::{SpiffeId, SpiffeIdError};
+use crate::http::percent::hex_value;
 
 /// Where the peer identity comes from (`routes[].peers.source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -198,22 +199,7 @@ impl PeerFacts {
     }
 }
 
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
 

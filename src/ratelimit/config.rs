@@ -11,8 +11,7 @@ use super::key::{KeyError, KeySpec};
 use super::lockout::LockoutPolicy;
 use super::store::RateLimit;
 use super::RouteLimits;
-use crate::config::error::{index, join};
-use crate::config::ConfigError;
+use crate::error::config::{index, join, ConfigError};
 use serde::Deserialize;
 
 /// Default `max_keys` of a limit or lockout.
@@ -30,17 +29,7 @@ pub const MAX_BLOCK_SECONDS: u64 = 366 * 86_400;
 /// Most failures a lockout may wait for.
 pub const MAX_FAILURES: u64 = 1_000_000;
 
-/// `enforce` refuses; `report` counts and logs what would have been refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Refuse.
-    #[default]
-    Enforce,
-    /// Count and log only.
-    Report,
-}
+pub use crate::mode::Mode;
 
 /// `routes[].rate_limits[]` as written.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -96,6 +85,9 @@ pub struct RawLockout {
     /// Keys tracked individually per key expression; default 10000.
     #[serde(default)]
     pub max_keys: Option<u64>,
+    /// Normalise header and body key values (trim, NFKC, case fold); default true.
+    #[serde(default)]
+    pub normalize_keys: Option<bool>,
 }
 
 /// Top-level `client_ip` as written.
@@ -292,7 +284,8 @@ pub fn compile_lockout(
         max_keys,
     )
     .with_upstream_statuses(raw.upstream_statuses.clone())
-    .with_mode(raw.mode.unwrap_or(inherited)))
+    .with_mode(raw.mode.unwrap_or(inherited))
+    .with_normalize(raw.normalize_keys.unwrap_or(true)))
 }
 
 /// Compiles the top-level `client_ip` section (`path` is `client_ip`); absent means the
@@ -340,12 +333,6 @@ pub fn compile_client_ip(
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -67,12 +67,6 @@ pub fn rate_member(quoted_name: &str, remaining: u64, reset_us: u64) -> String {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
 

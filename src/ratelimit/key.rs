@@ -151,6 +151,22 @@ impl KeySpec {
         &self.components
     }
 
+    /// True when a limit with this key may count a request before its token is verified: the
+    /// key names the caller by its address or mTLS peer (which no request can forge) and reads
+    /// no claim. A `jwt:` key needs the verified claims; a key of only `route` or `header:`
+    /// parts would let unauthenticated (or header-forging) callers spend a bucket others share.
+    pub fn counts_before_authn(&self) -> bool {
+        let bound = self
+            .components
+            .iter()
+            .any(|c| matches!(c, Component::ClientIp | Component::Peer));
+        let claims = self
+            .components
+            .iter()
+            .any(|c| matches!(c, Component::Claim(_)));
+        bound && !claims
+    }
+
     /// True when a part reads the request body.
     pub fn needs_body(&self) -> bool {
         self.components
@@ -193,6 +209,144 @@ impl KeySpec {
             }
         }
         out
+    }
+}
+
+/// Most keys one lockout key expression stands for in one request (a body value that is an
+/// array or object is counted under each string inside it).
+pub const MAX_KEY_VARIANTS: usize = 8;
+
+/// The keys a lockout counts one request under: [`KeySpec::lockout_keys`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LockoutKeys {
+    /// Key bytes, one per variant, without repeats.
+    pub keys: Vec<Vec<u8>>,
+    /// A `body:` value was not a string (array, object, number, boolean): no client form sends
+    /// that for a login name, so the request counts as a failure at once.
+    pub non_string: bool,
+}
+
+/// Trim, NFKC and case fold: the spellings of one name that login code treats as that name
+/// (`" Victim"`, `VICTIM`, fullwidth `ｖｉｃｔｉｍ`).
+pub fn normalize_key_text(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let nfkc: String = s.nfkc().collect();
+    crate::text::fold_case(nfkc.trim()).into_owned()
+}
+
+/// The scalars inside a JSON value, in document order, at most `max` (`["victim"]` and
+/// `{"$eq": "victim"}` both give `victim`). Depth is bounded by the strict reader.
+fn scalar_leaves(v: &Value, max: usize, out: &mut Vec<String>) {
+    if out.len() >= max {
+        return;
+    }
+    match v {
+        Value::String(s) if !s.is_empty() => out.push(s.clone()),
+        Value::Number(n) => out.push(n.to_string()),
+        Value::Bool(b) => out.push(b.to_string()),
+        Value::Array(items) => items.iter().for_each(|i| scalar_leaves(i, max, out)),
+        Value::Object(m) => m.values().for_each(|i| scalar_leaves(i, max, out)),
+        Value::String(_) | Value::Null => {}
+    }
+}
+
+impl KeySpec {
+    /// The keys one request stands for under a lockout. Like [`Self::build`], but header and
+    /// body text is normalised when `normalize` is set ([`normalize_key_text`]), a `body:` field
+    /// is found whatever the letter case of its name (the strict reader refuses bodies where
+    /// that is ambiguous), and a `body:` value that is not a string is keyed by each scalar
+    /// inside it (its JSON text when it has none), up to [`MAX_KEY_VARIANTS`] keys.
+    pub fn lockout_keys(&self, facts: &KeyFacts<'_>, normalize: bool) -> LockoutKeys {
+        let norm = |s: &str| {
+            if normalize {
+                normalize_key_text(s)
+            } else {
+                s.to_string()
+            }
+        };
+        let mut non_string = false;
+        // Per component: its candidate values (None = missing).
+        let mut parts: Vec<Vec<Option<String>>> = Vec::with_capacity(self.components.len());
+        for component in &self.components {
+            let values = match component {
+                Component::Body(name) => {
+                    let v = facts.body.and_then(|b| {
+                        b.get(name.as_str()).or_else(|| {
+                            b.iter()
+                                .find(|(k, _)| crate::text::eq_fold(k, name))
+                                .map(|(_, v)| v)
+                        })
+                    });
+                    match v {
+                        None | Some(Value::Null) => vec![None],
+                        Some(Value::String(s)) => {
+                            let n = norm(s);
+                            vec![(!n.is_empty()).then_some(n)]
+                        }
+                        Some(other) => {
+                            non_string = true;
+                            let mut leaves = Vec::new();
+                            scalar_leaves(other, MAX_KEY_VARIANTS, &mut leaves);
+                            let mut vals: Vec<Option<String>> = leaves
+                                .iter()
+                                .map(|l| norm(l))
+                                .filter(|l| !l.is_empty())
+                                .map(Some)
+                                .collect();
+                            if vals.is_empty() {
+                                vals.push(Some(other.to_string()));
+                            }
+                            vals.dedup();
+                            vals
+                        }
+                    }
+                }
+                Component::Header(_) => match value_of(component, facts) {
+                    Some(Val::Text(s)) => {
+                        let n = norm(s);
+                        vec![(!n.is_empty()).then_some(n)]
+                    }
+                    _ => vec![None],
+                },
+                other => match value_of(other, facts) {
+                    Some(Val::Text(s)) => vec![Some(s.to_string())],
+                    Some(Val::Json(v)) => vec![Some(format!("\u{0}json\u{0}{v}"))],
+                    None => vec![None],
+                },
+            };
+            parts.push(values);
+        }
+        let mut keys: Vec<Vec<u8>> = vec![Vec::with_capacity(64)];
+        for (component, values) in self.components.iter().zip(&parts) {
+            let mut next = Vec::new();
+            for prefix in &keys {
+                for value in values {
+                    if next.len() >= MAX_KEY_VARIANTS {
+                        break;
+                    }
+                    let mut out = prefix.clone();
+                    out.push(component.tag());
+                    match component {
+                        Component::Header(name)
+                        | Component::Claim(name)
+                        | Component::Body(name) => push_field(&mut out, name.as_bytes()),
+                        Component::ClientIp | Component::Route | Component::Peer => {}
+                    }
+                    match value {
+                        Some(v) => {
+                            out.push(b's');
+                            push_field(&mut out, v.as_bytes());
+                        }
+                        None => push_missing(&mut out, facts.client_ip),
+                    }
+                    next.push(out);
+                }
+            }
+            keys = next;
+        }
+        keys.sort();
+        keys.dedup();
+        LockoutKeys { keys, non_string }
     }
 }
 
@@ -261,7 +415,7 @@ fn parse_component(part: &str) -> Result<Component, KeyError> {
     }
     match kind {
         "header" => {
-            if !name.bytes().all(is_tchar) {
+            if !crate::http::name::is_token(name) {
                 return Err(KeyError::BadHeaderName(part.to_string()));
             }
             Ok(Component::Header(name.to_ascii_lowercase()))
@@ -272,20 +426,24 @@ fn parse_component(part: &str) -> Result<Component, KeyError> {
     }
 }
 
-/// RFC 9110 token characters.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*.^_`|~-".contains(&b)
-}
-
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
+
+    /// Request facts of route `r` with these headers and no client address.
+    fn with_headers(headers: &[(String, String)]) -> KeyFacts<'_> {
+        KeyFacts {
+            headers,
+            ..KeyFacts::new("r", None)
+        }
+    }
+
+    /// Owned header pairs.
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
     use serde_json::json;
 
     fn claims(v: Value) -> Map<String, Value> {
@@ -375,54 +533,27 @@ mod tests {
     #[test]
     fn values_cannot_be_crafted_to_shift_parts() {
         let spec = KeySpec::parse("header:a+header:b").unwrap();
-        let h1 = vec![
-            ("a".to_string(), "x".to_string()),
-            ("b".to_string(), "yz".to_string()),
-        ];
-        let h2 = vec![
-            ("a".to_string(), "xy".to_string()),
-            ("b".to_string(), "z".to_string()),
-        ];
-        let f1 = KeyFacts {
-            headers: &h1,
-            ..KeyFacts::new("r", None)
-        };
-        let f2 = KeyFacts {
-            headers: &h2,
-            ..KeyFacts::new("r", None)
-        };
+        let h1 = pairs(&[("a", "x"), ("b", "yz")]);
+        let h2 = pairs(&[("a", "xy"), ("b", "z")]);
+        let f1 = with_headers(&h1);
+        let f2 = with_headers(&h2);
         assert_ne!(spec.build(&f1), spec.build(&f2));
     }
 
     #[test]
     fn header_lookup_is_case_insensitive_and_uses_the_first_value() {
         let spec = KeySpec::parse("header:x-api-key").unwrap();
-        let h1 = vec![
-            ("X-API-KEY".to_string(), "k1".to_string()),
-            ("x-api-key".to_string(), "k2".to_string()),
-        ];
-        let h2 = vec![("x-api-key".to_string(), "k1".to_string())];
-        let f1 = KeyFacts {
-            headers: &h1,
-            ..KeyFacts::new("r", None)
-        };
-        let f2 = KeyFacts {
-            headers: &h2,
-            ..KeyFacts::new("r", None)
-        };
+        let h1 = pairs(&[("X-API-KEY", "k1"), ("x-api-key", "k2")]);
+        let h2 = pairs(&[("x-api-key", "k1")]);
+        let f1 = with_headers(&h1);
+        let f2 = with_headers(&h2);
         assert_eq!(spec.build(&f1), spec.build(&f2));
     }
 
     #[test]
     fn client_ip_is_needed_only_for_an_address_part_or_a_missing_part() {
-        let headers = vec![
-            ("x-api-key".to_string(), "k1".to_string()),
-            ("x-empty".to_string(), String::new()),
-        ];
-        let facts = KeyFacts {
-            headers: &headers,
-            ..KeyFacts::new("r", None)
-        };
+        let headers = pairs(&[("x-api-key", "k1"), ("x-empty", "")]);
+        let facts = with_headers(&headers);
         let needs = |text: &str| KeySpec::parse(text).unwrap().needs_client_ip(&facts);
         assert!(!needs("route"));
         assert!(!needs("header:x-api-key"));

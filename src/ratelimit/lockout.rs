@@ -16,12 +16,12 @@
 //! This module decides and counts; the adapter decides which responses are failures (meshguard's
 //! own 401s, and upstream statuses listed in `upstream_statuses`) and writes the audit line.
 
-use super::config::Mode;
 use super::headers;
 use super::key::{KeyFacts, KeySpec};
-use super::table::{read_u64, Entry, Place, Table, TableError};
+use super::table::{read_u64, sum_created, Entry, Place, Table, TableError};
 use crate::error::{Denial, Reason};
 use crate::host::{Clock, SharedStore, StoreError};
+use crate::mode::Mode;
 
 /// Shared-data key prefix of lockout tables (the digit is the value format version).
 pub const PREFIX: &str = "mg:lo1";
@@ -84,6 +84,7 @@ pub struct LockoutPolicy {
     block_ms: u64,
     upstream_statuses: Vec<u16>,
     mode: Mode,
+    normalize: bool,
 }
 
 /// Whether a request may go on.
@@ -142,7 +143,22 @@ impl LockoutPolicy {
             block_ms,
             upstream_statuses: Vec::new(),
             mode: Mode::Enforce,
+            normalize: true,
         }
+    }
+
+    /// Sets whether header and body key values are normalised (trim, NFKC, case fold).
+    pub fn with_normalize(mut self, normalize: bool) -> Self {
+        self.normalize = normalize;
+        self
+    }
+
+    /// True when some `body:` key of this request has a value that is not a string: the
+    /// request counts as a failure by itself (see [`crate::ratelimit::key::LockoutKeys`]).
+    pub fn non_string_body_key(&self, facts: &KeyFacts<'_>) -> bool {
+        self.keys
+            .iter()
+            .any(|k| k.key.needs_body() && k.key.lockout_keys(facts, self.normalize).non_string)
     }
 
     /// Also counts these upstream response statuses as failures.
@@ -184,11 +200,11 @@ impl LockoutPolicy {
 
     /// Creates every table's slots (configure time). Returns slots created.
     pub fn prepare<S: SharedStore + ?Sized>(&self, store: &S) -> Result<u32, StoreError> {
-        let mut created = 0u32;
-        for k in &self.keys {
-            created = created.saturating_add(k.table.prepare::<LockEntry, S>(store)?);
-        }
-        Ok(created)
+        sum_created(
+            self.keys
+                .iter()
+                .map(|k| k.table.prepare::<LockEntry, S>(store)),
+        )
     }
 
     /// Is any of the request's keys locked? Read-only.
@@ -204,16 +220,19 @@ impl LockoutPolicy {
         let mut decision = LockoutDecision::default();
         let mut wait_ms = 0u64;
         for k in &self.keys {
-            match k
-                .table
-                .read::<LockEntry, S>(store, &k.key.build(facts), now)
-            {
-                Ok(out) if out.value.blocked_until_ms > now => {
-                    wait_ms = wait_ms.max(out.value.blocked_until_ms - now);
-                    decision.locked_keys.push(k.key.text().to_string());
+            let mut locked = false;
+            for bytes in k.key.lockout_keys(facts, self.normalize).keys {
+                match k.table.read::<LockEntry, S>(store, &bytes, now) {
+                    Ok(out) if out.value.blocked_until_ms > now => {
+                        wait_ms = wait_ms.max(out.value.blocked_until_ms.saturating_sub(now));
+                        locked = true;
+                    }
+                    Ok(_) => {}
+                    Err(_) => decision.store_errors = decision.store_errors.saturating_add(1),
                 }
-                Ok(_) => {}
-                Err(_) => decision.store_errors = decision.store_errors.saturating_add(1),
+            }
+            if locked {
+                decision.locked_keys.push(k.key.text().to_string());
             }
         }
         let enforce = self.mode == Mode::Enforce;
@@ -252,12 +271,17 @@ impl LockoutPolicy {
         let now = clock.now_ms();
         self.keys
             .iter()
-            .map(|k| {
-                let result =
-                    k.table
-                        .update(store, &k.key.build(facts), now, |e: &mut LockEntry| {
-                            self.count_failure(e, now)
-                        });
+            .flat_map(|k| {
+                k.key
+                    .lockout_keys(facts, self.normalize)
+                    .keys
+                    .into_iter()
+                    .map(move |bytes| (k, bytes))
+            })
+            .map(|(k, bytes)| {
+                let result = k.table.update(store, &bytes, now, |e: &mut LockEntry| {
+                    self.count_failure(e, now)
+                });
                 match result {
                     Ok(out) => FailureRecord {
                         key: k.key.text().to_string(),
@@ -303,12 +327,6 @@ impl LockoutPolicy {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use crate::host::fake::{FakeClock, MemStore};

@@ -28,13 +28,15 @@ pub mod gcra;
 pub mod headers;
 pub mod key;
 pub mod lockout;
+pub mod lookup;
 pub mod store;
 pub mod table;
 
+pub use crate::mode::Mode;
 pub use client_ip::ClientIpPolicy;
-pub use config::Mode;
 pub use key::KeyFacts;
 pub use lockout::LockoutPolicy;
+pub use lookup::ClientAddress;
 pub use store::RateLimit;
 
 use crate::error::{Denial, Reason};
@@ -156,11 +158,7 @@ impl RouteLimits {
 
     /// Creates every limit's slots in the shared store; call from `on_configure`.
     pub fn prepare<S: SharedStore + ?Sized>(&self, store: &S) -> Result<u32, StoreError> {
-        let mut created = 0u32;
-        for l in &self.limits {
-            created = created.saturating_add(l.prepare(store)?);
-        }
-        Ok(created)
+        table::sum_created(self.limits.iter().map(|l| l.prepare(store)))
     }
 
     /// Charges the request to each limit and decides.
@@ -169,6 +167,24 @@ impl RouteLimits {
         facts: &KeyFacts<'_>,
         clock: &C,
         store: &S,
+    ) -> RateDecision {
+        self.check_some(facts, clock, store, |_| true)
+    }
+
+    /// True when some limit counts before authentication ([`key::KeySpec::counts_before_authn`]).
+    pub fn has_early(&self) -> bool {
+        self.limits.iter().any(|l| l.key().counts_before_authn())
+    }
+
+    /// [`Self::check`] for the limits `which` selects only (outcomes, refunds and headers of
+    /// those only). Lets the limits keyed by the caller's address or peer count before the
+    /// token's signature is checked, and the others after.
+    pub fn check_some<C: Clock + ?Sized, S: SharedStore + ?Sized>(
+        &self,
+        facts: &KeyFacts<'_>,
+        clock: &C,
+        store: &S,
+        which: impl Fn(&RateLimit) -> bool,
     ) -> RateDecision {
         let now_ms = clock.now_ms();
         let mut decision = RateDecision {
@@ -180,6 +196,9 @@ impl RouteLimits {
         let mut rates: Vec<String> = Vec::new();
 
         for (i, limit) in self.limits.iter().enumerate() {
+            if !which(limit) {
+                continue;
+            }
             if decision.denial.is_some() {
                 decision.outcomes.push(LimitOutcome {
                     limit: i,

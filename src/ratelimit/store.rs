@@ -16,12 +16,12 @@
 //! one overflow bucket per slot), about 180 bytes per slot with Envoy's own overhead: roughly
 //! 450 KiB for the default 10 000 keys, 45 MiB at the 1 048 576 cap.
 
-use super::config::Mode;
 use super::gcra::{GcraDecision, Quota};
 use super::headers;
 use super::key::{KeyFacts, KeySpec};
 use super::table::{read_u64, Entry, Place, Table, TableError};
 use crate::host::{SharedStore, StoreError};
+use crate::mode::Mode;
 
 /// Shared-data key prefix of rate-limit tables (the digit is the value format version).
 pub const PREFIX: &str = "mg:rl1";
@@ -203,12 +203,6 @@ impl RateLimit {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use crate::host::fake::MemStore;

@@ -292,13 +292,16 @@ impl Table {
     }
 }
 
+/// The slots created by several [`Table::prepare`] calls, added up; the first error stops.
+pub fn sum_created(
+    prepared: impl IntoIterator<Item = Result<u32, StoreError>>,
+) -> Result<u32, StoreError> {
+    prepared
+        .into_iter()
+        .try_fold(0u32, |total, created| Ok(total.saturating_add(created?)))
+}
+
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use crate::host::fake::MemStore;

@@ -8,7 +8,7 @@ use super::headers::{
 use super::pointer::FieldPointer;
 use super::strip::{StripField, Visibility};
 use super::{OnMismatch, ResponseRules};
-use crate::config::error::{index, join, ConfigError};
+use crate::error::config::{index, join, ConfigError};
 use crate::routing::matcher::parse_method;
 use crate::validate::schema::SchemaCompiler;
 use serde::Deserialize;
@@ -399,45 +399,5 @@ pub fn compile_cors(raw: &RawCors, at: &str) -> Result<CorsPolicy, ConfigError> 
         expose_headers,
         credentials: raw.allow_credentials,
         max_age_seconds: raw.max_age_seconds,
-    })
-}
-
-/// Compiles the top-level response settings.
-pub fn compile_edge(raw: &crate::config::raw::RawConfig) -> Result<super::EdgePolicy, ConfigError> {
-    Ok(super::EdgePolicy {
-        security_headers: raw
-            .security_headers
-            .as_ref()
-            .map(|s| compile_security_headers(s, "security_headers"))
-            .transpose()?,
-        cors: raw
-            .cors
-            .as_ref()
-            .map(|c| compile_cors(c, "cors").map(std::sync::Arc::new))
-            .transpose()?,
-        mask_upstream_errors: raw.mask_upstream_errors,
-        hold_headers: raw.allow_on_headers_stop_iteration,
-    })
-}
-
-/// Compiles a route's effective response settings (its own, else the top-level ones).
-pub fn compile_route_response(
-    raw: &crate::config::raw::RawRoute,
-    edge: &super::EdgePolicy,
-    at: &str,
-) -> Result<super::RouteResponse, ConfigError> {
-    Ok(super::RouteResponse {
-        rules: raw
-            .response
-            .as_ref()
-            .map(|r| compile_response(r, &join(at, "response")))
-            .transpose()?,
-        cors: match &raw.cors {
-            Some(c) => Some(std::sync::Arc::new(compile_cors(c, &join(at, "cors"))?)),
-            None => edge.cors.clone(),
-        },
-        mask: raw
-            .mask_upstream_errors
-            .unwrap_or(edge.mask_upstream_errors),
     })
 }

@@ -5,7 +5,7 @@
 //! `Access-Control-Request-Headers` alone; it never looks at credentials (a preflight carries
 //! none, so it is answered before any authentication check).
 
-use super::HeaderEdit;
+use super::headers::HeaderEdit;
 use crate::error::{Denial, Reason};
 use crate::host::HeaderPairs;
 
@@ -264,7 +264,6 @@ impl CorsPolicy {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 

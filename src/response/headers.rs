@@ -3,8 +3,18 @@
 //!
 //! It decides which header edits a response gets; it never reads a body.
 
-use super::HeaderEdit;
 use crate::host::HeaderPairs;
+
+/// A change to the response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderEdit {
+    /// Replace (or add) a header.
+    Set(String, String),
+    /// Remove every copy.
+    Remove(String),
+    /// Add a value, keeping existing ones (`vary`).
+    Append(String, String),
+}
 
 /// Set on every response when `defaults` is on.
 pub const DEFAULT_SET: &[(&str, &str)] = &[("x-content-type-options", "nosniff")];
@@ -66,13 +76,9 @@ impl SecurityHeaders {
     }
 }
 
-/// A header name as Envoy keeps it: lower-case token characters.
+/// A header name as Envoy keeps it: a lower-case token ([`crate::http::name::check_lower`]).
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+    crate::http::name::check_lower(name).is_ok()
 }
 
 /// A header value meshguard may send: visible ASCII and spaces, no leading or trailing space.
@@ -85,7 +91,6 @@ pub fn valid_value(value: &str) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

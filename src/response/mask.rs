@@ -34,7 +34,6 @@ pub fn status_reply(denial: &Denial, status: u16, request_id: Option<&str>) -> R
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -2,101 +2,32 @@
 //!
 //! One file per concern: [`strip`] (fields removed, per caller), [`cors`] (origins, preflights),
 //! [`headers`] (security headers), [`mask`] (upstream 5xx bodies), [`config`] (raw types and
-//! compilation). This module ties them into two pure steps the adapter calls: [`on_head`] with
-//! the response status and headers, then (only when it asked for the body) [`on_body`] with the
-//! complete body. Plus [`preflight`], which the adapter calls before any request check.
+//! compilation), [`body`] (the body step). This module ties them into two pure steps the adapter
+//! calls: [`on_head`] with the response status and headers, then (only when it asked for the
+//! body) [`body::on_body`] with the complete body. Plus [`preflight`], which the adapter calls before any request check.
 //!
 //! It never touches a response on a route that asks for nothing: [`wanted`] is a few field
 //! reads, and the adapter skips every host call when it is false. It never passes a body it
 //! was asked to check without checking it: a body it cannot read (compressed, not JSON, too
 //! large) is refused, or reported in report mode.
 
+pub mod body;
 pub mod config;
 pub mod cors;
 pub mod headers;
 pub mod mask;
 pub mod pointer;
+pub mod rules;
 pub mod strip;
 
-use crate::decide::RequestFacts;
 use crate::error::{Denial, Reason, Reply};
 use crate::host::HeaderPairs;
+use crate::pipeline::facts::RequestFacts;
 use crate::policy::{Lookup, Mode, Policy, Route};
-use crate::validate::json::{self, JsonError, JsonLimits, Limit};
-use crate::validate::schema::CompiledSchema;
 use cors::{CorsPolicy, Preflight};
-use headers::SecurityHeaders;
+pub use headers::HeaderEdit;
+pub use rules::{EdgePolicy, OnMismatch, ResponseRules, RouteResponse};
 use serde_json::{Map, Value};
-use std::sync::Arc;
-
-/// A change to the response headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HeaderEdit {
-    /// Replace (or add) a header.
-    Set(String, String),
-    /// Remove every copy.
-    Remove(String),
-    /// Add a value, keeping existing ones (`vary`).
-    Append(String, String),
-}
-
-/// What a `body_schema` mismatch does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnMismatch {
-    /// Refuse the response (502 problem).
-    Deny,
-    /// Remove the members the schema does not allow; refuse other mismatches.
-    Strip,
-    /// Log and count; the response goes on unchanged.
-    Report,
-}
-
-/// Compiled `routes[].response`.
-#[derive(Debug)]
-pub struct ResponseRules {
-    /// `strip_fields`.
-    pub strip: Vec<strip::StripField>,
-    /// `body_schema` (checked on 2xx responses).
-    pub schema: Option<CompiledSchema>,
-    /// `on_schema_mismatch`.
-    pub on_mismatch: OnMismatch,
-    /// `max_body_bytes`.
-    pub max_body_bytes: u64,
-    /// `max_array_len`.
-    pub max_array_len: Option<u32>,
-}
-
-impl ResponseRules {
-    /// Whether a checked body may come out different (its length is then unknown upfront).
-    pub fn may_rewrite(&self) -> bool {
-        !self.strip.is_empty() || (self.schema.is_some() && self.on_mismatch == OnMismatch::Strip)
-    }
-}
-
-/// Policy-wide response settings.
-#[derive(Debug, Default)]
-pub struct EdgePolicy {
-    /// `security_headers`.
-    pub security_headers: Option<SecurityHeaders>,
-    /// Top-level `cors`.
-    pub cors: Option<Arc<CorsPolicy>>,
-    /// Top-level `mask_upstream_errors`.
-    pub mask_upstream_errors: bool,
-    /// `allow_on_headers_stop_iteration`: Envoy holds response headers while meshguard reads
-    /// the body, so a refused body becomes a 502 and a rewritten one gets its exact length.
-    pub hold_headers: bool,
-}
-
-/// A route's effective response settings.
-#[derive(Debug, Default)]
-pub struct RouteResponse {
-    /// `routes[].response`.
-    pub rules: Option<ResponseRules>,
-    /// `routes[].cors`, else the top-level one.
-    pub cors: Option<Arc<CorsPolicy>>,
-    /// `routes[].mask_upstream_errors`, else the top-level one.
-    pub mask: bool,
-}
 
 /// A change meshguard made (or, in report mode, would have made) to a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,9 +165,9 @@ pub fn wanted(policy: &Policy, route: Option<&Route>) -> bool {
 /// uncompressed answer (`accept-encoding: identity`), so the body can be read. An Envoy
 /// compressor placed before meshguard still sees the client's preference and compresses the
 /// checked answer on the way out.
-pub fn request_header_ops(route: &Route) -> Vec<crate::decide::HeaderOp> {
+pub fn request_header_ops(route: &Route) -> Vec<crate::pipeline::verdict::HeaderOp> {
     if route.response.rules.is_some() {
-        vec![crate::decide::HeaderOp::Set(
+        vec![crate::pipeline::verdict::HeaderOp::Set(
             "accept-encoding".into(),
             "identity".into(),
         )]
@@ -265,7 +196,7 @@ pub struct BodyRead {
 pub enum HeadPlan {
     /// Apply the edits and let it go on.
     Pass,
-    /// Apply the edits, read the whole body, then call [`on_body`].
+    /// Apply the edits, read the whole body, then call [`body::on_body`].
     ReadBody(BodyRead),
     /// Answer with this reply instead (masked error, unreadable body).
     Replace(Reply),
@@ -456,172 +387,6 @@ fn deny_at_head(site: &Site<'_>, mut out: HeadOutcome, denial: Denial, status: u
         out.plan = HeadPlan::Replace(refused(site, denial));
     }
     out
-}
-
-/// What to do with a complete body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BodyPlan {
-    /// Send it as it is.
-    Unchanged,
-    /// Send this instead.
-    Rewrite(Vec<u8>),
-    /// Refuse the response with this reply (a 502; if the headers already left, Envoy resets
-    /// the stream instead).
-    Replace(Reply),
-}
-
-/// [`on_body`]'s result.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BodyOutcome {
-    /// Plan.
-    pub plan: BodyPlan,
-    /// What to log and count.
-    pub events: Vec<ResponseEvent>,
-}
-
-fn json_limits(rules: &ResponseRules) -> JsonLimits {
-    JsonLimits {
-        max_depth: json::MAX_DEPTH_CEILING,
-        max_keys: u32::MAX,
-        max_array_len: rules.max_array_len.unwrap_or(u32::MAX),
-        max_string_len: u32::MAX,
-        max_total_bytes: rules.max_body_bytes,
-    }
-}
-
-fn json_reason(e: &JsonError) -> Reason {
-    match e {
-        JsonError::Limit(Limit::ArrayLen) => Reason::ResponseArrayTooLong,
-        JsonError::Limit(Limit::TotalBytes) => Reason::ResponseTooLarge,
-        _ => Reason::ResponseUnreadable,
-    }
-}
-
-/// Checks and edits a complete body, as [`on_head`] asked.
-pub fn on_body(site: &Site<'_>, read: &BodyRead, body: &[u8]) -> BodyOutcome {
-    let mut events = Vec::new();
-    let report = site.report();
-    let Some(rules) = site.rules() else {
-        return BodyOutcome {
-            plan: BodyPlan::Unchanged,
-            events,
-        };
-    };
-    let deny = |events: &mut Vec<ResponseEvent>, denial: Denial, per_check_report: bool| {
-        let report = report || per_check_report;
-        events.push(ResponseEvent {
-            finding: Finding::Denied(denial.reason),
-            report,
-            status: if report {
-                read.status
-            } else {
-                denial.reason.status()
-            },
-            detail: denial.log_detail.clone(),
-        });
-        (!report).then(|| refused(site, denial))
-    };
-    let mut current: Option<Vec<u8>> = None;
-    if read.schema || rules.max_array_len.is_some() {
-        match json::parse(body, &json_limits(rules)) {
-            Err(e) => {
-                let d = Denial::new(json_reason(&e)).with_log_detail(e.describe());
-                if let Some(r) = deny(&mut events, d, false) {
-                    return replace(r, events);
-                }
-            }
-            Ok(doc) => {
-                let schema = rules.schema.as_ref().filter(|_| read.schema);
-                if let Some(Err(v)) = schema.map(|s| s.check(&doc)) {
-                    let detail = v.detail("response");
-                    let stripped =
-                        match rules.on_mismatch {
-                            OnMismatch::Strip => schema
-                                .and_then(|s| s.unknown_members(&doc))
-                                .and_then(|paths| {
-                                    json::remove_members(body, &paths)
-                                        .ok()
-                                        .map(|b| (b, paths.len()))
-                                }),
-                            _ => None,
-                        };
-                    match stripped {
-                        Some((b, n)) => {
-                            events.push(ResponseEvent {
-                                finding: Finding::Changed(Change::SchemaStripped),
-                                report,
-                                status: read.status,
-                                detail: Some(format!("{n} members the schema does not allow")),
-                            });
-                            if !report {
-                                current = Some(b);
-                            }
-                        }
-                        None => {
-                            let d = Denial::new(Reason::ResponseSchemaViolation)
-                                .with_log_detail(detail);
-                            let per_check = rules.on_mismatch == OnMismatch::Report;
-                            if let Some(r) = deny(&mut events, d, per_check) {
-                                return replace(r, events);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    if !read.strip.is_empty() {
-        let input = current.as_deref().unwrap_or(body);
-        match strip::strip(input, &rules.strip, &read.strip) {
-            Err(e) => {
-                let d = Denial::new(Reason::ResponseUnreadable).with_log_detail(e.describe());
-                if let Some(r) = deny(&mut events, d, false) {
-                    return replace(r, events);
-                }
-            }
-            Ok(removal) if removal.removed > 0 => {
-                events.push(ResponseEvent {
-                    finding: Finding::Changed(Change::FieldsStripped),
-                    report,
-                    status: read.status,
-                    detail: Some(format!("{} fields", removal.removed)),
-                });
-                if !report {
-                    current = Some(removal.body);
-                }
-            }
-            Ok(_) => {}
-        }
-    }
-    BodyOutcome {
-        plan: current.map_or(BodyPlan::Unchanged, BodyPlan::Rewrite),
-        events,
-    }
-}
-
-fn replace(reply: Reply, events: Vec<ResponseEvent>) -> BodyOutcome {
-    BodyOutcome {
-        plan: BodyPlan::Replace(reply),
-        events,
-    }
-}
-
-/// The body grew past the route's limit while it was read. Enforced: the refusal reply.
-pub fn over_limit(site: &Site<'_>, read: &BodyRead) -> (Option<Reply>, ResponseEvent) {
-    let report = site.report();
-    let denial = Denial::new(Reason::ResponseTooLarge)
-        .with_log_detail(format!("body above max_body_bytes {}", read.limit));
-    let event = ResponseEvent {
-        finding: Finding::Denied(Reason::ResponseTooLarge),
-        report,
-        status: if report {
-            read.status
-        } else {
-            Reason::ResponseTooLarge.status()
-        },
-        detail: denial.log_detail.clone(),
-    };
-    ((!report).then(|| refused(site, denial)), event)
 }
 
 /// A preflight meshguard answers: the reply (none in report mode when it would be refused: the

@@ -120,7 +120,6 @@ impl PathPattern for &FieldPointer {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

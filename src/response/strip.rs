@@ -76,7 +76,6 @@ pub fn strip(body: &[u8], fields: &[StripField], selected: &[usize]) -> Result<R
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -6,6 +6,7 @@
     clippy::indexing_slicing
 )]
 
+use super::body::{on_body, over_limit, BodyPlan};
 use super::*;
 use serde_json::json;
 

@@ -6,8 +6,10 @@
 //! boundaries: `/api` matches `/api` and `/api/x`, never `/apix`. Hosts are exact or `*.` suffix
 //! wildcards, compared case-insensitively without the port.
 
-use super::normalize::{decode_segment, normalize, NormalPath};
-use crate::config::ConfigError;
+use super::normalize::{normalize, NormalPath};
+use crate::error::config::ConfigError;
+use crate::http::percent::{self, Plus};
+use crate::text::fold_case;
 
 /// One piece of a path template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,24 +18,6 @@ pub enum Segment {
     Literal(String),
     /// A `{name}` parameter.
     Param(String),
-}
-
-/// How a route matches the path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathMatcher {
-    /// The whole normalised path.
-    Exact(String),
-    /// Segment-wise template with `{name}` parameters.
-    Template {
-        /// The template as written, for audit lines.
-        source: String,
-        /// The segments, in order.
-        segments: Vec<Segment>,
-        /// Whether the template ends with `/`.
-        trailing_slash: bool,
-    },
-    /// A segment-boundary prefix.
-    Prefix(String),
 }
 
 /// A host pattern: exact or `*.suffix`.
@@ -54,12 +38,113 @@ fn is_param_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The compared form of a path matcher (as written, or case-folded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathForm {
+    /// The whole normalised path.
+    Exact(String),
+    /// Segment-wise template with `{name}` parameters.
+    Template {
+        /// The segments, in order.
+        segments: Vec<Segment>,
+        /// Whether the template ends with `/`.
+        trailing_slash: bool,
+    },
+    /// A segment-boundary prefix.
+    Prefix(String),
+}
+
+impl PathForm {
+    fn folded(&self) -> PathForm {
+        let f = |s: &str| fold_case(s).into_owned();
+        match self {
+            PathForm::Exact(p) => PathForm::Exact(f(p)),
+            PathForm::Prefix(p) => PathForm::Prefix(f(p)),
+            PathForm::Template {
+                segments,
+                trailing_slash,
+            } => PathForm::Template {
+                segments: segments
+                    .iter()
+                    .map(|s| match s {
+                        Segment::Literal(l) => Segment::Literal(f(l)),
+                        Segment::Param(p) => Segment::Param(p.clone()),
+                    })
+                    .collect(),
+                trailing_slash: *trailing_slash,
+            },
+        }
+    }
+
+    /// Matches `compared` (the normalised path, or its case-folded form); parameters are taken
+    /// from the same segments of `original`, so their letter case is kept.
+    fn matches(&self, compared: &str, original: &str) -> Option<Params> {
+        match self {
+            PathForm::Exact(p) => (p == compared).then(Vec::new),
+            PathForm::Prefix(p) => {
+                let ok = compared == p
+                    || (compared.starts_with(p.as_str())
+                        && (p.ends_with('/') || compared.as_bytes().get(p.len()) == Some(&b'/')));
+                ok.then(Vec::new)
+            }
+            PathForm::Template {
+                segments,
+                trailing_slash,
+            } => {
+                let ends_with_slash = compared.len() > 1 && compared.ends_with('/');
+                if ends_with_slash != *trailing_slash {
+                    return None;
+                }
+                let mut params = Vec::new();
+                // Folding never adds or removes a `/`: the segments line up.
+                let mut got = compared
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .zip(original.split('/').filter(|s| !s.is_empty()));
+                for want in segments {
+                    let (seg, orig) = got.next()?;
+                    match want {
+                        Segment::Literal(l) => {
+                            if l != seg {
+                                return None;
+                            }
+                        }
+                        Segment::Param(name) => {
+                            let value = percent::decode(orig, Plus::Literal)?;
+                            params.push((name.clone(), value.into_owned()));
+                        }
+                    }
+                }
+                got.next().is_none().then_some(params)
+            }
+        }
+    }
+}
+
+/// How a route matches the path: an exact path, a template, or a prefix, kept as written and
+/// case-folded (both compiled once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathMatcher {
+    source: String,
+    form: PathForm,
+    folded: PathForm,
+}
+
 impl PathMatcher {
+    fn new(source: String, form: PathForm) -> Self {
+        let folded = form.folded();
+        Self {
+            source,
+            form,
+            folded,
+        }
+    }
+
     /// Compiles `match.path`: exact when it has no `{}`, else a template.
     pub fn path(source: &str, at: &str) -> Result<Self, ConfigError> {
         let normal = check_written_path(source, at)?;
         if !source.contains('{') && !source.contains('}') {
-            return Ok(PathMatcher::Exact(normal.path));
+            return Ok(Self::new(normal.path.clone(), PathForm::Exact(normal.path)));
         }
         let mut segments = Vec::new();
         for seg in source.split('/').filter(|s| !s.is_empty()) {
@@ -105,11 +190,13 @@ impl PathMatcher {
             }
             segments.push(Segment::Param(name.to_string()));
         }
-        Ok(PathMatcher::Template {
-            source: source.to_string(),
-            segments,
-            trailing_slash: source.len() > 1 && source.ends_with('/'),
-        })
+        Ok(Self::new(
+            source.to_string(),
+            PathForm::Template {
+                segments,
+                trailing_slash: source.len() > 1 && source.ends_with('/'),
+            },
+        ))
     }
 
     /// Compiles `match.prefix`.
@@ -121,13 +208,26 @@ impl PathMatcher {
             ));
         }
         let normal = check_written_path(source, at)?;
-        Ok(PathMatcher::Prefix(normal.path))
+        Ok(Self::new(
+            normal.path.clone(),
+            PathForm::Prefix(normal.path),
+        ))
+    }
+
+    /// The form as written.
+    pub fn form(&self) -> &PathForm {
+        &self.form
+    }
+
+    /// True for a `{param}` template.
+    pub fn is_template(&self) -> bool {
+        matches!(self.form, PathForm::Template { .. })
     }
 
     /// Parameter names of a template (empty for other forms).
     pub fn params(&self) -> Vec<&str> {
-        match self {
-            PathMatcher::Template { segments, .. } => segments
+        match &self.form {
+            PathForm::Template { segments, .. } => segments
                 .iter()
                 .filter_map(|s| match s {
                     Segment::Param(p) => Some(p.as_str()),
@@ -140,49 +240,19 @@ impl PathMatcher {
 
     /// The path form as configured, for audit lines and metrics (never the request's own path).
     pub fn template(&self) -> &str {
-        match self {
-            PathMatcher::Exact(p) | PathMatcher::Prefix(p) => p,
-            PathMatcher::Template { source, .. } => source,
-        }
+        &self.source
     }
 
-    /// Matches a normalised path; on success returns the captured parameters.
+    /// Matches a normalised path, letter case as it is; on success returns the captured
+    /// parameters.
     pub fn matches(&self, path: &NormalPath) -> Option<Params> {
-        match self {
-            PathMatcher::Exact(p) => (p == &path.path).then(Vec::new),
-            PathMatcher::Prefix(p) => {
-                let ok = path.path == *p
-                    || (path.path.starts_with(p.as_str())
-                        && (p.ends_with('/') || path.path.as_bytes().get(p.len()) == Some(&b'/')));
-                ok.then(Vec::new)
-            }
-            PathMatcher::Template {
-                segments,
-                trailing_slash,
-                ..
-            } => {
-                let ends_with_slash = path.path.len() > 1 && path.path.ends_with('/');
-                if ends_with_slash != *trailing_slash {
-                    return None;
-                }
-                let mut params = Vec::new();
-                let mut got = path.segments();
-                for want in segments {
-                    let seg = got.next()?;
-                    match want {
-                        Segment::Literal(l) => {
-                            if l != seg {
-                                return None;
-                            }
-                        }
-                        Segment::Param(name) => {
-                            params.push((name.clone(), decode_segment(seg)?));
-                        }
-                    }
-                }
-                got.next().is_none().then_some(params)
-            }
-        }
+        self.form.matches(&path.path, &path.path)
+    }
+
+    /// Matches the case-folded path (`folded` is [`fold_case`] of `path.path`) against the
+    /// folded literals; the parameters keep the request's letter case.
+    pub fn matches_folded(&self, path: &NormalPath, folded: &str) -> Option<Params> {
+        self.folded.matches(folded, &path.path)
     }
 }
 
@@ -254,11 +324,7 @@ pub fn host_of(authority: &str) -> String {
 
 /// Checks an HTTP method token from the config.
 pub fn parse_method(source: &str, at: &str) -> Result<String, ConfigError> {
-    let valid = !source.is_empty()
-        && source
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_');
-    if valid {
+    if crate::http::method::is_method(source) {
         Ok(source.to_string())
     } else {
         Err(ConfigError::new(
@@ -273,16 +339,12 @@ mod tests {
     use super::*;
 
     fn np(p: &str) -> NormalPath {
-        normalize(p).unwrap_or(NormalPath {
-            path: String::new(),
-            query: String::new(),
-        })
+        normalize(p).unwrap()
     }
 
     #[test]
     fn template_captures_decoded_params() {
-        let m = PathMatcher::path("/users/{id}/orders/{order}", "p")
-            .unwrap_or(PathMatcher::Exact(String::new()));
+        let m = PathMatcher::path("/users/{id}/orders/{order}", "p").unwrap();
         assert_eq!(
             m.matches(&np("/users/a%20b/orders/7")),
             Some(vec![
@@ -312,14 +374,14 @@ mod tests {
 
     #[test]
     fn prefix_matches_on_segment_boundaries() {
-        let m = PathMatcher::prefix("/api", "p").unwrap_or(PathMatcher::Exact(String::new()));
+        let m = PathMatcher::prefix("/api", "p").unwrap();
         assert!(m.matches(&np("/api")).is_some());
         assert!(m.matches(&np("/api/x")).is_some());
         assert!(m.matches(&np("/apix")).is_none());
-        let m = PathMatcher::prefix("/public/", "p").unwrap_or(PathMatcher::Exact(String::new()));
+        let m = PathMatcher::prefix("/public/", "p").unwrap();
         assert!(m.matches(&np("/public/a")).is_some());
         assert!(m.matches(&np("/public/../admin")).is_none());
-        let root = PathMatcher::prefix("/", "p").unwrap_or(PathMatcher::Exact(String::new()));
+        let root = PathMatcher::prefix("/", "p").unwrap();
         assert!(root.matches(&np("/anything")).is_some());
     }
 
@@ -335,5 +397,25 @@ mod tests {
         assert_eq!(host_of("[::1]:80"), "::1");
         assert!(HostPattern::parse("http://x", "h").is_err());
         assert!(HostPattern::parse("x:80", "h").is_err());
+    }
+
+    #[test]
+    fn folded_match_ignores_letter_case_but_keeps_parameter_case() {
+        let m = PathMatcher::path("/users/{id}/Orders", "p").unwrap();
+        let p = np("/USERS/Bob/orders");
+        assert_eq!(m.matches(&p), None);
+        let folded = fold_case(&p.path);
+        assert_eq!(
+            m.matches_folded(&p, &folded),
+            Some(vec![("id".to_string(), "Bob".to_string())])
+        );
+        let admin = PathMatcher::path("/admin", "p").unwrap();
+        let p = np("/ADMIN");
+        assert!(admin.matches_folded(&p, &fold_case(&p.path)).is_some());
+        let prefix = PathMatcher::prefix("/Admin", "p").unwrap();
+        let p = np("/aDMIN/x");
+        assert!(prefix.matches_folded(&p, &fold_case(&p.path)).is_some());
+        let p = np("/adminx");
+        assert!(prefix.matches_folded(&p, &fold_case(&p.path)).is_none());
     }
 }

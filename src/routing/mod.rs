@@ -2,7 +2,6 @@
 
 pub mod matcher;
 pub mod normalize;
-pub mod query;
 
 pub use matcher::{host_of, HostPattern, Params, PathMatcher};
 pub use normalize::{normalize, NormalPath, PathError};

@@ -1,11 +1,18 @@
 //! Request-path normalisation: the one view of the path that every route rule is matched on.
 //!
-//! What is normalised: percent-encoded unreserved characters are decoded (`%7Euser` -> `~user`,
-//! `%2e` -> `.`), other escapes are kept with upper-case hex, empty segments (`//`) and `.`
-//! segments are dropped, `..` removes the previous segment (never above the root). What is
-//! refused (`path_invalid`): an encoded `/` or `\` (`%2F`, `%5C`), a malformed escape, a raw
-//! backslash, control bytes, a fragment, a path not starting with `/`. A trailing `/` is kept,
-//! so `/users/1/` and `/users/1` stay different paths. The request sent upstream is unchanged.
+//! What is normalised: `;` path parameters are cut from every segment (`/admin;x` is `/admin`,
+//! `/public/..;/admin` is `/admin`), as Tomcat, Jetty and Spring do before they route;
+//! percent-encoded unreserved characters are decoded (`%7Euser` -> `~user`, `%2e` -> `.`), and
+//! so are escapes that spell UTF-8 (`/caf%C3%A9` is `/café`); other escapes are kept with
+//! upper-case hex; empty segments (`//`) and `.` segments are dropped, `..` removes the previous
+//! segment (never above the root). [`NormalPath::semicolon`] says whether the path had a `;`
+//! (raw, or encoded as `%3B`): the caller refuses it unless the matched route accepts them.
+//! What is refused (`path_invalid`): an encoded `/` or `\` (`%2F`, `%5C`), a malformed escape, a
+//! raw backslash, control bytes, a fragment, a path not starting with `/`. A trailing `/` is
+//! kept, so `/users/1/` and `/users/1` stay different paths. Letter case is kept (routes fold it
+//! when they match). The request sent upstream is unchanged.
+
+use crate::http::percent::{escape_at, push_escaped};
 
 /// Why a path was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +52,8 @@ pub struct NormalPath {
     pub path: String,
     /// The raw query string (after `?`, without it), untouched.
     pub query: String,
+    /// The raw path had a `;` path parameter (or an encoded `%3B`).
+    pub semicolon: bool,
 }
 
 impl NormalPath {
@@ -52,19 +61,6 @@ impl NormalPath {
     pub fn segments(&self) -> impl Iterator<Item = &str> {
         self.path.split('/').filter(|s| !s.is_empty())
     }
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn upper_hex(nibble: u8) -> char {
-    char::from_digit(u32::from(nibble), 16).map_or('0', |c| c.to_ascii_uppercase())
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -79,24 +75,23 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
     while let Some(&b) = bytes.get(i) {
         match b {
             b'%' => {
-                let hi = bytes.get(i + 1).copied().and_then(hex);
-                let lo = bytes.get(i + 2).copied().and_then(hex);
-                let (Some(hi), Some(lo)) = (hi, lo) else {
+                let Some(decoded) = escape_at(bytes, i) else {
                     return Err(PathError::BadEscape);
                 };
-                let decoded = (hi << 4) | lo;
                 if decoded == b'/' || decoded == b'\\' {
                     return Err(PathError::EncodedSeparator);
                 }
                 if decoded < 0x20 || decoded == 0x7f {
                     return Err(PathError::ForbiddenByte);
                 }
+                if decoded >= 0x80 {
+                    i = decode_utf8_run(bytes, i, &mut out);
+                    continue;
+                }
                 if is_unreserved(decoded) {
                     out.push(char::from(decoded));
                 } else {
-                    out.push('%');
-                    out.push(upper_hex(hi));
-                    out.push(upper_hex(lo));
+                    push_escaped(&mut out, decoded);
                 }
                 i += 3;
             }
@@ -114,6 +109,53 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
+/// Decodes the run of `%XX` escapes (bytes 0x80 and above) that starts at `start`: whole UTF-8
+/// characters become text, anything else stays escaped with upper-case hex. Returns the
+/// position after the run.
+fn decode_utf8_run(bytes: &[u8], start: usize, out: &mut String) -> usize {
+    let mut run = Vec::new();
+    let mut i = start;
+    while let Some(b) = escape_at(bytes, i).filter(|b| *b >= 0x80) {
+        run.push(b);
+        i += 3;
+    }
+    let mut rest: &[u8] = &run;
+    while !rest.is_empty() {
+        match std::str::from_utf8(rest) {
+            Ok(text) => {
+                out.push_str(text);
+                rest = &[];
+            }
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(good).unwrap_or(""));
+                let n = e.error_len().unwrap_or(bad.len()).min(bad.len());
+                let (invalid, tail) = bad.split_at(n);
+                for &b in invalid {
+                    push_escaped(out, b);
+                }
+                rest = tail;
+            }
+        }
+    }
+    i
+}
+
+/// Cuts the `;` parameters off every segment of a raw path; true when there was one.
+fn strip_semicolon_params(path: &str) -> (std::borrow::Cow<'_, str>, bool) {
+    if !path.contains(';') {
+        return (std::borrow::Cow::Borrowed(path), false);
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(seg.split_once(';').map_or(seg, |(keep, _)| keep));
+    }
+    (std::borrow::Cow::Owned(out), true)
+}
+
 /// Normalises a raw `:path` (which may carry a query) for route matching.
 pub fn normalize(raw: &str) -> Result<NormalPath, PathError> {
     if raw.len() > MAX_PATH_BYTES {
@@ -129,7 +171,13 @@ pub fn normalize(raw: &str) -> Result<NormalPath, PathError> {
     if query.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'#') {
         return Err(PathError::ForbiddenByte);
     }
-    let decoded = decode_unreserved(path)?;
+    let (stripped, mut semicolon) = strip_semicolon_params(path);
+    if semicolon {
+        // What was cut must still be a valid path: no smuggled escapes or control bytes.
+        decode_unreserved(path)?;
+    }
+    let decoded = decode_unreserved(&stripped)?;
+    semicolon |= decoded.contains("%3B");
     let mut stack: Vec<&str> = Vec::new();
     let mut trailing = false;
     for seg in decoded.split('/') {
@@ -155,26 +203,8 @@ pub fn normalize(raw: &str) -> Result<NormalPath, PathError> {
     Ok(NormalPath {
         path: out,
         query: query.to_string(),
+        semicolon,
     })
-}
-
-/// Fully percent-decodes a path segment (for parameter values); `None` if not UTF-8.
-pub fn decode_segment(seg: &str) -> Option<String> {
-    let bytes = seg.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hi = bytes.get(i + 1).copied().and_then(hex)?;
-            let lo = bytes.get(i + 2).copied().and_then(hex)?;
-            out.push((hi << 4) | lo);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -229,6 +259,7 @@ mod tests {
         let p = normalize("/a/../b?x=1&y=%2F").unwrap_or_else(|_| NormalPath {
             path: String::new(),
             query: String::new(),
+            semicolon: false,
         });
         assert_eq!(p.path, "/b");
         assert_eq!(p.query, "x=1&y=%2F");
@@ -237,7 +268,31 @@ mod tests {
     #[test]
     fn keeps_utf8_and_decodes_params() {
         assert_eq!(n("/caf\u{e9}"), "/caf\u{e9}");
-        assert_eq!(decode_segment("a%20b").as_deref(), Some("a b"));
-        assert_eq!(decode_segment("%FF"), None);
+    }
+
+    #[test]
+    fn semicolon_parameters_are_cut_as_servlet_containers_do() {
+        assert_eq!(n("/admin;x"), "/admin");
+        assert_eq!(n("/admin;/x"), "/admin/x");
+        assert_eq!(n("/public/..;/admin"), "/admin");
+        assert_eq!(n("/a;p=1/b;q=2"), "/a/b");
+        assert_eq!(n("/users/bob;jsessionid=1"), "/users/bob");
+        let flag = |p: &str| normalize(p).map(|n| n.semicolon).unwrap_or(false);
+        assert!(flag("/admin;x"));
+        assert!(flag("/admin%3bx"));
+        assert!(!flag("/admin?x=a;b"));
+        assert!(!flag("/admin"));
+        // What is cut is still checked.
+        assert_eq!(normalize("/a;%2F"), Err(PathError::EncodedSeparator));
+        assert_eq!(normalize("/a;%zz"), Err(PathError::BadEscape));
+    }
+
+    #[test]
+    fn escapes_that_spell_utf8_are_decoded() {
+        assert_eq!(n("/caf%C3%A9"), "/caf\u{e9}");
+        assert_eq!(n("/caf%c3%a9/x"), "/caf\u{e9}/x");
+        assert_eq!(n("/a%FFb"), "/a%FFb");
+        assert_eq!(n("/a%C3"), "/a%C3");
+        assert_eq!(n("/%C3%A9%FF%C3%A9"), "/\u{e9}%FF\u{e9}");
     }
 }

@@ -34,7 +34,7 @@ use super::params::ParamRules;
 use super::query::QueryRules;
 use super::schema::SchemaCompiler;
 use super::{BodyRules, RequestRules};
-use crate::config::error::{join, ConfigError};
+use crate::error::config::{join, ConfigError};
 
 /// `routes[].request` as written.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -226,12 +226,6 @@ impl RequestRules {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use serde_json::json;

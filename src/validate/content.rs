@@ -5,8 +5,9 @@
 //! phase when there is one and from the streamed size otherwise. It compares media types only
 //! (`type/subtype`, case-insensitive, parameters ignored) and never looks at the body itself.
 
-use crate::config::error::{index, ConfigError};
+use crate::error::config::{index, ConfigError};
 use crate::error::{Denial, Reason};
+use crate::http::name::is_token;
 
 /// One allow-list entry: `type/subtype`, `type/*`, or `type/*+suffix` (lower case).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,12 +55,6 @@ impl MediaRange {
             }
         }
     }
-}
-
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Splits `type/subtype` (already lower case, no parameters) into its two tokens.
@@ -158,12 +153,6 @@ pub fn content_length(value: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
 

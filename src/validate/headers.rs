@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::pattern::Pattern;
 
-use crate::config::error::{index, join, ConfigError};
+use crate::error::config::{index, join, ConfigError};
 use crate::error::{Denial, Reason};
 
 /// One `routes[].request.headers[]` entry as written.
@@ -46,14 +46,13 @@ impl HeaderRule {
     }
 }
 
-/// Valid header names: an HTTP token, lower-cased; a leading `:` admits pseudo-headers.
+/// Valid header names: an HTTP token ([`crate::http::name::check`]), lower-cased; a leading
+/// `:` admits pseudo-headers.
 fn header_name(name: &str) -> Option<String> {
     let body = name.strip_prefix(':').unwrap_or(name);
-    let ok = !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    ok.then(|| name.to_ascii_lowercase())
+    crate::http::name::check(body)
+        .is_ok()
+        .then(|| name.to_ascii_lowercase())
 }
 
 /// Compiles a regular expression from config (size-bounded, linear-time).
@@ -138,12 +137,6 @@ pub fn check<S: AsRef<str>>(rules: &[HeaderRule], headers: &[(S, S)]) -> Result<
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
 

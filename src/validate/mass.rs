@@ -7,7 +7,10 @@
 //! members. It never reads the token: the role values arrive already verified.
 //!
 //! Field patterns are RFC 6901 JSON pointers, with one extension: a segment that is exactly `*`
-//! matches every member of an object or element of an array (`/items/*/price`).
+//! matches every member of an object or element of an array (`/items/*/price`). Member names
+//! are compared after case folding ([`crate::text::fold_case`]): `/role` also names `ROLE` and
+//! `Role`, which Go's `encoding/json`, ASP.NET Core and Jackson (case-insensitive mode) bind to
+//! the same field.
 //!
 //! Unknown fields are found by a second, "closed" schema compiled at configure time from the
 //! body schema: as if `additionalProperties: false` were written everywhere. In draft 2020-12
@@ -27,7 +30,8 @@ use serde_json::Value;
 
 use super::json::MemberPath;
 use super::schema::{truncate, Dialect};
-use crate::config::error::{index, join, ConfigError};
+use crate::error::config::{index, join, ConfigError};
+use crate::text::fold_case;
 
 /// A JSON pointer to a field, where a `*` segment matches any member or element.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +79,7 @@ impl FieldPattern {
                     key.push(c);
                 }
             }
-            segments.push(Segment::Key(key));
+            segments.push(Segment::Key(fold_case(&key).into_owned()));
         }
         Ok(Self { segments })
     }
@@ -85,7 +89,7 @@ impl FieldPattern {
         self.segments.len() == path.len()
             && self.segments.iter().zip(path).all(|(s, p)| match s {
                 Segment::Any => true,
-                Segment::Key(k) => k == p,
+                Segment::Key(k) => *k == fold_case(p),
             })
     }
 
@@ -97,8 +101,11 @@ impl FieldPattern {
             for (path, node, _) in frontier {
                 match (node, seg) {
                     (Value::Object(map), Segment::Key(k)) => {
-                        if let Some(child) = map.get(k) {
-                            next.push((extend(&path, k.clone()), child, true));
+                        // Every member whose folded name is the pattern's: `ROLE` and `Role` too.
+                        for (name, child) in map {
+                            if fold_case(name) == k.as_str() {
+                                next.push((extend(&path, name.clone()), child, true));
+                            }
                         }
                     }
                     (Value::Object(map), Segment::Any) => {
@@ -438,12 +445,6 @@ fn close_in_place(child: &mut Value, dialect: Dialect) {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use crate::validate::schema::SchemaCompiler;
@@ -633,5 +634,35 @@ mod tests {
         }));
         // Documented limitation: allOf-composed objects stay open in draft 7.
         assert!(composed.is_valid(&json!({"a": 1, "b": 2, "c": 3})));
+    }
+
+    #[test]
+    fn protected_names_match_in_any_letter_case_at_every_level() {
+        let r = rules(
+            &["/role", "/profile/isAdmin"],
+            Some(json!({"claim": "role", "roles": {"admin": ["/tier"]}})),
+        );
+        for body in [
+            json!({"ROLE": "admin"}),
+            json!({"Role": "admin"}),
+            json!({"r\u{F3}le": 1, "rOlE": "admin"}),
+            json!({"PROFILE": {"ISADMIN": true}}),
+            json!({"profile": {"isadmin": true}}),
+        ] {
+            let found = r.violations(&body, &[]);
+            assert_eq!(found.len(), 1, "{body}");
+            assert_eq!(found[0].kind, Kind::ReadOnly);
+        }
+        let found = r.violations(&json!({"TIER": "gold"}), &["user"]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, path(&["TIER"]));
+        assert!(r
+            .violations(&json!({"Tier": "gold"}), &["admin"])
+            .is_empty());
+        // The reported path is the member as sent, so strip mode removes that member.
+        let found = r.violations(&json!({"Role": 1}), &[]);
+        assert_eq!(found[0].path, path(&["Role"]));
+        let k = rules(&["/\u{212A}ey"], None);
+        assert_eq!(k.violations(&json!({"KEY": 1}), &[]).len(), 1);
     }
 }

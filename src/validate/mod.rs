@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod content;
+pub mod fields;
 pub mod headers;
 pub mod json;
 pub mod mass;
@@ -31,8 +32,6 @@ use mass::{Found, Kind, MassRules};
 use params::ParamRules;
 use query::QueryRules;
 use schema::CompiledSchema;
-
-pub use config::{RawJsonLimits, RawRequest};
 
 /// The compiled `request` section of one route.
 #[derive(Debug)]
@@ -95,7 +94,8 @@ pub enum BodyOutcome {
     Rewritten(Vec<u8>),
 }
 
-fn json_denial(e: JsonError) -> Denial {
+/// The denial for a body the strict reader refused.
+pub fn json_denial(e: JsonError) -> Denial {
     let reason = match e {
         JsonError::Limit(_) => Reason::JsonLimits,
         JsonError::Malformed { .. } | JsonError::DuplicateKey { .. } => Reason::JsonMalformed,
@@ -129,6 +129,11 @@ impl RequestRules {
     /// the request's `content-length` must then be dropped before the headers go upstream.
     pub fn may_rewrite_body(&self) -> bool {
         self.body.as_ref().is_some_and(|b| b.mass.strip)
+    }
+
+    /// The JSON threat limits of the route's body checks, when it checks a JSON body.
+    pub fn json_limits(&self) -> Option<JsonLimits> {
+        self.body.as_ref().map(|b| b.limits)
     }
 
     /// The claim whose values are the caller's roles for role-writable fields.
@@ -269,13 +274,8 @@ fn schema_denial(v: schema::Violation) -> Denial {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
+    use super::config::RawRequest;
     use super::*;
     use serde_json::{json, Value};
 

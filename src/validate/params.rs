@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::query::{coerce, quoted_name, Coercion};
 use super::schema::{CompiledSchema, SchemaCompiler};
-use crate::config::error::{join, ConfigError};
+use crate::error::config::{join, ConfigError};
 use crate::error::{Denial, Reason};
 
 /// One compiled parameter rule.
@@ -92,12 +92,6 @@ impl ParamRules {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use serde_json::json;

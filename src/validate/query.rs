@@ -1,4 +1,5 @@
-//! Query parameters: parsing, pollution, coercion and `query_schema`.
+//! Query parameters: pollution, coercion and `query_schema` (the query string splits and decodes
+//! in [`crate::http::query`]).
 //!
 //! It decides whether the raw query string is well-formed (percent-encoding that decodes to
 //! UTF-8), whether a parameter is repeated where the schema allows one value (400
@@ -16,11 +17,9 @@ use serde_json::{Map, Value};
 
 use super::json::{self, JsonLimits};
 use super::schema::{truncate, CompiledSchema, SchemaCompiler};
-use crate::config::error::ConfigError;
+use crate::error::config::ConfigError;
 use crate::error::{Denial, Reason};
-
-/// Most parameters one query may carry.
-pub const MAX_QUERY_PARAMS: usize = 256;
+use crate::http::query::{self, QueryError};
 
 /// The scalar JSON types a string may be coerced to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -105,59 +104,6 @@ pub fn coerce(text: &str, types: Types) -> Value {
     Value::String(text.to_string())
 }
 
-/// Why a query string could not be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueryError {
-    /// A `%` not followed by two hex digits, or bytes that are not UTF-8 once decoded.
-    BadEncoding,
-    /// More than [`MAX_QUERY_PARAMS`] parameters.
-    TooMany,
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Decodes one `application/x-www-form-urlencoded` component (`+` is a space).
-pub fn decode_component(s: &str) -> Result<String, QueryError> {
-    if !s.bytes().any(|b| b == b'%' || b == b'+') {
-        return Ok(s.to_string());
-    }
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = bytes.next().and_then(hex).ok_or(QueryError::BadEncoding)?;
-                let lo = bytes.next().and_then(hex).ok_or(QueryError::BadEncoding)?;
-                out.push((hi << 4) | lo);
-            }
-            _ => out.push(b),
-        }
-    }
-    String::from_utf8(out).map_err(|_| QueryError::BadEncoding)
-}
-
-/// Splits and decodes a raw query string (without the `?`) into name/value pairs, in order.
-/// Empty pieces (`a=1&&b=2`) are skipped; a name without `=` has the empty value.
-pub fn parse_query(raw: &str) -> Result<Vec<(String, String)>, QueryError> {
-    let mut out = Vec::new();
-    for piece in raw.split('&').filter(|p| !p.is_empty()) {
-        if out.len() >= MAX_QUERY_PARAMS {
-            return Err(QueryError::TooMany);
-        }
-        let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
-        out.push((decode_component(name)?, decode_component(value)?));
-    }
-    Ok(out)
-}
-
 /// A parameter name fit for a client-visible detail (quoted, bounded).
 pub(crate) fn quoted_name(name: &str) -> String {
     let mut n = name.to_string();
@@ -204,7 +150,7 @@ impl QueryRules {
 
     /// Checks the raw query string (`None` when the request has no `?`).
     pub fn check(&self, raw: Option<&str>) -> Result<(), Denial> {
-        let pairs = parse_query(raw.unwrap_or_default()).map_err(|e| {
+        let pairs = query::pairs(raw.unwrap_or_default()).map_err(|e| {
             Denial::new(Reason::SchemaViolation).with_detail(match e {
                 QueryError::BadEncoding => "query string is not valid percent-encoded UTF-8",
                 QueryError::TooMany => "query string has too many parameters",
@@ -240,12 +186,6 @@ impl QueryRules {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -274,7 +214,7 @@ mod tests {
     #[test]
     fn decodes_percent_escapes_and_plus() {
         assert_eq!(
-            parse_query("q=a+b%20c&name=%C3%A9t%C3%A9&flag&&x=").unwrap(),
+            query::pairs("q=a+b%20c&name=%C3%A9t%C3%A9&flag&&x=").unwrap(),
             vec![
                 ("q".into(), "a b c".into()),
                 ("name".into(), "été".into()),
@@ -283,7 +223,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            parse_query("a%3Db=c%26d").unwrap(),
+            query::pairs("a%3Db=c%26d").unwrap(),
             vec![("a=b".into(), "c&d".into())]
         );
     }
@@ -291,7 +231,7 @@ mod tests {
     #[test]
     fn bad_percent_encoding_is_refused() {
         for raw in ["a=%", "a=%4", "a=%zz", "a=%ff", "%c3=1"] {
-            assert_eq!(parse_query(raw), Err(QueryError::BadEncoding), "{raw}");
+            assert_eq!(query::pairs(raw), Err(QueryError::BadEncoding), "{raw}");
         }
         let d = sample().check(Some("limit=1&q=%zz")).unwrap_err();
         assert_eq!(d.reason, Reason::SchemaViolation);
@@ -387,7 +327,7 @@ mod tests {
 
     #[test]
     fn too_many_parameters_are_refused() {
-        let raw = vec!["a=1"; MAX_QUERY_PARAMS + 1].join("&");
-        assert_eq!(parse_query(&raw), Err(QueryError::TooMany));
+        let raw = vec!["a=1"; query::MAX_PARAMS + 1].join("&");
+        assert_eq!(query::pairs(&raw), Err(QueryError::TooMany));
     }
 }

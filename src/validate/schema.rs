@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
-use crate::config::error::{index, join, ConfigError};
+use crate::error::config::{index, join, ConfigError};
 use compile::{Loader, Program, VOC_ALL};
 use eval::{Eval, Mode};
 
@@ -351,12 +351,6 @@ pub(crate) fn split_pointer(pointer: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -1029,16 +1029,29 @@ def raw_request(
         conn.close()
 
 
-def h2_read_response(sock: socket.socket, conn: Any, stream_id: int) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any]], bytes]:
+@dataclass
+class H2Answer:
+    """One HTTP/2 response as read by `h2_read`: headers, trailers and body as the h2 events carry
+    them, and whether the stream was reset instead of ended."""
+
+    headers: list[tuple[Any, Any]]
+    trailers: list[tuple[Any, Any]]
+    body: bytes
+    reset: bool
+
+    @property
+    def status(self) -> int:
+        """The `:status` (0 when no headers came)."""
+        return int(dict(self.headers).get(":status", 0))
+
+
+def h2_read(sock: socket.socket, conn: Any, stream_id: int) -> H2Answer:
     """Reads one HTTP/2 response from `sock` for `stream_id` of the h2 client connection `conn`
     (the request already sent) until the stream ends or is reset, acknowledging data as it comes.
-    Returns (headers, trailers, body) as the h2 events carry them (str or bytes by `conn`'s
-    header_encoding). The caller owns and closes the socket."""
+    Headers are str or bytes by `conn`'s header_encoding. The caller owns and closes the socket."""
     import h2.events  # only the HTTP/2 tests need it
 
-    headers: list[tuple[Any, Any]] = []
-    trailers: list[tuple[Any, Any]] = []
-    body = b""
+    answer = H2Answer([], [], b"", False)
     done = False
     while not done:
         data = sock.recv(65536)
@@ -1048,18 +1061,46 @@ def h2_read_response(sock: socket.socket, conn: Any, stream_id: int) -> tuple[li
             if getattr(event, "stream_id", None) != stream_id:
                 continue
             if isinstance(event, h2.events.ResponseReceived):
-                headers = list(event.headers)
+                answer.headers = list(event.headers)
             elif isinstance(event, h2.events.TrailersReceived):
-                trailers = list(event.headers)
+                answer.trailers = list(event.headers)
             elif isinstance(event, h2.events.DataReceived):
-                body += event.data
+                answer.body += event.data
                 conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
-            elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+            elif isinstance(event, h2.events.StreamEnded):
                 done = True
+            elif isinstance(event, h2.events.StreamReset):
+                done, answer.reset = True, True
         out = conn.data_to_send()
         if out:
             sock.sendall(out)
-    return headers, trailers, body
+    return answer
+
+
+def h2_request(port: int, method: str, path: str, headers: Mapping[str, str], *, authority: str,
+               timeout_s: float = 10.0) -> H2Answer:
+    """One HTTP/2 request without a body (prior knowledge, headers as str, the method sent as
+    given) to 127.0.0.1:`port`, and its answer."""
+    import h2.config
+    import h2.connection
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, [(":method", method), (":path", path), (":scheme", "http"),
+                            (":authority", authority), *headers.items()], end_stream=True)
+    sock.sendall(conn.data_to_send())
+    try:
+        return h2_read(sock, conn, sid)
+    finally:
+        sock.close()
+
+
+def h2_read_response(sock: socket.socket, conn: Any, stream_id: int) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any]], bytes]:
+    """`h2_read` as (headers, trailers, body)."""
+    answer = h2_read(sock, conn, stream_id)
+    return answer.headers, answer.trailers, answer.body
 
 
 def parse_audit_lines(text: str) -> list[dict[str, Any]]:

@@ -30,9 +30,6 @@ from threading import Lock, Thread
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import h2.config
-import h2.connection
-import h2.events
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -293,41 +290,10 @@ def get(envoy: harness.Envoy, path: str, *, label: str, listener: str | None = N
 
 def h2_get(port: int, path: str, headers: dict[str, str], method: str = "GET",
            timeout_s: float = 10.0) -> tuple[harness.Response, bool]:
-    """HTTP/2 with prior knowledge; returns the response and whether the stream was reset."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
-    conn.initiate_connection()
-    sid = conn.get_next_available_stream_id()
-    conn.send_headers(sid, [(":method", method), (":path", path), (":scheme", "http"),
-                            (":authority", "response.test"), *headers.items()], end_stream=True)
-    sock.sendall(conn.data_to_send())
-    status, resp_headers, body, reset = 0, [], b"", False
-    trailers: list[tuple[str, str]] = []
-    try:
-        done = False
-        while not done:
-            data = sock.recv(65536)
-            if not data:
-                break
-            for event in conn.receive_data(data):
-                if isinstance(event, h2.events.ResponseReceived) and event.stream_id == sid:
-                    resp_headers = [(k, v) for k, v in event.headers]
-                    status = int(dict(resp_headers)[":status"])
-                elif isinstance(event, h2.events.DataReceived) and event.stream_id == sid:
-                    body += event.data
-                    conn.acknowledge_received_data(event.flow_controlled_length, sid)
-                elif isinstance(event, h2.events.TrailersReceived) and event.stream_id == sid:
-                    trailers = [(k, v) for k, v in event.headers]
-                elif isinstance(event, h2.events.StreamEnded) and event.stream_id == sid:
-                    done = True
-                elif isinstance(event, h2.events.StreamReset) and event.stream_id == sid:
-                    done, reset = True, True
-            out = conn.data_to_send()
-            if out:
-                sock.sendall(out)
-    finally:
-        sock.close()
-    return harness.Response(status, resp_headers + trailers, body), reset
+    """HTTP/2 with prior knowledge; returns the response (trailers after the headers) and
+    whether the stream was reset."""
+    a = harness.h2_request(port, method, path, headers, authority="response.test", timeout_s=timeout_s)
+    return harness.Response(a.status, a.headers + a.trailers, a.body), a.reset
 
 
 def assert_problem(resp: harness.Response, status: int, reason: str) -> dict[str, Any]:

@@ -3,16 +3,17 @@
 //!
 //! It compiles the config as `on_configure` does, normalises the path and looks the route up
 //! with the policy's own lookup, then walks the pipeline's stage lists
-//! ([`meshguard::decide::HEADER_STAGES`], [`meshguard::decide::BODY_STAGES`]) and names each
-//! stage the compiled route enables, with the route's config for it. Where the given headers
+//! ([`meshguard::stages::STANDARD`]) and names each stage the compiled route runs, with what the
+//! stage says it checks and the route's config for it. Where the given headers
 //! decide something without keys, clock or shared state (a token present or not, the
 //! header-phase request checks) it says so. It never verifies a token or counts a limit.
 
 use meshguard::authn::extract::{extract, TokenLocation};
-use meshguard::decide::{Stage, BODY_STAGES, HEADER_STAGES};
 use meshguard::error::{Denial, Reason};
+use meshguard::pipeline::Stage;
 use meshguard::policy::{Lookup, Mode, Policy, Route, Unmatched};
 use meshguard::routing::normalize;
+use meshguard::stages::STANDARD;
 use meshguard::validate::{BodyNeed, RequestHead};
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -248,8 +249,12 @@ fn explain_route(
         params,
         query,
     };
-    let head: Vec<Line> = HEADER_STAGES.iter().filter_map(|s| ctx.stage(*s)).collect();
-    let body: Vec<Line> = BODY_STAGES.iter().filter_map(|s| ctx.stage(*s)).collect();
+    let head: Vec<Line> = STANDARD
+        .headers
+        .iter()
+        .filter_map(|s| ctx.stage(*s))
+        .collect();
+    let body: Vec<Line> = STANDARD.body.iter().filter_map(|s| ctx.stage(*s)).collect();
     let head_lines: Vec<&str> = head.iter().map(|l| l.text.as_str()).collect();
     let body_lines: Vec<&str> = body.iter().map(|l| l.text.as_str()).collect();
     if head_lines.is_empty() && body_lines.is_empty() {
@@ -375,70 +380,6 @@ fn is_prefix(raw_route: Option<&Value>) -> bool {
     raw_route.and_then(|r| r.pointer("/match/prefix")).is_some()
 }
 
-/// What a stage is about, for the stages explain knows.
-struct Known {
-    stage: Stage,
-    /// The route's config key.
-    key: &'static str,
-    /// One line of meaning.
-    what: &'static str,
-}
-
-/// The stages explain describes. A stage missing here (added to the pipeline later) is still
-/// listed, by name, when the route's config has a section for it.
-const KNOWN: &[Known] = &[
-    Known {
-        stage: Stage::Peers,
-        key: "peers",
-        what: "mTLS peer identity (403 peer_not_mtls / peer_identity_missing / peer_not_allowed)",
-    },
-    Known {
-        stage: Stage::Lockout,
-        key: "lockout",
-        what: "key locked after repeated authentication failures (429 locked_out)",
-    },
-    Known {
-        stage: Stage::Jwt,
-        key: "jwt",
-        what: "a valid token with the scopes and claims (401 jwt_*, 403 jwt_insufficient_scope / jwt_claim_mismatch)",
-    },
-    Known {
-        stage: Stage::Binding,
-        key: "binding",
-        what: "the token belongs to the mTLS peer (403 token_not_bound_to_peer)",
-    },
-    Known {
-        stage: Stage::Owner,
-        key: "owner",
-        what: "object-level authorization: parameter equals the token claim (403 owner_mismatch)",
-    },
-    Known {
-        stage: Stage::RateLimit,
-        key: "rate_limits",
-        what: "token buckets, in order (429 rate_limited)",
-    },
-    Known {
-        stage: Stage::Request,
-        key: "request",
-        what: "size, content type, headers, path and query parameters (413 / 415 / 400)",
-    },
-    Known {
-        stage: Stage::RequestBody,
-        key: "request",
-        what: "JSON limits, body schema, mass assignment (400 json_* / schema_violation / mass_assignment)",
-    },
-    Known {
-        stage: Stage::LockoutBody,
-        key: "lockout",
-        what: "lockout keyed on a body field (429 locked_out)",
-    },
-    Known {
-        stage: Stage::OwnerBody,
-        key: "owner",
-        what: "object-level authorization from a body field (403 owner_mismatch)",
-    },
-];
-
 /// One listed check: its printed text, and the refusal the given headers already earn.
 struct Line {
     label: String,
@@ -456,47 +397,26 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Whether the compiled route runs this stage.
-    fn enabled(&self, stage: Stage) -> Option<bool> {
-        let r = self.route;
-        Some(match stage {
-            Stage::Peers => r.peers.is_some(),
-            Stage::Lockout => r.lockout.as_ref().is_some_and(|l| !l.needs_body()),
-            Stage::LockoutBody => r.lockout.as_ref().is_some_and(|l| l.needs_body()),
-            Stage::Jwt => r.jwt.is_some(),
-            Stage::Binding => r.binding.is_some(),
-            Stage::Owner => r.owner.as_ref().is_some_and(|o| !o.needs_body()),
-            Stage::OwnerBody => r.owner.as_ref().is_some_and(|o| o.needs_body()),
-            Stage::RateLimit => !r.rate_limits.is_empty(),
-            Stage::Request => r.request.is_some(),
-            Stage::RequestBody => matches!(self.body_need(), Some(BodyNeed::Buffer { .. })),
-            #[allow(unreachable_patterns)]
-            _ => return None,
-        })
+    /// Whether the compiled route runs this stage: the request-body checks only when the
+    /// given headers make the body buffered.
+    fn enabled(&self, stage: &dyn Stage) -> bool {
+        if !stage.runs_on(self.route) {
+            return false;
+        }
+        if stage.label() == "request (body)" {
+            return matches!(self.body_need(), Some(BodyNeed::Buffer { .. }));
+        }
+        true
     }
 
     /// One line for a stage the route runs, or `None` when it does not run.
-    fn stage(&self, stage: Stage) -> Option<Line> {
-        let known = KNOWN.iter().find(|k| k.stage == stage);
-        let Some(known) = known else {
-            // A stage newer than this tool: listed by name; its config is not known here.
-            return Some(Line {
-                label: format!("{stage:?}"),
-                text: format!("{stage:?} (not described by this version of explain)"),
-                refusal: None,
-            });
-        };
-        if !self.enabled(stage)? {
+    fn stage(&self, stage: &dyn Stage) -> Option<Line> {
+        if !self.enabled(stage) {
             return None;
         }
-        let label = match stage {
-            Stage::RequestBody => "request (body)".to_string(),
-            Stage::LockoutBody => "lockout (body key)".to_string(),
-            Stage::OwnerBody => "owner (body field)".to_string(),
-            _ => known.key.to_string(),
-        };
-        let mut text = format!("{label}: {}", known.what);
-        if let Some(section) = self.raw_route.and_then(|r| r.get(known.key)) {
+        let label = stage.label().to_string();
+        let mut text = format!("{label}: {}", stage.what());
+        if let Some(section) = self.raw_route.and_then(|r| r.get(stage.key())) {
             let _ = write!(text, "\n     config: {}", excerpt(section));
         }
         let note = self.note(stage);
@@ -511,10 +431,10 @@ impl Ctx<'_> {
     }
 
     /// What the given headers already decide for a stage, where that needs no keys or state.
-    fn note(&self, stage: Stage) -> Option<Note> {
-        match stage {
-            Stage::Jwt => self.jwt_note(),
-            Stage::Request => Some(match self.check_head()? {
+    fn note(&self, stage: &dyn Stage) -> Option<Note> {
+        match stage.label() {
+            "jwt" => self.jwt_note(),
+            "request" => Some(match self.check_head()? {
                 Ok(BodyNeed::Buffer { limit }) => Note::pass(format!(
                     "passes the header checks; the body is buffered (at most {limit} bytes) and checked"
                 )),

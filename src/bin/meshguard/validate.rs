@@ -17,7 +17,12 @@ pub fn run(files: &[String]) -> ExitCode {
                 failed = true;
             }
             Ok(bytes) => match meshguard::config::compile(&bytes) {
-                Ok(policy) => println!("{file}: ok ({} routes)", policy.routes.len()),
+                Ok(policy) => {
+                    println!("{file}: ok ({} routes)", policy.routes.len());
+                    for w in policy.providers.warnings().iter().chain(&policy.warnings) {
+                        println!("{file}: warning: {w}");
+                    }
+                }
                 Err(e) => {
                     println!("{file}: {e}");
                     failed = true;

@@ -1,4 +1,6 @@
-//! The one error type of configuration: where in the JSON it is and what is wrong.
+//! The one error type of configuration: where in the JSON it is and what is wrong. It sits
+//! beside [`super::Denial`], the error of a request: a config error stops a configuration from
+//! loading, a denial stops a request.
 
 use std::fmt;
 

@@ -1,21 +1,18 @@
-//! Counter ids, defined once per configuration so request handling only increments.
+//! Counter ids, defined once per configuration (every name is known then) so that request
+//! handling only increments by id, one cheap host call per counter.
 
-use super::host::{define_counter, increment_counter};
 use crate::authn::config::ProviderId;
-use crate::decide::{AuthnMetric, Decision};
 use crate::error::Reason;
+use crate::host::Host;
 use crate::metrics as names;
+use crate::pipeline::verdict::{AuthnMetric, Decision};
 use crate::policy::Policy;
 use crate::ratelimit::Outcome;
 use crate::response::Change;
 
-fn counter(name: &str) -> Option<u32> {
-    define_counter(name)
-}
-
-fn bump(id: Option<u32>) {
+fn bump(host: &dyn Host, id: Option<u32>) {
     if let Some(id) = id {
-        increment_counter(id);
+        host.increment_counter(id);
     }
 }
 
@@ -30,7 +27,7 @@ fn decision_index(d: Decision) -> usize {
 }
 
 /// Ids of every counter the policy can touch.
-pub(crate) struct Metrics {
+pub struct Counters {
     routes: Vec<[Option<u32>; 3]>,
     unmatched: [Option<u32>; 3],
     reasons: Vec<[Option<u32>; 3]>,
@@ -43,14 +40,14 @@ pub(crate) struct Metrics {
 }
 
 /// Counter ids of one JWT provider.
-pub(crate) struct ProviderIds {
+pub struct ProviderIds {
     verified: Option<u32>,
     cache_hit: Option<u32>,
     denied: Vec<Option<u32>>,
     /// JWKS fetches that produced a key set.
-    pub(crate) fetch_ok: Option<u32>,
+    pub fetch_ok: Option<u32>,
     /// JWKS fetches that failed (the previous set stays).
-    pub(crate) fetch_failed: Option<u32>,
+    pub fetch_failed: Option<u32>,
 }
 
 /// Reasons a JWT provider can refuse with.
@@ -58,12 +55,13 @@ fn jwt_reason(r: Reason) -> bool {
     r.code().starts_with("jwt") || r == Reason::JwksUnavailable
 }
 
-impl Metrics {
+impl Counters {
     /// Defines the counters for a policy.
-    pub(crate) fn define(policy: &Policy) -> Self {
+    pub fn define(host: &dyn Host, policy: &Policy) -> Self {
+        let counter = |name: &str| host.define_counter(name);
         let per_decision =
             |f: &dyn Fn(Decision) -> String| names::DECISIONS.map(|d| counter(&f(d)));
-        Metrics {
+        Counters {
             routes: policy
                 .routes
                 .iter()
@@ -129,7 +127,7 @@ impl Metrics {
     }
 
     /// Counts a response change (applied, or would-be in report mode).
-    pub(crate) fn change(&self, change: Change, report: bool) {
+    pub fn change(&self, host: &dyn Host, change: Change, report: bool) {
         let id = Change::ALL
             .iter()
             .position(|c| *c == change)
@@ -137,18 +135,19 @@ impl Metrics {
             .and_then(|ids| ids.get(usize::from(report)))
             .copied()
             .flatten();
-        bump(id);
+        bump(host, id);
     }
 
     /// Counts a JWT outcome for a provider.
-    pub(crate) fn authn(&self, provider: Option<ProviderId>, what: AuthnMetric) {
+    pub fn authn(&self, host: &dyn Host, provider: Option<ProviderId>, what: AuthnMetric) {
         let Some(ids) = provider.and_then(|p| self.providers.get(p.0)) else {
             return;
         };
         match what {
-            AuthnMetric::Verified => bump(ids.verified),
-            AuthnMetric::CacheHit => bump(ids.cache_hit),
+            AuthnMetric::Verified => bump(host, ids.verified),
+            AuthnMetric::CacheHit => bump(host, ids.cache_hit),
             AuthnMetric::Denied(r) => bump(
+                host,
                 Reason::ALL
                     .iter()
                     .position(|x| *x == r)
@@ -160,14 +159,14 @@ impl Metrics {
     }
 
     /// Counts a JWKS fetch result.
-    pub(crate) fn fetch(&self, provider: ProviderId, ok: bool) {
+    pub fn fetch(&self, host: &dyn Host, provider: ProviderId, ok: bool) {
         if let Some(ids) = self.providers.get(provider.0) {
-            bump(if ok { ids.fetch_ok } else { ids.fetch_failed });
+            bump(host, if ok { ids.fetch_ok } else { ids.fetch_failed });
         }
     }
 
     /// Counts a rate-limit outcome.
-    pub(crate) fn limit(&self, route: Option<usize>, limit: usize, outcome: Outcome) {
+    pub fn limit(&self, host: &dyn Host, route: Option<usize>, limit: usize, outcome: Outcome) {
         let id = route
             .and_then(|r| self.limits.get(r))
             .and_then(|ls| ls.get(limit))
@@ -179,34 +178,35 @@ impl Metrics {
             })
             .copied()
             .flatten();
-        bump(id);
+        bump(host, id);
     }
 
     /// Counts a request's final decision on its route.
-    pub(crate) fn request(&self, route: Option<usize>, decision: Decision) {
+    pub fn request(&self, host: &dyn Host, route: Option<usize>, decision: Decision) {
         let ids = route
             .and_then(|i| self.routes.get(i))
             .unwrap_or(&self.unmatched);
-        bump(ids.get(decision_index(decision)).copied().flatten());
+        bump(host, ids.get(decision_index(decision)).copied().flatten());
     }
 
     /// Counts a denial or would-be denial by reason.
-    pub(crate) fn reason(&self, reason: Reason, decision: Decision) {
+    pub fn reason(&self, host: &dyn Host, reason: Reason, decision: Decision) {
         let ids = Reason::ALL
             .iter()
             .position(|r| *r == reason)
             .and_then(|i| self.reasons.get(i));
         if let Some(ids) = ids {
-            bump(ids.get(decision_index(decision)).copied().flatten());
+            bump(host, ids.get(decision_index(decision)).copied().flatten());
         }
     }
 }
 
 /// Counts one accepted or rejected configuration.
-pub(crate) fn config_outcome(accepted: bool) {
-    bump(counter(if accepted {
+pub fn config_outcome(host: &dyn Host, accepted: bool) {
+    let name = if accepted {
         names::CONFIG_ACCEPTED
     } else {
         names::CONFIG_REJECTED
-    }));
+    };
+    bump(host, host.define_counter(name));
 }
