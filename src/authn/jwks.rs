@@ -13,6 +13,7 @@
 //! anything and never looks at a token.
 
 mod jwk;
+mod modp;
 
 use super::alg::{Alg, AlgSet};
 use base64::alphabet;

@@ -3,10 +3,10 @@
 //! points that decompress), refuses private and symmetric members, and pins the key to the
 //! algorithms it may verify. The set-level rules (size, count, warnings) are in [`super`].
 
+use super::modp::{self, Curve};
 use super::{Key, KeyFingerprint, KeyProblem, Material, B64_KEY, MAX_KID_BYTES};
 use crate::authn::alg::{Alg, AlgSet, Family};
 use base64::Engine as _;
-use num_bigint::BigUint;
 use ring::digest;
 use serde_json::{Map, Value};
 
@@ -170,9 +170,9 @@ pub(super) fn has_roca_fingerprint(n: &[u8]) -> bool {
 
 fn decode_ec(obj: &Map<String, Value>, alg: Option<Alg>) -> Result<(Material, AlgSet), KeyProblem> {
     let crv = obj.get("crv").and_then(Value::as_str).unwrap_or_default();
-    let (curve_alg, size) = match crv {
-        "P-256" => (Alg::ES256, 32),
-        "P-384" => (Alg::ES384, 48),
+    let (curve_alg, curve, size) = match crv {
+        "P-256" => (Alg::ES256, Curve::P256, 32),
+        "P-384" => (Alg::ES384, Curve::P384, 48),
         other => return Err(KeyProblem::UnsupportedCurve(other.to_string())),
     };
     match alg {
@@ -182,7 +182,7 @@ fn decode_ec(obj: &Map<String, Value>, alg: Option<Alg>) -> Result<(Material, Al
     }
     let x = coordinate(member(obj, "x")?, size).ok_or(KeyProblem::BadMember("x"))?;
     let y = coordinate(member(obj, "y")?, size).ok_or(KeyProblem::BadMember("y"))?;
-    if !on_weierstrass_curve(curve_alg, &x, &y) {
+    if !modp::on_weierstrass_curve(curve, &x, &y) {
         return Err(KeyProblem::PointNotOnCurve);
     }
     let mut point = Vec::with_capacity(1 + 2 * size);
@@ -198,36 +198,6 @@ fn coordinate(bytes: Vec<u8>, size: usize) -> Option<Vec<u8>> {
     let mut out = vec![0u8; pad];
     out.extend_from_slice(&bytes);
     Some(out)
-}
-
-/// y^2 = x^3 - 3x + b (mod p), with x, y < p, for P-256 and P-384.
-fn on_weierstrass_curve(curve: Alg, x: &[u8], y: &[u8]) -> bool {
-    let (p_hex, b_hex): (&[u8], &[u8]) = match curve {
-        Alg::ES256 => (
-            b"ffffffff00000001000000000000000000000000ffffffffffffffffffffffff",
-            b"5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b",
-        ),
-        Alg::ES384 => (
-            b"fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffff",
-            b"b3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aef",
-        ),
-        _ => return false,
-    };
-    let (Some(p), Some(b)) = (
-        BigUint::parse_bytes(p_hex, 16),
-        BigUint::parse_bytes(b_hex, 16),
-    ) else {
-        return false;
-    };
-    let x = BigUint::from_bytes_be(x);
-    let y = BigUint::from_bytes_be(y);
-    if x >= p || y >= p {
-        return false;
-    }
-    let lhs = &y * &y % &p;
-    // x^3 + b + 3(p - x): the subtraction stays non-negative because x < p.
-    let rhs = (&x * &x % &p * &x + &b + (&p - &x) * 3u32) % &p;
-    lhs == rhs
 }
 
 fn decode_okp(
@@ -250,37 +220,8 @@ fn decode_okp(
     if x.len() != 32 {
         return Err(KeyProblem::BadMember("x"));
     }
-    if !ed25519_point_decompresses(&x) {
+    if !modp::ed25519_point_decompresses(&x) {
         return Err(KeyProblem::PointNotOnCurve);
     }
     Ok((Material::Ed25519 { x }, AlgSet::EMPTY.with(Alg::EdDSA)))
-}
-
-/// RFC 8032 §5.1.3: y < p, and (y^2 - 1) / (d y^2 + 1) is a square mod p (x = 0 only with a
-/// clear sign bit).
-fn ed25519_point_decompresses(encoded: &[u8]) -> bool {
-    let mut le = encoded.to_vec();
-    let sign = le.last().is_some_and(|b| b & 0x80 != 0);
-    if let Some(last) = le.last_mut() {
-        *last &= 0x7f;
-    }
-    let y = BigUint::from_bytes_le(&le);
-    let one = BigUint::from(1u32);
-    let p = (&one << 255u32) - 19u32;
-    if y >= p {
-        return false;
-    }
-    let p_minus_2 = &p - 2u32;
-    // d = -121665 / 121666 mod p.
-    let inv_121666 = BigUint::from(121_666u32).modpow(&p_minus_2, &p);
-    let d = (&p - 121_665u32) * inv_121666 % &p;
-    let yy = &y * &y % &p;
-    let u = (&yy + &p - &one) % &p;
-    let v = (&d * &yy + &one) % &p;
-    let w = &u * v.modpow(&p_minus_2, &p) % &p;
-    if w == BigUint::from(0u32) {
-        return !sign;
-    }
-    let euler = w.modpow(&((&p - &one) >> 1u32), &p);
-    euler == one
 }
