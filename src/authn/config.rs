@@ -358,6 +358,7 @@ pub fn compile_providers(
     Ok(out)
 }
 
+#[inline(never)] // config time: keeps compile_raw small for V8 (docs/cost.md)
 fn compile_provider(
     name: &str,
     raw: &RawJwtProvider,
@@ -463,6 +464,7 @@ fn compile_provider(
     })
 }
 
+#[inline(never)] // config time: keeps compile_raw small for V8 (docs/cost.md)
 fn compile_algorithms(raw: &RawJwtProvider, path: &str) -> Result<AlgSet, ConfigError> {
     let apath = join(path, "algorithms");
     let Some(names) = &raw.algorithms else {
@@ -523,6 +525,7 @@ fn valid_provider_name(name: &str) -> bool {
 }
 
 /// Compiles a `routes[].jwt` (at `path`, e.g. `routes[2].jwt`) against the compiled providers.
+#[inline(never)] // config time: keeps compile_raw small for V8 (docs/cost.md)
 pub fn compile_requirement(
     raw: &RawJwtRequirement,
     providers: &Providers,

@@ -217,6 +217,7 @@ pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
 /// A case-sensitive route followed by a route that takes its case variants (a prefix that
 /// covers it, or `unmatched: allow`): `/ADMIN` would get the later route's rules while an
 /// upstream that routes case-insensitively serves it as the first one.
+#[inline(never)] // config time: keeps compile_raw small for V8 (docs/cost.md)
 fn case_warnings(routes: &[Route], unmatched: Unmatched) -> Vec<String> {
     let mut out = Vec::new();
     for (i, r) in routes.iter().enumerate() {
@@ -242,6 +243,7 @@ fn case_warnings(routes: &[Route], unmatched: Unmatched) -> Vec<String> {
     out
 }
 
+#[inline(never)] // config time: keeps compile_raw small for V8 (docs/cost.md)
 fn compile_route(
     r: &RawRoute,
     global: Mode,
@@ -334,6 +336,7 @@ fn compile_route(
 
 type CompiledMatch = (PathMatcher, Option<Vec<String>>, Option<Vec<HostPattern>>);
 
+#[inline(never)] // config time: keeps compile_raw small for V8 (docs/cost.md)
 fn compile_match(m: &RawMatch, at: &str) -> Result<CompiledMatch, ConfigError> {
     let path = match (&m.path, &m.prefix) {
         (Some(p), None) => PathMatcher::path(p, &join(at, "path"))?,
@@ -385,6 +388,7 @@ fn compile_match(m: &RawMatch, at: &str) -> Result<CompiledMatch, ConfigError> {
 }
 
 /// Compiles the top-level response settings.
+#[inline(never)] // config time: keeps compile_raw small for V8 (docs/cost.md)
 fn compile_edge(raw: &RawConfig) -> Result<EdgePolicy, ConfigError> {
     Ok(EdgePolicy {
         security_headers: raw
@@ -403,6 +407,7 @@ fn compile_edge(raw: &RawConfig) -> Result<EdgePolicy, ConfigError> {
 }
 
 /// Compiles a route's effective response settings (its own, else the top-level ones).
+#[inline(never)] // config time: keeps compile_raw small for V8 (docs/cost.md)
 fn compile_route_response(
     raw: &RawRoute,
     edge: &EdgePolicy,

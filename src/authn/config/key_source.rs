@@ -12,6 +12,7 @@ use crate::error::config::{join, ConfigError};
 use base64::Engine as _;
 use std::sync::Arc;
 
+#[inline(never)] // config time: keeps compile_providers small for V8 (docs/cost.md)
 pub(super) fn compile_key_source(
     raw: &RawJwtProvider,
     algorithms: AlgSet,

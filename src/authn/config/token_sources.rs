@@ -11,6 +11,7 @@ use crate::http;
 /// header once any location is configured; meshguard keeps it so that a bearer token in the
 /// request is either the verified token (and stripped) or a second, different token (refused as
 /// ambiguous), and never an unverified token passed upstream next to the verified identity.
+#[inline(never)] // config time: keeps compile_providers small for V8 (docs/cost.md)
 pub(super) fn compile_sources(
     raw: &RawJwtProvider,
     path: &str,
