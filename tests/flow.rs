@@ -16,8 +16,9 @@ use common::{alice_token, NOW};
 use meshguard::authn::config::ProviderId;
 use meshguard::authn::keys::FetchOutcome;
 use meshguard::host::fake::{Done, FakeHost};
-use meshguard::host::{BufferKind, MapKind, Via};
+use meshguard::host::{BufferKind, HeaderPairs, MapKind, Via};
 use meshguard::pipeline::{Action, Flow, Retry, Shared};
+use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::rc::Rc;
 use support::{pairs, JWKS};
@@ -307,4 +308,116 @@ fn cors_preflight_is_answered_before_any_request_check() {
     let mut flow = Flow::new(shared(&h, config));
     assert_eq!(flow.on_request_headers(&h, true), Action::Pause);
     assert_eq!(h.replies(), vec![204], "no token asked of a preflight");
+}
+
+/// A route with every response rule: strip, schema (strip on mismatch), caps, masking, security
+/// headers and CORS.
+fn every_response_rule() -> Value {
+    json!({
+        "mask_upstream_errors": true,
+        "security_headers": { "remove": ["x-powered-by"] },
+        "cors": { "allow_origins": ["https://app.example"] },
+        "routes": [{ "name": "users", "match": { "prefix": "/users" },
+            "response": { "strip_fields": ["/password", "/items/*/card"],
+                          "body_schema": { "type": "object",
+                                           "properties": { "id": { "type": "integer" } } },
+                          "on_schema_mismatch": "strip",
+                          "max_body_bytes": 4096, "max_array_len": 8 } }] })
+}
+
+/// Drives one answer through the flow: headers, then the body in `cuts` pieces. Returns whether
+/// the stream went on (neither reset nor answered locally) and what was done to the host.
+fn answer(config: &Value, headers: HeaderPairs, body: &[u8], cuts: &[usize]) -> (bool, Vec<Done>) {
+    let mut h = host(&[
+        (":method", "GET"),
+        (":path", "/users/1"),
+        (":authority", "x"),
+        ("origin", "https://app.example"),
+    ]);
+    let mut flow = Flow::new(shared(&h, config.clone()));
+    let _ = flow.on_request_headers(&h, true);
+    h.maps.insert(MapKind::ResponseHeaders, headers);
+    let _ = flow.on_response_headers(&h, body.is_empty());
+    let mut seen = 0;
+    let mut ends = cuts.to_vec();
+    ends.push(body.len());
+    for end in ends {
+        let end = end.clamp(seen, body.len());
+        h.buffers
+            .insert(BufferKind::ResponseBody, body[..end].to_vec());
+        let last = end == body.len();
+        let _ = flow.on_response_body(&h, end - seen, last);
+        seen = end;
+        if last {
+            break;
+        }
+    }
+    let done = h.take_done();
+    let went_on = !done
+        .iter()
+        .any(|d| matches!(d, Done::Reset | Done::Reply(_)));
+    (went_on, done)
+}
+
+fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..max)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Upstream answers are host values too: any header bytes and any body, cut anywhere,
+    /// never panic the response side.
+    #[test]
+    fn arbitrary_answers_never_panic(
+        status in prop_oneof![Just(b"200".to_vec()), Just(b"500".to_vec()), bytes(5)],
+        content_type in prop_oneof![Just(b"application/json".to_vec()), bytes(24)],
+        extra in prop::collection::vec((bytes(12), bytes(24)), 0..4),
+        body in prop_oneof![bytes(300), "\\PC{0,200}".prop_map(String::into_bytes)],
+        cuts in prop::collection::vec(0usize..300, 0..3),
+    ) {
+        let mut headers = vec![(b":status".to_vec(), status), (b"content-type".to_vec(), content_type)];
+        headers.extend(extra);
+        let _ = answer(&every_response_rule(), headers, &body, &cuts);
+    }
+
+    /// A configured-away member never reaches the client: whatever the JSON spelling around it
+    /// (whitespace, duplicates, nesting, content-type parameters), the answer is rewritten
+    /// without it, refused, or reset; it never goes on unchanged.
+    #[test]
+    fn stripped_member_never_passes_unchanged(
+        others in prop::collection::vec(("[a-z]{1,6}", 0i64..1000), 0..5),
+        duplicate in any::<bool>(),
+        spaced in any::<bool>(),
+        content_type in prop_oneof![
+            Just("application/json"), Just("application/json; charset=utf-8"),
+            Just("Application/JSON"), Just("application/vnd.api+json"),
+        ],
+        cuts in prop::collection::vec(0usize..200, 0..3),
+    ) {
+        let sep = if spaced { " : " } else { ":" };
+        let mut members: Vec<String> = others
+            .iter()
+            .filter(|(k, _)| k != "password")
+            .map(|(k, v)| format!("\"{k}\"{sep}{v}"))
+            .collect();
+        members.push(format!("\"password\"{sep}\"hunter2\""));
+        if duplicate {
+            members.push(format!("\"password\"{sep}\"again\""));
+        }
+        let body = format!("{{{}}}", members.join(if spaced { " , " } else { "," }));
+        let headers = pairs(&[(":status", "200"), ("content-type", content_type)]);
+        let (went_on, done) = answer(&strip_route(), headers, body.as_bytes(), &cuts);
+        let rewritten: Vec<&Vec<u8>> = done
+            .iter()
+            .filter_map(|d| match d {
+                Done::Buffer(BufferKind::ResponseBody, b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        for b in &rewritten {
+            prop_assert!(!String::from_utf8_lossy(b).contains("hunter2"), "{body} -> {b:?}");
+        }
+        prop_assert!(!went_on || !rewritten.is_empty(), "{} passed unchanged", body);
+    }
 }

@@ -84,6 +84,18 @@ def test_shipped_config_has_one_fail_closed_meshguard_filter_first(name):
     assert isinstance(plugin_config(entry), dict)
 
 
+@pytest.mark.parametrize("name", ["demo.yaml", "sidecar.yaml"])
+def test_shipped_config_refuses_header_names_with_underscores(name):
+    """docs/hardening.md: every connection manager we ship refuses `x_user` before meshguard runs
+    (WSGI, Rack and PHP would read it as `x-user`)."""
+    config = yaml.safe_load((ENVOY_DIR / name).read_text())
+    managers = [n for n in walk(config) if "http_filters" in n]
+    assert managers
+    for hcm in managers:
+        options = hcm.get("common_http_protocol_options", {})
+        assert options.get("headers_with_underscores_action") == "REJECT_REQUEST", name
+
+
 def demo_plugin_config() -> dict[str, Any]:
     (entry,) = wasm_filters(yaml.safe_load((ENVOY_DIR / "demo.yaml").read_text()))
     return plugin_config(entry)
