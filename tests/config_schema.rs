@@ -58,8 +58,25 @@ fn a_full_config() -> Value {
             "owner": { "param": "id", "claim": "sub" },
             "request": { "max_body_bytes": 65536, "content_types": ["application/json"],
                          "body_schema": { "type": "object" }, "query_schema": { "type": "object" } },
-            "rate_limits": [{ "key": "jwt:sub", "requests": 10, "per_seconds": 1, "burst": 20 }]
-        }]
+            "rate_limits": [{ "key": "jwt:sub", "requests": 10, "per_seconds": 1, "burst": 20 }],
+            "response": {
+                "strip_fields": ["/password", "/items/*/card",
+                                 { "pointer": "/ssn", "visible_to": { "scopes": ["pii:read"] } }],
+                "body_schema": { "type": "object" }, "on_schema_mismatch": "strip",
+                "max_body_bytes": 65536, "max_array_len": 100
+            },
+            "mask_upstream_errors": false,
+            "cors": { "allow_origins": ["*"] }
+        }],
+        "mask_upstream_errors": true,
+        "security_headers": { "set": { "referrer-policy": "no-referrer" }, "remove": ["x-debug"],
+                              "strict_transport_security": { "max_age_seconds": 31536000,
+                                                             "include_subdomains": true } },
+        "cors": { "allow_origins": ["https://app.example", "*.example.org"],
+                  "allow_methods": ["GET", "POST"], "allow_headers": ["authorization"],
+                  "expose_headers": ["x-request-id"], "allow_credentials": true,
+                  "max_age_seconds": 600 },
+        "allow_on_headers_stop_iteration": true
     })
 }
 
@@ -88,6 +105,11 @@ fn schema_refuses_unknown_and_mistyped_fields_like_the_parser() {
         ("/routes/0/request/max_body", json!(1)),
         ("/mode", json!("audit")),
         ("/routes/0/rate_limits/0/requests", json!("ten")),
+        ("/routes/0/response/strip", json!(["/a"])),
+        ("/routes/0/response/on_schema_mismatch", json!("drop")),
+        ("/cors/allow_origin", json!(["*"])),
+        ("/security_headers/hsts", json!(true)),
+        ("/mask_upstream_errors", json!("yes")),
     ];
     for (pointer, value) in cases {
         let mut config = a_full_config();

@@ -389,6 +389,24 @@ def shipped_plugin_configs() -> list[tuple[str, Any]]:
 CONFIGS = shipped_plugin_configs()
 
 
+def test_make_release_puts_the_module_its_sha256_the_oci_layout_and_the_schema_under_dist(meshguard_wasm):
+    """`make release` (docs/deploying.md): every file it promises, each consistent with the others."""
+    proc = subprocess.run(["make", "--no-print-directory", "-s", "release"], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dist = REPO / "dist"
+    module = Path(meshguard_wasm).read_bytes()
+    assert (dist / "meshguard.wasm").read_bytes() == module
+    digest, name = (dist / "meshguard.wasm.sha256").read_text().split()
+    assert (digest, name) == (hashlib.sha256(module).hexdigest(), "meshguard.wasm")
+    assert (dist / "meshguard-config.schema.json").read_bytes() == SCHEMA_FILE.read_bytes()
+    manifest = (dist / "oci-manifest.sha256").read_text().split()[0]
+    index = json.loads((OCI_DIR / "index.json").read_text())
+    assert [m["digest"] for m in index["manifests"]] == [f"sha256:{manifest.removeprefix('sha256:')}"]
+    for listed in ("dist/meshguard.wasm", "dist/meshguard.wasm.sha256", "dist/oci", "dist/meshguard-config.schema.json"):
+        assert listed in proc.stdout, proc.stdout
+
+
 def test_every_shipped_config_location_is_covered():
     names = {n.split("#")[0] for n, _ in CONFIGS}
     assert {"envoy/demo.yaml", "envoy/sidecar.yaml", "istio/wasmplugin.yaml", "istio/trafficextension.yaml"} <= names

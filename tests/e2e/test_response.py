@@ -137,6 +137,10 @@ class _ApiHandler(BaseHTTPRequestHandler):
             self._send(200, user_text(parts[-1]).encode(), chunked=True)
         elif head == "trailers":
             self._send(200, user_text(parts[-1]).encode(), chunked=True, trailers={"x-checksum": "abc123"})
+        elif head == "big":
+            n = int(q.get("n", ["100"])[0])
+            self._send(200, json.dumps({"id": 1, "password": PASSWORD, "pad": "x" * n}).encode(),
+                       chunked="chunked" in q)
         elif head == "list":
             n = int(q.get("n", ["3"])[0])
             self._send(200, json.dumps({"items": list(range(n))}).encode(), chunked="chunked" in q)
@@ -219,6 +223,7 @@ CONFIG: dict[str, Any] = {
         {"name": "trailers", "match": {"prefix": "/trailers/"}, "response": {"strip_fields": STRIP}},
         {"name": "gzip", "match": {"prefix": "/always-gzip/"}, "response": {"strip_fields": STRIP}},
         {"name": "list", "match": {"path": "/list"}, "response": {"max_array_len": 100}},
+        {"name": "big", "match": {"path": "/big"}, "response": {"strip_fields": STRIP, "max_body_bytes": 1024}},
         {"name": "contract", "match": {"prefix": "/contract/"}, "response": {"body_schema": CONTRACT}},
         {"name": "contract-strip", "match": {"prefix": "/contract-strip/"},
          "response": {"body_schema": CONTRACT, "on_schema_mismatch": "strip"}},
@@ -392,6 +397,21 @@ def test_compressor_before_meshguard_compresses_the_checked_answer(mg, api):
     assert gzip.decompress(resp.body).decode() == stripped_text("11")
 
 
+def test_http2_answers_are_asked_for_identity_and_compressed_ones_are_refused(mg, api):
+    request_id = rid("ae-h2")
+    resp, reset = h2_get(mg.port, "/users/12", {"x-request-id": request_id, "accept-encoding": "gzip"})
+    assert not reset and resp.status == 200
+    assert api.seen(request_id) == ["identity"]
+    assert resp.body.decode() == stripped_text("12")
+    for port in (mg.port, mg.listener_ports["hold"]):
+        resp, reset = h2_get(port, "/always-gzip/1", {"x-request-id": rid("gz-h2"), "accept-encoding": "gzip"})
+        assert reset or resp.status == 502, (resp.status, resp.body[:100])
+        body = resp.body
+        if body[:2] == b"\x1f\x8b":
+            raise AssertionError("a compressed answer reached the client unchecked")
+        assert PASSWORD not in body.decode(errors="replace")
+
+
 @pytest.mark.parametrize("listener", [None, "hold"])
 def test_answer_compressed_anyway_is_refused_not_passed(mg, listener):
     resp, request_id = get(mg, "/always-gzip/1", label="gz", listener=listener, headers={"accept-encoding": "gzip"})
@@ -430,6 +450,35 @@ def test_long_array_resets_the_stream_when_headers_already_left(mg):
     assert reset or resp.status != 200
     assert b"149" not in resp.body
     mg.wait_audit(request_id=request_id, reason="response_array_too_long")
+
+
+def test_answer_within_max_body_bytes_is_stripped(mg):
+    for path in ("/big?n=500", "/big?n=500&chunked=1"):
+        resp, _ = get(mg, path, label="big-ok", listener="hold")
+        assert resp.status == 200
+        assert resp.json()["pad"] == "x" * 500 and "password" not in resp.json()
+
+
+def test_answer_over_max_body_bytes_is_a_502_when_headers_are_held(mg):
+    for path in ("/big?n=5000", "/big?n=5000&chunked=1"):
+        resp, request_id = get(mg, path, label="big", listener="hold")
+        assert_problem(resp, 502, "response_too_large")
+        assert PASSWORD not in resp.body.decode()
+        rec = mg.wait_audit(request_id=request_id, reason="response_too_large")
+        assert (rec["decision"], rec["phase"]) == ("deny", "response")
+
+
+def test_answer_over_max_body_bytes_never_passes_unchecked_when_headers_already_left(mg):
+    """Headers already went to the client: the stream is reset, over HTTP/1.1 and HTTP/2."""
+    request_id = rid("big-reset")
+    with pytest.raises((http.client.IncompleteRead, http.client.RemoteDisconnected, ConnectionError)):
+        resp = mg.request("GET", "/big?n=5000&chunked=1", headers={"x-request-id": request_id})
+        assert PASSWORD not in resp.body.decode(errors="replace")
+        raise AssertionError(f"expected a reset, got {resp.status} {resp.body[:100]!r}")
+    resp, reset = h2_get(mg.port, "/big?n=5000", {"x-request-id": rid("big-reset-h2")})
+    assert reset or resp.status != 200
+    assert PASSWORD not in resp.body.decode(errors="replace")
+    mg.wait_audit(request_id=request_id, reason="response_too_large")
 
 
 def test_schema_mismatch_is_a_502_problem_when_headers_are_held(mg):
@@ -532,8 +581,11 @@ def preflight(envoy, path, origin, method="GET", headers="authorization", listen
 
 def test_browser_preflight_to_a_jwt_route_is_answered_before_authentication(mg, api):
     before = len(api.server.seen)
+    answered = counter(mg, "meshguard.response.cors_preflight_answered.applied")
     resp, request_id = preflight(mg, "/api/orders", APP, headers="authorization, content-type")
     assert resp.status == 204
+    assert counter(mg, "meshguard.response.cors_preflight_answered.applied") == answered + 1
+    assert resp.header("x-content-type-options") == "nosniff"
     assert resp.header("access-control-allow-origin") == APP
     assert resp.header("access-control-allow-credentials") == "true"
     assert resp.header("access-control-allow-methods") == "GET, POST"
@@ -586,8 +638,10 @@ def test_actual_request_from_an_allowed_origin_to_a_jwt_route(mg):
 
 def test_actual_request_from_a_foreign_origin_gets_no_cors_headers(mg):
     auth = {"authorization": f"Bearer {token(scope='orders:read')}", "origin": "https://evil.test"}
+    withheld = counter(mg, "meshguard.response.cors_headers_withheld.applied")
     resp, _ = get(mg, "/api/orders", label="cors-evil", headers=auth)
     assert resp.status == 200  # the server answers; the browser keeps it from the page
+    assert counter(mg, "meshguard.response.cors_headers_withheld.applied") == withheld + 1
     assert not [k for k, _ in resp.headers if k.lower().startswith("access-control-")]
     # The upstream's own `access-control-allow-origin: *` is gone too.
 
