@@ -70,7 +70,7 @@ impl Eval<'_> {
             Kw::Required(names) => object.is_none_or(|o| self.required(o, names, path, "required")),
             Kw::DependentRequired(keyword, deps) => object.is_none_or(|o| {
                 let present = deps.iter().filter(|(name, _)| o.contains_key(name));
-                self.every(present, |ev, (_, req)| ev.required(o, req, path, *keyword))
+                self.every(present, |ev, (_, req)| ev.required(o, req, path, keyword))
             }),
             Kw::PropertyNames(s) => object.is_none_or(|o| {
                 let ok = o.keys().all(|k| {
