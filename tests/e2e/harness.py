@@ -57,6 +57,7 @@ from helpers import (  # noqa: F401 - re-exported: the one set of helpers test f
     worker_connections,
 )
 from procgroup import die_with_parent, kill_group
+from wasmbin import MAGIC, leb, sections
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,32 +141,17 @@ def reference_dir() -> Path:
 def wasm_exports(path: Path) -> set[str]:
     """Names exported by a wasm module (reads the export section; no wasm runtime needed)."""
     data = path.read_bytes()
-    if data[:4] != b"\0asm":
+    if data[:4] != MAGIC:
         return set()
-
-    def leb(pos: int) -> tuple[int, int]:
-        result = shift = 0
-        while True:
-            byte = data[pos]
-            pos += 1
-            result |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                return result, pos
-
     names: set[str] = set()
-    pos = 8
-    while pos < len(data):
-        section, pos = data[pos], pos + 1
-        size, pos = leb(pos)
+    for section, _, pos, _, _ in sections(data):
         if section == 7:
-            count, p = leb(pos)
+            count, p = leb(data, pos)
             for _ in range(count):
-                n, p = leb(p)
+                n, p = leb(data, p)
                 names.add(data[p : p + n].decode("utf-8", "replace"))
                 p += n + 1  # kind byte
-                _, p = leb(p)  # index
-        pos += size
+                _, p = leb(data, p)  # index
     return names
 
 
