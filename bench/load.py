@@ -10,14 +10,19 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
+import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BENCH_DIR = Path(__file__).resolve().parent
 WRK_SCRIPT = BENCH_DIR / "wrk_requests.lua"
+
+# The e2e harness's process-group handling (standard library only), one copy for both.
+sys.path.insert(0, str(BENCH_DIR.parent / "tests" / "e2e"))
+from procgroup import kill_group  # noqa: E402
 
 
 class Procs:
@@ -33,20 +38,7 @@ class Procs:
 
     @staticmethod
     def stop(p: subprocess.Popen, grace: float = 3.0) -> None:
-        if p.poll() is not None:
-            return
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            p.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait(timeout=grace)
+        kill_group(p, grace)
 
     def stop_all(self) -> None:
         for p in reversed(self.procs):
@@ -337,3 +329,20 @@ def interleaved_envoys(args, setups: list[str], workdir: Path, procs: Procs, boo
                 yield rnd, setup, envoy
             finally:
                 envoy.stop(procs)
+
+
+def rounds_text(values: list[float]) -> str:
+    """Every round's figure, for a summary line: `12.3, 11.9, ...`."""
+    return ", ".join(f"{x:.1f}" for x in values)
+
+
+def paired(cpu: dict[str, list[float]], a: str, b: str) -> list[float]:
+    """Per round, setup `a`'s figure minus setup `b`'s (both ran in that round)."""
+    return [x - y for x, y in zip(cpu[a], cpu[b])]
+
+
+def print_medians(title: str, cpu: dict[str, list[float]], width: int) -> None:
+    """A summary's head: the title, then each setup's median CPU per request and its rounds."""
+    print(f"\n{title}")
+    for setup, values in cpu.items():
+        print(f"  {setup:{width}s} {statistics.median(values):7.1f} us/req  (rounds: {rounds_text(values)})")

@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 import envoycfg
-from load import Procs, add_micro_args, http_request, interleaved_envoys, measure_cpu
+from load import Procs, add_micro_args, http_request, interleaved_envoys, measure_cpu, paired, print_medians, rounds_text
 
 REPO = Path(__file__).resolve().parents[1]
 PATH = envoycfg.API_PATH
@@ -104,19 +104,17 @@ def main() -> int:
     finally:
         procs.stop_all()
 
-    med = {s: statistics.median(v) for s, v in cpu.items()}
-    strip = [s - r for s, r in zip(cpu["mg-strip"], cpu["mg-route"])]
-    route = [r - b for r, b in zip(cpu["mg-route"], cpu["baseline"])]
-    print(f"\n4 KiB JSON answer, {args.rounds} rounds x {args.seconds} s, {args.connections} connections")
-    for s in setups:
-        print(f"  {s:10s} {med[s]:7.1f} us/req  (rounds: {', '.join(f'{x:.1f}' for x in cpu[s])})")
+    strip = paired(cpu, "mg-strip", "mg-route")
+    route = paired(cpu, "mg-route", "baseline")
+    print_medians(f"4 KiB JSON answer, {args.rounds} rounds x {args.seconds} s, {args.connections} connections",
+                  cpu, 10)
     print(f"  meshguard route without response rules, over baseline: {statistics.median(route):6.1f} us/req")
     print(f"  three strip_fields (mg-strip - mg-route, paired):      {statistics.median(strip):6.1f} us/req"
-          f"  (rounds: {', '.join(f'{x:.1f}' for x in strip)})")
+          f"  (rounds: {rounds_text(strip)})")
     if args.wasm_b:
-        diff = [a - b for a, b in zip(cpu["mg-route"], cpu["mg-route-b"])]
+        diff = paired(cpu, "mg-route", "mg-route-b")
         print(f"  mg-route - mg-route-b (--wasm - --wasm-b, paired):      {statistics.median(diff):6.1f} us/req"
-              f"  (rounds: {', '.join(f'{x:.1f}' for x in diff)})")
+              f"  (rounds: {rounds_text(diff)})")
     return 0
 
 

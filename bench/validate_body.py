@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 import envoycfg
-from load import Procs, add_micro_args, http_request, interleaved_envoys, measure_cpu
+from load import Procs, add_micro_args, http_request, interleaved_envoys, measure_cpu, paired, print_medians, rounds_text
 
 REPO = Path(__file__).resolve().parents[1]
 PATH = envoycfg.API_PATH
@@ -93,22 +93,20 @@ def main() -> int:
     finally:
         procs.stop_all()
 
-    med = {s: statistics.median(v) for s, v in cpu.items()}
-    check = [b - r for b, r in zip(cpu["mg-body"], cpu["mg-route"])]
-    added = [b - r for b, r in zip(cpu["mg-body"], cpu["baseline"])]
-    route = [r - b for r, b in zip(cpu["mg-route"], cpu["baseline"])]
-    print(f"\n1 KiB JSON POST, {args.rounds} rounds x {args.seconds} s, {args.connections} connections")
-    for s in setups:
-        print(f"  {s:9s} {med[s]:7.1f} us/req  (rounds: {', '.join(f'{x:.1f}' for x in cpu[s])})")
+    check = paired(cpu, "mg-body", "mg-route")
+    added = paired(cpu, "mg-body", "baseline")
+    route = paired(cpu, "mg-route", "baseline")
+    print_medians(f"1 KiB JSON POST, {args.rounds} rounds x {args.seconds} s, {args.connections} connections",
+                  cpu, 9)
     print(f"  meshguard route, no body check, over baseline: {statistics.median(route):6.1f} us/req")
     if "wasm-noop" in cpu:
-        floor = [n - b for n, b in zip(cpu["wasm-noop"], cpu["baseline"])]
+        floor = paired(cpu, "wasm-noop", "baseline")
         print(f"  wasm-noop over baseline (the wasm floor):      {statistics.median(floor):6.1f} us/req")
     print(f"  body check (mg-body - mg-route, paired):       {statistics.median(check):6.1f} us/req"
-          f"  (rounds: {', '.join(f'{x:.1f}' for x in check)})")
+          f"  (rounds: {rounds_text(check)})")
     print(f"  mg-body over baseline (paired):                {statistics.median(added):6.1f} us/req")
     if args.wasm_b:
-        diff = [a - b for a, b in zip(cpu["mg-body"], cpu["mg-body-b"])]
+        diff = paired(cpu, "mg-body", "mg-body-b")
         print(f"  mg-body - mg-body-b (--wasm - --wasm-b, paired): {statistics.median(diff):6.1f} us/req")
     print(f"  target <= 15 us for the body check: {'met' if statistics.median(check) <= 15 else 'NOT met'}")
     return 0

@@ -21,36 +21,13 @@ import argparse
 import re
 import sys
 from collections import defaultdict
+from pathlib import Path
+
+# The wasm binary reader the e2e harness uses too (standard library only).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+from wasmbin import MAGIC, leb, sections  # noqa: E402
 
 STD = {"core", "alloc", "std", "compiler_builtins", "dlmalloc", "wasi", "__rustc"}
-
-
-def leb(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            return result, pos
-
-
-def sections(buf: bytes):
-    if buf[:4] != b"\0asm":
-        sys.exit("not a wasm module")
-    pos = 8
-    while pos < len(buf):
-        sid = buf[pos]
-        size, p = leb(buf, pos + 1)
-        name = None
-        body = p
-        if sid == 0:
-            nlen, q = leb(buf, p)
-            name = buf[q:q + nlen].decode("utf-8", "replace")
-            body = q + nlen
-        yield sid, name, body, p + size, (p + size) - pos
-        pos = p + size
 
 
 def legacy_components(sym: str) -> list[str] | None:
@@ -120,6 +97,8 @@ def main() -> None:
     ap.add_argument("--functions", type=int, default=0, help="also list the N largest functions")
     args = ap.parse_args()
     buf = open(args.wasm, "rb").read()
+    if buf[:4] != MAGIC:
+        sys.exit("not a wasm module")
 
     imported_funcs = 0
     bodies: list[int] = []

@@ -49,21 +49,7 @@ extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
-    fn proxy_replace_header_map_value(
-        map_type: u32,
-        key_data: *const u8,
-        key_size: usize,
-        value_data: *const u8,
-        value_size: usize,
-    ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
-    fn proxy_add_header_map_value(
-        map_type: u32,
-        key_data: *const u8,
-        key_size: usize,
-        value_data: *const u8,
-        value_size: usize,
-    ) -> u32;
     fn proxy_get_property(
         path_data: *const u8,
         path_size: usize,
@@ -111,6 +97,29 @@ extern "C" {
     ) -> u32;
 }
 
+/// Declares the header-map writes: one signature (map type, name, value), two effects.
+macro_rules! header_map_writes {
+    ($($name:ident),+) => {
+        #[link(wasm_import_module = "env")]
+        extern "C" {
+            $(fn $name(
+                map_type: u32,
+                key_data: *const u8,
+                key_size: usize,
+                value_data: *const u8,
+                value_size: usize,
+            ) -> u32;)+
+        }
+    };
+}
+
+// `proxy_replace_header_map_value` sets a header (one value), `proxy_add_header_map_value`
+// appends one more value.
+header_map_writes!(proxy_replace_header_map_value, proxy_add_header_map_value);
+
+/// A header-map write import (see `header_map_writes`).
+type HeaderMapWrite = unsafe extern "C" fn(u32, *const u8, usize, *const u8, usize) -> u32;
+
 // proxy-wasm ABI numbers (WasmResult).
 const OK: u32 = 0;
 const NOT_FOUND: u32 = 1;
@@ -136,6 +145,25 @@ fn owned(data: *mut u8, size: usize) -> Option<Vec<u8>> {
     // SAFETY: the host allocated `size` bytes at `data` through the SDK's exported allocator
     // (a boxed slice of exactly `size` bytes) and passed ownership to us; this is the only owner.
     Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+/// Sets or adds (per `write`) header `name` of map `kind`.
+fn write_header(
+    write: HeaderMapWrite,
+    kind: MapKind,
+    name: &str,
+    value: &[u8],
+) -> Result<(), HostError> {
+    // SAFETY: `name` and `value` are valid for their lengths.
+    status(unsafe {
+        write(
+            map_code(kind),
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
 }
 
 fn map_code(kind: MapKind) -> u32 {
@@ -265,29 +293,11 @@ impl HostReads for Envoy {
 
 impl Host for Envoy {
     fn set_header(&self, kind: MapKind, name: &str, value: &[u8]) -> Result<(), HostError> {
-        // SAFETY: `name` and `value` are valid for their lengths.
-        status(unsafe {
-            proxy_replace_header_map_value(
-                map_code(kind),
-                name.as_ptr(),
-                name.len(),
-                value.as_ptr(),
-                value.len(),
-            )
-        })
+        write_header(proxy_replace_header_map_value, kind, name, value)
     }
 
     fn add_header(&self, kind: MapKind, name: &str, value: &[u8]) -> Result<(), HostError> {
-        // SAFETY: `name` and `value` are valid for their lengths.
-        status(unsafe {
-            proxy_add_header_map_value(
-                map_code(kind),
-                name.as_ptr(),
-                name.len(),
-                value.as_ptr(),
-                value.len(),
-            )
-        })
+        write_header(proxy_add_header_map_value, kind, name, value)
     }
 
     /// Names are matched case-insensitively by Envoy.

@@ -12,6 +12,7 @@ What it gives a test:
 - From helpers.py, re-exported here: `rid`, `get`/`post`/`call`, `reached_upstream`, `seen_upstream`,
   `received`, `upstream_records`, `assert_problem`, `assert_ok`, `counter`, `wait_for`, `bearer`,
   `worker_connections`, `TokenIssuer`. Test files take them from here instead of keeping copies.
+- From procgroup.py (shared with bench/load.py): `die_with_parent`, `kill_group`.
 
 Nothing here uses a fixed port or asserts on wall-clock time; waits are bounded polls.
 """
@@ -20,12 +21,10 @@ from __future__ import annotations
 
 import atexit
 import base64
-import ctypes
 import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -57,6 +56,8 @@ from helpers import (  # noqa: F401 - re-exported: the one set of helpers test f
     wait_for,
     worker_connections,
 )
+from procgroup import die_with_parent, kill_group
+from wasmbin import MAGIC, leb, sections
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,32 +141,17 @@ def reference_dir() -> Path:
 def wasm_exports(path: Path) -> set[str]:
     """Names exported by a wasm module (reads the export section; no wasm runtime needed)."""
     data = path.read_bytes()
-    if data[:4] != b"\0asm":
+    if data[:4] != MAGIC:
         return set()
-
-    def leb(pos: int) -> tuple[int, int]:
-        result = shift = 0
-        while True:
-            byte = data[pos]
-            pos += 1
-            result |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                return result, pos
-
     names: set[str] = set()
-    pos = 8
-    while pos < len(data):
-        section, pos = data[pos], pos + 1
-        size, pos = leb(pos)
+    for section, _, pos, _, _ in sections(data):
         if section == 7:
-            count, p = leb(pos)
+            count, p = leb(data, pos)
             for _ in range(count):
-                n, p = leb(p)
+                n, p = leb(data, p)
                 names.add(data[p : p + n].decode("utf-8", "replace"))
                 p += n + 1  # kind byte
-                _, p = leb(p)  # index
-        pos += size
+                _, p = leb(data, p)  # index
     return names
 
 
@@ -192,42 +178,6 @@ def _kill_all() -> None:
 
 
 atexit.register(_kill_all)
-
-_PR_SET_PDEATHSIG = 1
-try:
-    # Looked up here, not in the child: dlopen after fork can deadlock on a lock held by another thread.
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # not Linux/glibc: the process group kill still applies
-    _prctl = None
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGKILL it if the test runner dies (even by SIGKILL)."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-
-
-def _kill_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
-    """SIGTERM the child's process group, then SIGKILL it if it lingers; reaps the child."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-    # Kill whatever is left in the group (the child itself, or anything it spawned).
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        pass
-
 
 # --------------------------------------------------------------------------------------------------
 # Echo upstream
@@ -797,7 +747,7 @@ class Envoy:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group, killed as a whole at stop()
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             cwd=self.workdir,
         )
         try:
@@ -841,7 +791,7 @@ class Envoy:
         with _LIVE_LOCK:
             _LIVE.discard(self)
         if self.proc is not None:
-            _kill_group(self.proc)
+            kill_group(self.proc)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -1163,12 +1113,12 @@ def validate_bootstrap(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         try:
             out, _ = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_group(proc)
             out, _ = proc.communicate()
             return -1, (out or b"").decode("utf-8", "replace") + f"\n[harness] validate timed out after {timeout_s}s"
         return proc.returncode, out.decode("utf-8", "replace")

@@ -18,6 +18,7 @@ import itertools
 import json
 import re
 import time
+from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import jwt as pyjwt
@@ -186,21 +187,24 @@ def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 10.0, every
 # Tokens
 
 
+@dataclass(eq=False)
 class TokenIssuer:
     """A JWT issuer for tests: one private key (`alg` ES256, EdDSA, RS256, ...) under `kid`.
     `jwks()` is the JSON text of its public JWKS (for `local_jwks.inline_string`); `token(**claims)`
     signs iss, aud (unless None), `defaults`, iat (now) and exp (now + `lifetime_s`) with `claims` over them (a
     value None removes a claim). Envoy's clock is the wall clock, so iat/exp come from it."""
 
-    def __init__(self, issuer: str, audience: str | None, key: Any, *, kid: str, alg: str,
-                 lifetime_s: int = 3600, defaults: Mapping[str, Any] | None = None):
-        self.issuer = issuer
-        self.audience = audience
-        self.key = key
-        self.kid = kid
-        self.alg = alg
-        self.lifetime_s = lifetime_s
-        self.defaults = dict(defaults or {})
+    issuer: str
+    audience: str | None
+    key: Any
+    _: KW_ONLY
+    kid: str
+    alg: str
+    lifetime_s: int = 3600
+    defaults: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.defaults = dict(self.defaults or {})
 
     def jwks(self) -> str:
         jwk = pyjwt.get_algorithm_by_name(self.alg).to_jwk(self.key.public_key(), as_dict=True)

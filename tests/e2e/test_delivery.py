@@ -293,7 +293,7 @@ def registry(tmp_path):
     }))
     log = open(tmp_path / "registry.log", "wb")
     proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, preexec_fn=harness._die_with_parent)
+                            start_new_session=True, preexec_fn=harness.die_with_parent)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -308,7 +308,7 @@ def registry(tmp_path):
             time.sleep(0.1)
         yield f"127.0.0.1:{port}"
     finally:
-        harness._kill_group(proc)
+        harness.kill_group(proc)
         log.close()
     assert harness.free_port_is_closed(port)
 

@@ -5,13 +5,13 @@
 //! Evaluation depth is bounded, so a reference cycle that never descends into the instance ends
 //! as a violation, never as a stack overflow.
 
-use std::cmp::Ordering;
+mod apply;
+mod assert;
+mod number;
 
-use serde_json::{Number, Value};
+use serde_json::Value;
 
-use super::compile::{
-    Kw, Program, T_ARRAY, T_BOOL, T_INTEGER, T_NULL, T_NUMBER, T_OBJECT, T_STRING,
-};
+use super::compile::{Kw, Program};
 
 /// Deepest chain of nested subschema evaluations (a `$ref` per level of a 128-deep body is
 /// 2 per level; a 1 MiB wasm stack holds far more).
@@ -96,6 +96,34 @@ impl<'v> Ann<'v> {
     }
 }
 
+/// The instance under evaluation: its value, where it sits, and the annotations it adds to
+/// (`None` when nothing reads them). The three always travel together.
+struct At<'a, 'v> {
+    inst: &'v Value,
+    path: &'a Path<'a>,
+    ann: Option<&'a mut Ann<'v>>,
+}
+
+impl<'a, 'v> At<'a, 'v> {
+    /// `inst` at `path`, its annotations not collected.
+    fn of(inst: &'v Value, path: &'a Path<'a>) -> Self {
+        At {
+            inst,
+            path,
+            ann: None,
+        }
+    }
+
+    /// The same instance and annotations, lent to one more evaluation.
+    fn again(&mut self) -> At<'_, 'v> {
+        At {
+            inst: self.inst,
+            path: self.path,
+            ann: self.ann.as_deref_mut(),
+        }
+    }
+}
+
 pub(super) struct Eval<'p> {
     prog: &'p Program,
     mode: Mode,
@@ -117,8 +145,8 @@ impl<'p> Eval<'p> {
 
     /// Validates `inst` against the program's root.
     pub(super) fn run(&mut self, inst: &Value) -> bool {
-        let root = Path(Seg::Root);
-        self.eval(self.prog.root, inst, &root, None)
+        let path = Path(Seg::Root);
+        self.eval(self.prog.root, At::of(inst, &path))
     }
 
     fn all(&self) -> bool {
@@ -147,27 +175,15 @@ impl<'p> Eval<'p> {
     }
 
     /// Evaluates without recording violations (inside `anyOf`, `not`, `if`...).
-    fn quiet<'v>(
-        &mut self,
-        node: usize,
-        inst: &'v Value,
-        path: &Path<'_>,
-        ann: Option<&mut Ann<'v>>,
-    ) -> bool {
+    fn quiet(&mut self, node: usize, at: At<'_, '_>) -> bool {
         let saved = self.mode;
         self.mode = Mode::Quiet;
-        let ok = self.eval(node, inst, path, ann);
+        let ok = self.eval(node, at);
         self.mode = saved;
         ok
     }
 
-    fn eval<'v>(
-        &mut self,
-        node: usize,
-        inst: &'v Value,
-        path: &Path<'_>,
-        ann: Option<&mut Ann<'v>>,
-    ) -> bool {
+    fn eval(&mut self, node: usize, at: At<'_, '_>) -> bool {
         let prog = self.prog;
         let Some(n) = prog.nodes.get(node) else {
             return false;
@@ -175,13 +191,13 @@ impl<'p> Eval<'p> {
         match n.always {
             Some(true) => return true,
             Some(false) => {
-                self.fail(path, "false");
+                self.fail(at.path, "false");
                 return false;
             }
             None => {}
         }
         if self.depth >= MAX_DEPTH {
-            self.fail(path, "$ref");
+            self.fail(at.path, "$ref");
             return false;
         }
         self.depth += 1;
@@ -189,12 +205,16 @@ impl<'p> Eval<'p> {
         if pushed {
             self.scope.push(n.resource);
         }
-        let collect = prog.annotations && (ann.is_some() || n.unevaluated);
+        let collect = prog.annotations && (at.ann.is_some() || n.unevaluated);
         let mut local = Ann::default();
         let mut valid = true;
         for kw in &n.kws {
-            let a = if collect { Some(&mut local) } else { None };
-            if !self.keyword(kw, inst, path, a) {
+            let here = At {
+                inst: at.inst,
+                path: at.path,
+                ann: collect.then_some(&mut local),
+            };
+            if !self.keyword(kw, here) {
                 valid = false;
                 if self.mode != Mode::All {
                     break;
@@ -206,588 +226,37 @@ impl<'p> Eval<'p> {
         }
         self.depth -= 1;
         if valid {
-            if let Some(a) = ann {
+            if let Some(a) = at.ann {
                 a.merge(local);
             }
         }
         valid
     }
 
-    fn keyword<'v>(
-        &mut self,
-        kw: &Kw,
-        inst: &'v Value,
-        path: &Path<'_>,
-        ann: Option<&mut Ann<'v>>,
-    ) -> bool {
+    fn keyword(&mut self, kw: &Kw, at: At<'_, '_>) -> bool {
         // One small function per applicator keeps the frames on the recursive path small
-        // (the debug build reserves stack for every arm of a large match).
+        // (the debug build reserves stack for every arm of a large match). Assertions are in
+        // `assert.rs`, applicators in `apply.rs`.
         match kw {
-            Kw::Ref(t) => self.eval(*t, inst, path, ann),
-            Kw::DynamicRef(..) => self.k_dynamic_ref(kw, inst, path, ann),
-            Kw::DependentSchemas(..) => self.k_dependent_schemas(kw, inst, path, ann),
-            Kw::AllOf(..) => self.k_all_of(kw, inst, path, ann),
-            Kw::AnyOf(..) => self.k_any_of(kw, inst, path, ann),
-            Kw::OneOf(..) => self.k_one_of(kw, inst, path, ann),
-            Kw::Not(..) => self.k_not(kw, inst, path, ann),
-            Kw::If(..) => self.k_if(kw, inst, path, ann),
-            Kw::Properties(..) => self.k_properties(kw, inst, path, ann),
-            Kw::PatternProperties(..) => self.k_pattern_properties(kw, inst, path, ann),
-            Kw::AdditionalProperties(..) => self.k_additional_properties(kw, inst, path, ann),
-            Kw::UnevaluatedProperties(..) => self.k_unevaluated_properties(kw, inst, path, ann),
-            Kw::Contains(..) => self.k_contains(kw, inst, path, ann),
-            Kw::PrefixItems(..) => self.k_prefix_items(kw, inst, path, ann),
-            Kw::ItemsFrom(..) => self.k_items_from(kw, inst, path, ann),
-            Kw::UnevaluatedItems(..) => self.k_unevaluated_items(kw, inst, path, ann),
-            _ => self.assertion(kw, inst, path),
-        }
-    }
-
-    /// The keywords that look at the instance alone (no subschema on the path).
-    // Out of line, as every arm below: V8 (TurboFan only, in Envoy) keeps memory per compiled
-    // function size, so one huge function costs more resident memory than the same code split.
-    #[inline(never)]
-    fn assertion(&mut self, kw: &Kw, inst: &Value, path: &Path<'_>) -> bool {
-        match kw {
-            Kw::Type(bits) => {
-                let ok = bits & type_bits(inst) != 0;
-                if !ok {
-                    self.fail(path, "type");
-                }
-                ok
-            }
-            Kw::Enum(vals) => {
-                let ok = vals.iter().any(|v| equal(v, inst));
-                if !ok {
-                    self.fail(path, "enum");
-                }
-                ok
-            }
-            Kw::Const(v) => {
-                let ok = equal(v, inst);
-                if !ok {
-                    self.fail(path, "const");
-                }
-                ok
-            }
-            Kw::MultipleOf(m) => self.num(inst, path, "multipleOf", |x| multiple_of(x, m)),
-            Kw::Maximum(l) => self.num(inst, path, "maximum", |x| {
-                cmp(x, l).is_some_and(|o| o != Ordering::Greater)
-            }),
-            Kw::ExclusiveMaximum(l) => self.num(inst, path, "exclusiveMaximum", |x| {
-                cmp(x, l) == Some(Ordering::Less)
-            }),
-            Kw::Minimum(l) => self.num(inst, path, "minimum", |x| {
-                cmp(x, l).is_some_and(|o| o != Ordering::Less)
-            }),
-            Kw::ExclusiveMinimum(l) => self.num(inst, path, "exclusiveMinimum", |x| {
-                cmp(x, l) == Some(Ordering::Greater)
-            }),
-            Kw::MaxLength(n) => self.check(
-                path,
-                "maxLength",
-                match inst {
-                    Value::String(s) => s.chars().count() as u64 <= *n,
-                    _ => true,
-                },
-            ),
-            Kw::MinLength(n) => self.check(
-                path,
-                "minLength",
-                match inst {
-                    Value::String(s) => s.chars().count() as u64 >= *n,
-                    _ => true,
-                },
-            ),
-            Kw::Pattern(p) => self.check(
-                path,
-                "pattern",
-                match inst {
-                    Value::String(s) => p.is_match(s),
-                    _ => true,
-                },
-            ),
-            Kw::MaxItems(n) => self.check(
-                path,
-                "maxItems",
-                match inst {
-                    Value::Array(a) => a.len() as u64 <= *n,
-                    _ => true,
-                },
-            ),
-            Kw::MinItems(n) => self.check(
-                path,
-                "minItems",
-                match inst {
-                    Value::Array(a) => a.len() as u64 >= *n,
-                    _ => true,
-                },
-            ),
-            Kw::UniqueItems => self.check(
-                path,
-                "uniqueItems",
-                match inst {
-                    Value::Array(a) => a
-                        .iter()
-                        .enumerate()
-                        .all(|(i, x)| a.iter().skip(i + 1).all(|y| !equal(x, y))),
-                    _ => true,
-                },
-            ),
-            Kw::MaxProperties(n) => self.check(
-                path,
-                "maxProperties",
-                match inst {
-                    Value::Object(o) => o.len() as u64 <= *n,
-                    _ => true,
-                },
-            ),
-            Kw::MinProperties(n) => self.check(
-                path,
-                "minProperties",
-                match inst {
-                    Value::Object(o) => o.len() as u64 >= *n,
-                    _ => true,
-                },
-            ),
-            Kw::Required(names) => {
-                let Value::Object(o) = inst else { return true };
-                self.required(o, names, path, "required")
-            }
-            Kw::DependentRequired(keyword, deps) => {
-                let Value::Object(o) = inst else { return true };
-                let mut ok = true;
-                for (name, req) in deps {
-                    if o.contains_key(name) && !self.required(o, req, path, keyword) {
-                        ok = false;
-                        if !self.all() {
-                            break;
-                        }
-                    }
-                }
-                ok
-            }
-            Kw::PropertyNames(s) => {
-                let Value::Object(o) = inst else { return true };
-                let ok = o
-                    .keys()
-                    .all(|k| self.quiet(*s, &Value::String(k.clone()), path, None));
-                self.check(path, "propertyNames", ok)
-            }
-            _ => true,
-        }
-    }
-
-    #[inline(never)]
-    fn k_dynamic_ref<'v>(
-        &mut self,
-        kw: &Kw,
-        inst: &'v Value,
-        path: &Path<'_>,
-        ann: Option<&mut Ann<'v>>,
-    ) -> bool {
-        match kw {
-            Kw::DynamicRef(t, name) => {
-                let prog = self.prog;
-                let target = self
-                    .scope
-                    .iter()
-                    .find_map(|r| {
-                        prog.dynamic
-                            .get(*r)
-                            .and_then(|d| d.iter().find(|(n, _)| n == name))
-                            .map(|(_, node)| *node)
-                    })
-                    .unwrap_or(*t);
-                self.eval(target, inst, path, ann)
-            }
-            _ => true,
-        }
-    }
-
-    #[inline(never)]
-    fn k_dependent_schemas<'v>(
-        &mut self,
-        kw: &Kw,
-        inst: &'v Value,
-        path: &Path<'_>,
-        mut ann: Option<&mut Ann<'v>>,
-    ) -> bool {
-        match kw {
-            Kw::DependentSchemas(deps) => {
-                let Value::Object(o) = inst else { return true };
-                let mut ok = true;
-                for (name, s) in deps {
-                    if o.contains_key(name) && !self.eval(*s, inst, path, ann.as_deref_mut()) {
-                        ok = false;
-                        if !self.all() {
-                            break;
-                        }
-                    }
-                }
-                ok
-            }
-            _ => true,
-        }
-    }
-
-    #[inline(never)]
-    fn k_all_of<'v>(
-        &mut self,
-        kw: &Kw,
-        inst: &'v Value,
-        path: &Path<'_>,
-        mut ann: Option<&mut Ann<'v>>,
-    ) -> bool {
-        match kw {
-            Kw::AllOf(subs) => {
-                let mut ok = true;
-                for s in subs {
-                    if !self.eval(*s, inst, path, ann.as_deref_mut()) {
-                        ok = false;
-                        if !self.all() {
-                            break;
-                        }
-                    }
-                }
-                ok
-            }
-            _ => true,
-        }
-    }
-
-    #[inline(never)]
-    fn k_any_of<'v>(
-        &mut self,
-        kw: &Kw,
-        inst: &'v Value,
-        path: &Path<'_>,
-        mut ann: Option<&mut Ann<'v>>,
-    ) -> bool {
-        match kw {
-            Kw::AnyOf(subs) => {
-                let mut ok = false;
-                for s in subs {
-                    if self.quiet(*s, inst, path, ann.as_deref_mut()) {
-                        ok = true;
-                        if ann.is_none() {
-                            break;
-                        }
-                    }
-                }
-                self.check(path, "anyOf", ok)
-            }
-            _ => true,
-        }
-    }
-
-    #[inline(never)]
-    fn k_one_of<'v>(
-        &mut self,
-        kw: &Kw,
-        inst: &'v Value,
-        path: &Path<'_>,
-        ann: Option<&mut Ann<'v>>,
-    ) -> bool {
-        match kw {
-            Kw::OneOf(subs) => {
-                let mut passed = 0;
-                let mut kept = Ann::default();
-                for s in subs {
-                    let mut a = Ann::default();
-                    let want = ann.is_some();
-                    if self.quiet(*s, inst, path, want.then_some(&mut a)) {
-                        passed += 1;
-                        kept = a;
-                        if passed > 1 {
-                            break;
-                        }
-                    }
-                }
-                if passed == 1 {
-                    if let Some(x) = ann {
-                        x.merge(kept);
-                    }
-                }
-                self.check(path, "oneOf", passed == 1)
-            }
-            _ => true,
-        }
-    }
-
-    #[inline(never)]
-    fn k_not<'v>(
-        &mut self,
-        kw: &Kw,
-        inst: &'v Value,
-        path: &Path<'_>,
-        _ann: Option<&mut Ann<'v>>,
-    ) -> bool {
-        match kw {
-            Kw::Not(s) => {
-                let ok = !self.quiet(*s, inst, path, None);
-                self.check(path, "not", ok)
-            }
-            _ => true,
-        }
-    }
-
-    #[inline(never)]
-    fn k_if<'v>(
-        &mut self,
-        kw: &Kw,
-        inst: &'v Value,
-        path: &Path<'_>,
-        mut ann: Option<&mut Ann<'v>>,
-    ) -> bool {
-        match kw {
-            Kw::If(c, t, e) => {
-                if self.quiet(*c, inst, path, ann.as_deref_mut()) {
-                    t.is_none_or(|t| self.eval(t, inst, path, ann))
-                } else {
-                    e.is_none_or(|e| self.eval(e, inst, path, ann))
-                }
-            }
-            _ => true,
-        }
-    }
-
-    #[inline(never)]
-    fn k_properties<'v>(
-        &mut self,
-        kw: &Kw,
-        inst: &'v Value,
-        path: &Path<'_>,
-        mut ann: Option<&mut Ann<'v>>,
-    ) -> bool {
-        match kw {
-            Kw::Properties(props) => {
-                let Value::Object(o) = inst else { return true };
-                let mut ok = true;
-                for (name, s) in props {
-                    if let Some((k, v)) = o.get_key_value(name) {
-                        let p = Path(Seg::Key(k, path));
-                        if !self.eval(*s, v, &p, None) {
-                            ok = false;
-                            if !self.all() {
-                                break;
-                            }
-                        }
-                        if let Some(a) = ann.as_deref_mut() {
-                            a.props.push(k);
-                        }
-                    }
-                }
-                ok
-            }
-            _ => true,
-        }
-    }
-
-    #[inline(never)]
-    fn k_pattern_properties<'v>(
-        &mut self,
-        kw: &Kw,
-        inst: &'v Value,
-        path: &Path<'_>,
-        mut ann: Option<&mut Ann<'v>>,
-    ) -> bool {
-        match kw {
-            Kw::PatternProperties(pats) => {
-                let Value::Object(o) = inst else { return true };
-                let mut ok = true;
-                for (k, v) in o {
-                    for (re, s) in pats {
-                        if re.is_match(k) {
-                            let p = Path(Seg::Key(k, path));
-                            if !self.eval(*s, v, &p, None) {
-                                ok = false;
-                                if !self.all() {
-                                    return false;
-                                }
-                            }
-                            if let Some(a) = ann.as_deref_mut() {
-                                a.props.push(k);
-                            }
-                        }
-                    }
-                }
-                ok
-            }
-            _ => true,
-        }
-    }
-
-    #[inline(never)]
-    fn k_additional_properties<'v>(
-        &mut self,
-        kw: &Kw,
-        inst: &'v Value,
-        path: &Path<'_>,
-        ann: Option<&mut Ann<'v>>,
-    ) -> bool {
-        match kw {
+            Kw::Ref(t) => self.eval(*t, at),
+            Kw::DynamicRef(t, name) => self.k_dynamic_ref(*t, name, at),
+            Kw::DependentSchemas(deps) => self.k_dependent_schemas(deps, at),
+            Kw::AllOf(subs) => self.k_all_of(subs, at),
+            Kw::AnyOf(subs) => self.k_any_of(subs, at),
+            Kw::OneOf(subs) => self.k_one_of(subs, at),
+            Kw::Not(s) => self.k_not(*s, at),
+            Kw::If(c, t, e) => self.k_if(*c, *t, *e, at),
+            Kw::Properties(props) => self.k_properties(props, at),
+            Kw::PatternProperties(pats) => self.k_pattern_properties(pats, at),
             Kw::AdditionalProperties(s, names, pats) => {
-                let Value::Object(o) = inst else { return true };
-                let extra = o.iter().filter(|(k, _)| {
-                    !names.iter().any(|n| n == *k) && !pats.iter().any(|p| p.is_match(k))
-                });
-                self.rest_of_object(*s, extra, path, "additionalProperties", ann)
+                self.k_additional_properties(*s, names, pats, at)
             }
-            _ => true,
-        }
-    }
-
-    #[inline(never)]
-    fn k_unevaluated_properties<'v>(
-        &mut self,
-        kw: &Kw,
-        inst: &'v Value,
-        path: &Path<'_>,
-        ann: Option<&mut Ann<'v>>,
-    ) -> bool {
-        match kw {
-            Kw::UnevaluatedProperties(s) => {
-                let Value::Object(o) = inst else { return true };
-                let done = ann.as_deref();
-                if done.is_some_and(|a| a.all_props) {
-                    return true;
-                }
-                let extra: Vec<(&'v String, &'v Value)> = o
-                    .iter()
-                    .filter(|(k, _)| !done.is_some_and(|a| a.props.contains(&k.as_str())))
-                    .collect();
-                self.rest_of_object(*s, extra.into_iter(), path, "unevaluatedProperties", ann)
-            }
-            _ => true,
-        }
-    }
-
-    #[inline(never)]
-    fn k_contains<'v>(
-        &mut self,
-        kw: &Kw,
-        inst: &'v Value,
-        path: &Path<'_>,
-        mut ann: Option<&mut Ann<'v>>,
-    ) -> bool {
-        match kw {
-            Kw::Contains(s, min, max) => {
-                let Value::Array(items) = inst else {
-                    return true;
-                };
-                let mut hits = 0u64;
-                for (i, v) in items.iter().enumerate() {
-                    let p = Path(Seg::Index(i, path));
-                    if self.quiet(*s, v, &p, None) {
-                        hits += 1;
-                        if let Some(a) = ann.as_deref_mut() {
-                            a.item_set.push(i);
-                        }
-                    }
-                }
-                if hits < min.unwrap_or(1) {
-                    let k = if min.is_some() {
-                        "minContains"
-                    } else {
-                        "contains"
-                    };
-                    self.fail(path, k);
-                    return false;
-                }
-                if max.is_some_and(|m| hits > m) {
-                    self.fail(path, "maxContains");
-                    return false;
-                }
-                true
-            }
-            _ => true,
-        }
-    }
-
-    #[inline(never)]
-    fn k_prefix_items<'v>(
-        &mut self,
-        kw: &Kw,
-        inst: &'v Value,
-        path: &Path<'_>,
-        ann: Option<&mut Ann<'v>>,
-    ) -> bool {
-        match kw {
-            Kw::PrefixItems(subs) => {
-                let Value::Array(items) = inst else {
-                    return true;
-                };
-                let mut ok = true;
-                for (i, (s, v)) in subs.iter().zip(items).enumerate() {
-                    let p = Path(Seg::Index(i, path));
-                    if !self.eval(*s, v, &p, None) {
-                        ok = false;
-                        if !self.all() {
-                            break;
-                        }
-                    }
-                }
-                if let Some(a) = ann {
-                    a.items = a.items.max(subs.len().min(items.len()));
-                }
-                ok
-            }
-            _ => true,
-        }
-    }
-
-    #[inline(never)]
-    fn k_items_from<'v>(
-        &mut self,
-        kw: &Kw,
-        inst: &'v Value,
-        path: &Path<'_>,
-        ann: Option<&mut Ann<'v>>,
-    ) -> bool {
-        match kw {
-            Kw::ItemsFrom(keyword, start, s) => {
-                let Value::Array(items) = inst else {
-                    return true;
-                };
-                let ok = self.rest_of_array(*s, items, path, keyword, |i| i >= *start);
-                if let Some(a) = ann {
-                    a.all_items = true;
-                }
-                ok
-            }
-            _ => true,
-        }
-    }
-
-    #[inline(never)]
-    fn k_unevaluated_items<'v>(
-        &mut self,
-        kw: &Kw,
-        inst: &'v Value,
-        path: &Path<'_>,
-        ann: Option<&mut Ann<'v>>,
-    ) -> bool {
-        match kw {
-            Kw::UnevaluatedItems(s) => {
-                let Value::Array(items) = inst else {
-                    return true;
-                };
-                let done = ann.as_deref();
-                if done.is_some_and(|a| a.all_items) {
-                    return true;
-                }
-                let upto = done.map_or(0, |a| a.items);
-                let set: Vec<usize> = done.map(|a| a.item_set.clone()).unwrap_or_default();
-                let ok = self.rest_of_array(*s, items, path, "unevaluatedItems", |i| {
-                    i >= upto && !set.contains(&i)
-                });
-                if let Some(a) = ann {
-                    a.all_items = true;
-                }
-                ok
-            }
-            _ => true,
+            Kw::UnevaluatedProperties(s) => self.k_unevaluated_properties(*s, at),
+            Kw::Contains(s, min, max) => self.k_contains(*s, *min, *max, at),
+            Kw::PrefixItems(subs) => self.k_prefix_items(subs, at),
+            Kw::ItemsFrom(keyword, start, s) => self.k_items_from(*s, keyword, *start, at),
+            Kw::UnevaluatedItems(s) => self.k_unevaluated_items(*s, at),
+            _ => self.assertion(kw, at.inst, at.path),
         }
     }
 
@@ -798,197 +267,22 @@ impl<'p> Eval<'p> {
         ok
     }
 
-    fn num(
+    /// Runs `check` on each item: all of them when every violation is wanted, else up to the
+    /// first that fails. True when none failed.
+    fn every<T>(
         &mut self,
-        inst: &Value,
-        path: &Path<'_>,
-        keyword: &'static str,
-        f: impl Fn(&Number) -> bool,
-    ) -> bool {
-        match inst {
-            Value::Number(x) => self.check(path, keyword, f(x)),
-            _ => true,
-        }
-    }
-
-    fn required(
-        &mut self,
-        o: &serde_json::Map<String, Value>,
-        names: &[String],
-        path: &Path<'_>,
-        keyword: &'static str,
+        items: impl IntoIterator<Item = T>,
+        mut check: impl FnMut(&mut Self, T) -> bool,
     ) -> bool {
         let mut ok = true;
-        for name in names {
-            if !o.contains_key(name) {
+        for item in items {
+            if !check(self, item) {
                 ok = false;
-                self.fail_with(path, keyword, Some(name.clone()), Vec::new());
-                if self.mode != Mode::All {
+                if !self.all() {
                     break;
                 }
             }
         }
         ok
-    }
-
-    /// `additionalProperties` / `unevaluatedProperties` over the members `extra`.
-    #[inline(never)]
-    fn rest_of_object<'v>(
-        &mut self,
-        s: usize,
-        extra: impl Iterator<Item = (&'v String, &'v Value)>,
-        path: &Path<'_>,
-        keyword: &'static str,
-        ann: Option<&mut Ann<'v>>,
-    ) -> bool {
-        if let Some(a) = ann {
-            a.all_props = true;
-        }
-        let never = self
-            .prog
-            .nodes
-            .get(s)
-            .is_some_and(|n| n.always == Some(false));
-        if never {
-            let unexpected: Vec<String> = extra.map(|(k, _)| k.clone()).collect();
-            if unexpected.is_empty() {
-                return true;
-            }
-            self.fail_with(path, keyword, None, unexpected);
-            return false;
-        }
-        let mut ok = true;
-        for (k, v) in extra {
-            let p = Path(Seg::Key(k, path));
-            if !self.eval(s, v, &p, None) {
-                ok = false;
-                if self.mode != Mode::All {
-                    break;
-                }
-            }
-        }
-        ok
-    }
-
-    /// `items` / `additionalItems` / `unevaluatedItems` over the items `pick` selects.
-    #[inline(never)]
-    fn rest_of_array(
-        &mut self,
-        s: usize,
-        items: &[Value],
-        path: &Path<'_>,
-        keyword: &'static str,
-        pick: impl Fn(usize) -> bool,
-    ) -> bool {
-        let never = self
-            .prog
-            .nodes
-            .get(s)
-            .is_some_and(|n| n.always == Some(false));
-        let mut ok = true;
-        for (i, v) in items.iter().enumerate().filter(|(i, _)| pick(*i)) {
-            if never {
-                self.fail(path, keyword);
-                return false;
-            }
-            let p = Path(Seg::Index(i, path));
-            if !self.eval(s, v, &p, None) {
-                ok = false;
-                if self.mode != Mode::All {
-                    break;
-                }
-            }
-        }
-        ok
-    }
-}
-
-fn type_bits(v: &Value) -> u8 {
-    match v {
-        Value::Null => T_NULL,
-        Value::Bool(_) => T_BOOL,
-        Value::Object(_) => T_OBJECT,
-        Value::Array(_) => T_ARRAY,
-        Value::String(_) => T_STRING,
-        Value::Number(n) if is_integer(n) => T_NUMBER | T_INTEGER,
-        Value::Number(_) => T_NUMBER,
-    }
-}
-
-fn is_integer(n: &Number) -> bool {
-    n.is_i64()
-        || n.is_u64()
-        || n.as_f64()
-            .is_some_and(|f| f.is_finite() && f.fract() == 0.0)
-}
-
-fn as_i128(n: &Number) -> Option<i128> {
-    n.as_i64()
-        .map(i128::from)
-        .or_else(|| n.as_u64().map(i128::from))
-}
-
-/// Numeric order: exact for integers, as `f64` otherwise.
-fn cmp(a: &Number, b: &Number) -> Option<Ordering> {
-    match (as_i128(a), as_i128(b)) {
-        (Some(x), Some(y)) => Some(x.cmp(&y)),
-        _ => a.as_f64()?.partial_cmp(&b.as_f64()?),
-    }
-}
-
-/// JSON equality: numbers by value (`1` equals `1.0`), objects regardless of member order.
-pub(super) fn equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => cmp(x, y) == Some(Ordering::Equal),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equal(p, q))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
-/// A number as an exact decimal: (mantissa, power of ten), from its shortest representation.
-fn decimal(n: &Number) -> Option<(u128, i32)> {
-    let s = n.to_string();
-    let s = s.strip_prefix('-').unwrap_or(&s);
-    let (digits, exp) = match s.find(['e', 'E']) {
-        Some(i) => (s.get(..i)?, s.get(i + 1..)?.parse::<i32>().ok()?),
-        None => (s, 0),
-    };
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    let mut m: u128 = 0;
-    for c in int.chars().chain(frac.chars()) {
-        m = m
-            .checked_mul(10)?
-            .checked_add(u128::from(c.to_digit(10)?))?;
-    }
-    let frac_len = i32::try_from(frac.len()).ok()?;
-    Some((m, exp.checked_sub(frac_len)?))
-}
-
-/// `x` is an integer multiple of `m`: exactly in decimal when both fit, else in `f64`.
-fn multiple_of(x: &Number, m: &Number) -> bool {
-    if let (Some(a), Some(b)) = (as_i128(x), as_i128(m)) {
-        return b != 0 && a % b == 0;
-    }
-    if let (Some((a, ea)), Some((b, eb))) = (decimal(x), decimal(m)) {
-        let e = ea.min(eb);
-        let scale = |v: u128, from: i32| -> Option<u128> {
-            let k = u32::try_from(from.checked_sub(e)?).ok()?;
-            v.checked_mul(10u128.checked_pow(k)?)
-        };
-        if let (Some(a), Some(b)) = (scale(a, ea), scale(b, eb)) {
-            return b != 0 && a % b == 0;
-        }
-    }
-    match (x.as_f64(), m.as_f64()) {
-        (Some(a), Some(b)) if b != 0.0 => {
-            let q = a / b;
-            q.is_finite() && q.fract() == 0.0
-        }
-        _ => false,
     }
 }

@@ -93,33 +93,25 @@ fn merge(base: &Parts<'_>, path: &str) -> String {
 pub fn resolve(base: &str, reference: &str) -> String {
     let r = parse(reference);
     let b = parse(base);
-    let (scheme, authority, path, query);
-    if r.scheme.is_some() {
-        scheme = r.scheme;
-        authority = r.authority;
-        path = remove_dot_segments(r.path);
-        query = r.query;
+    // Section 5.2.2: a reference with a scheme or an authority keeps its own path and query;
+    // one without takes the base's scheme and authority, and a path that is the base's (empty
+    // reference path), its own (absolute), or merged with the base's (relative).
+    let (scheme, authority, path, query) = if r.scheme.is_some() || r.authority.is_some() {
+        let path = remove_dot_segments(r.path);
+        (r.scheme.or(b.scheme), r.authority, path, r.query)
+    } else if r.path.is_empty() {
+        (
+            b.scheme,
+            b.authority,
+            b.path.to_string(),
+            r.query.or(b.query),
+        )
+    } else if r.path.starts_with('/') {
+        (b.scheme, b.authority, remove_dot_segments(r.path), r.query)
     } else {
-        scheme = b.scheme;
-        if r.authority.is_some() {
-            authority = r.authority;
-            path = remove_dot_segments(r.path);
-            query = r.query;
-        } else {
-            authority = b.authority;
-            if r.path.is_empty() {
-                path = b.path.to_string();
-                query = r.query.or(b.query);
-            } else {
-                path = if r.path.starts_with('/') {
-                    remove_dot_segments(r.path)
-                } else {
-                    remove_dot_segments(&merge(&b, r.path))
-                };
-                query = r.query;
-            }
-        }
-    }
+        let path = remove_dot_segments(&merge(&b, r.path));
+        (b.scheme, b.authority, path, r.query)
+    };
     let mut out = String::new();
     if let Some(s) = scheme {
         out.push_str(s);
