@@ -10,7 +10,7 @@
 //! [`Pause::deny_on_timeout`] after the fetch timeout. Report mode, metrics and the HTTP reply
 //! belong to the caller; nothing here touches the request.
 
-use super::cache::{CacheKey, TokenCache};
+use super::cache::TokenCache;
 use super::config::{JwtRequirement, Provider, ProviderId, Providers};
 use super::extract::{extract, Extracted};
 use super::forward::{upstream_edits, UpstreamEdits};
@@ -137,7 +137,7 @@ pub fn authenticate(
         // A cache hit is a token this provider already verified in full (issuer included), so
         // the issuer peek (a payload decode) is only paid on a miss.
         if let KeyStatus::Ready(keys) = ctx.keys.keys(pid, ctx.store) {
-            let key = CacheKey::new(&provider.name, &found.token);
+            let key = ctx.cache.key_for(&provider.name, &found.token);
             if let Some(token) = ctx.cache.get(&key, &keys, now_secs) {
                 return finish(req, pid, provider, &found, token, true);
             }
@@ -178,7 +178,7 @@ fn check_provider(
     ctx: &mut AuthnContext<'_>,
     now_secs: u64,
 ) -> Result<AuthnOutcome, Failure> {
-    let key = CacheKey::new(&provider.name, &found.token);
+    let key = ctx.cache.key_for(&provider.name, &found.token);
     // Two rounds at most: the second after adopting keys another worker just published.
     for _ in 0..2 {
         let keys = match ctx.keys.keys(pid, ctx.store) {

@@ -80,6 +80,11 @@ pub struct CacheStats {
     pub evictions: u64,
 }
 
+/// Tokens whose cache key is remembered, by exact comparison (a few per worker).
+const MEMO_ENTRIES: usize = 8;
+/// Longest token the memo keeps (typical JWTs are well under 2 KiB).
+const MEMO_MAX_TOKEN_BYTES: usize = 4096;
+
 /// The verified-token cache of one worker.
 pub struct TokenCache {
     slots: Vec<Slot>,
@@ -87,6 +92,11 @@ pub struct TokenCache {
     hand: usize,
     capacity: usize,
     stats: CacheStats,
+    /// The cache keys of the last tokens seen: (provider, token, key). A client that reuses its
+    /// token finds the key by an exact comparison instead of a SHA-256 of the whole token
+    /// (measured under V8: 2.4 us for an RS256 token, about as much as the rest of the hit).
+    memo: Vec<(String, String, CacheKey)>,
+    memo_next: usize,
 }
 
 impl TokenCache {
@@ -98,7 +108,31 @@ impl TokenCache {
             hand: 0,
             capacity,
             stats: CacheStats::default(),
+            memo: Vec::new(),
+            memo_next: 0,
         }
+    }
+
+    /// [`CacheKey::new`] for this provider and token, remembered for the last few tokens (exact
+    /// comparison of provider and token, so the memo can never return another token's key).
+    pub fn key_for(&mut self, provider: &str, token: &str) -> CacheKey {
+        if let Some((_, _, key)) = self
+            .memo
+            .iter()
+            .find(|(p, t, _)| t.len() == token.len() && t == token && p == provider)
+        {
+            return *key;
+        }
+        let key = CacheKey::new(provider, token);
+        if self.capacity > 0 && token.len() <= MEMO_MAX_TOKEN_BYTES {
+            let entry = (provider.to_string(), token.to_string(), key);
+            match self.memo.get_mut(self.memo_next) {
+                Some(slot) => *slot = entry,
+                None => self.memo.push(entry),
+            }
+            self.memo_next = (self.memo_next + 1) % MEMO_ENTRIES;
+        }
+        key
     }
 
     /// Number of cached tokens.
@@ -220,6 +254,31 @@ mod tests {
     use crate::authn::testkit::*;
     use crate::authn::verify::verify;
     use serde_json::{json, Value};
+
+    #[test]
+    fn remembered_keys_are_exact_and_bounded() {
+        let mut cache = TokenCache::new(16);
+        let t = "a".repeat(300);
+        assert_eq!(cache.key_for("p", &t), CacheKey::new("p", &t));
+        // Remembered: the same answer, still equal to a fresh digest.
+        assert_eq!(cache.key_for("p", &t), CacheKey::new("p", &t));
+        // Same length, one byte different; same token, other provider: other keys.
+        let mut u = t.clone();
+        u.replace_range(299.., "b");
+        assert_ne!(cache.key_for("p", &u), cache.key_for("p", &t));
+        assert_ne!(cache.key_for("q", &t), cache.key_for("p", &t));
+        for i in 0..100 {
+            let _ = cache.key_for("p", &format!("{t}{i}"));
+        }
+        assert_eq!(cache.memo.len(), MEMO_ENTRIES);
+        // Too long to remember, and nothing remembered when caching is off.
+        let long = "x".repeat(MEMO_MAX_TOKEN_BYTES + 1);
+        let _ = cache.key_for("p", &long);
+        assert!(cache.memo.iter().all(|(_, m, _)| m != &long));
+        let mut off = TokenCache::new(0);
+        let _ = off.key_for("p", &t);
+        assert!(off.memo.is_empty());
+    }
 
     fn keyset(generation: u64, drop_kid: Option<&str>) -> KeySet {
         let mut doc: Value = serde_json::from_str(JWKS).unwrap();

@@ -1,0 +1,202 @@
+//! Where a request's CPU goes inside the module, natively and under V8 (a report, not a test).
+//!
+//! Natively: `cargo run --release --example core_bench`. Under V8 (node's, the same engine family
+//! as Envoy's): `make v8-bench` builds this for wasm32-wasip1 and runs it with `bench/v8.mjs`.
+//! It times, per algorithm, the signature primitive alone (ring, key already parsed as far as
+//! ring allows), meshguard's whole `verify` of a fresh token, and the cache key of a reused
+//! one; then whole requests through the stream flow against a fake host (routing only, a reused
+//! token, a reused token and a rate limit). In Envoy each request also pays its host calls
+//! (docs/cost.md): this shows the module's own share.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/support/host.rs"]
+mod support;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use common::NOW;
+use meshguard::authn::cache::CacheKey;
+use meshguard::authn::config::{compile_providers, KeySource, ProviderId};
+use meshguard::authn::verify::verify;
+use meshguard::host::fake::FakeHost;
+use meshguard::pipeline::{Action, Flow, Shared};
+use ring::rand::SystemRandom;
+use ring::signature::{self as sig, KeyPair as _};
+use serde_json::json;
+use std::hint::black_box;
+use std::rc::Rc;
+use std::time::Instant;
+use support::{pairs, JWKS};
+
+const RSA: &[u8] = include_bytes!("../tests/fixtures/jwt/rsa-a.pk8.der");
+const P256: &[u8] = include_bytes!("../tests/fixtures/jwt/ec-p256.pk8.der");
+const ED25519: &[u8] = include_bytes!("../tests/fixtures/jwt/ed25519.pk8.der");
+
+/// Mean microseconds per call, best of 5 rounds (shared machines are noisy).
+fn measure(n: u32, mut f: impl FnMut()) -> f64 {
+    for _ in 0..(n / 10).max(1) {
+        f();
+    }
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        best = best.min(t.elapsed().as_secs_f64() * 1e6 / f64::from(n));
+    }
+    best
+}
+
+/// A signed token of the fixture issuer with the usual claims; the signature and the public key
+/// (in the form ring verifies with).
+fn token(alg: &str, kid: &str) -> Option<(String, Vec<u8>)> {
+    let h = B64.encode(json!({ "alg": alg, "kid": kid, "typ": "JWT" }).to_string());
+    let p = B64.encode(
+        json!({ "iss": "https://issuer.example", "aud": "api.example", "sub": "alice",
+                "iat": NOW, "exp": NOW + 3600, "scope": "items:read items:write" })
+        .to_string(),
+    );
+    let input = format!("{h}.{p}");
+    let rng = SystemRandom::new();
+    let (signature, public) = match alg {
+        "RS256" => {
+            let kp = sig::RsaKeyPair::from_pkcs8(RSA).ok()?;
+            let mut s = vec![0; kp.public().modulus_len()];
+            kp.sign(&sig::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut s)
+                .ok()?;
+            (s, kp.public().as_ref().to_vec())
+        }
+        "ES256" => {
+            let kp =
+                sig::EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, P256, &rng)
+                    .ok()?;
+            let s = kp.sign(&rng, input.as_bytes()).ok()?.as_ref().to_vec();
+            (s, kp.public_key().as_ref().to_vec())
+        }
+        _ => {
+            let kp = sig::Ed25519KeyPair::from_pkcs8_maybe_unchecked(ED25519).ok()?;
+            let s = kp.sign(input.as_bytes()).as_ref().to_vec();
+            (s, kp.public_key().as_ref().to_vec())
+        }
+    };
+    Some((format!("{input}.{}", B64.encode(signature)), public))
+}
+
+fn main() {
+    let raw = serde_json::from_value(json!({ "main": {
+        "issuer": "https://issuer.example", "audiences": ["api.example"],
+        "algorithms": ["RS256", "ES256", "EdDSA"],
+        "local_jwks": { "inline_string": JWKS } } }));
+    let Some(provider) = raw
+        .ok()
+        .and_then(|r| compile_providers(&r, "jwt_providers").ok())
+        .and_then(|p| p.get(ProviderId(0)).cloned())
+    else {
+        eprintln!("fixture provider refused");
+        return;
+    };
+    let KeySource::Static(keys) = &provider.keys else {
+        return;
+    };
+    println!("| algorithm | primitive us | verify (fresh) us | beyond the primitive us | cache key (reused) us |");
+    println!("|---|---:|---:|---:|---:|");
+    for (alg, kid, ring_alg, n) in [
+        (
+            "RS256",
+            "rsa-a",
+            &sig::RSA_PKCS1_2048_8192_SHA256 as &dyn sig::VerificationAlgorithm,
+            200,
+        ),
+        ("ES256", "ec-p256", &sig::ECDSA_P256_SHA256_FIXED, 200),
+        ("EdDSA", "ed25519", &sig::ED25519, 500),
+    ] {
+        let Some((t, public)) = token(alg, kid) else {
+            eprintln!("{alg}: could not sign");
+            continue;
+        };
+        if verify(&t, &provider, keys, NOW).is_err() {
+            eprintln!("{alg}: fixture token refused");
+            continue;
+        }
+        let (input, s) = t.rsplit_once('.').unwrap_or_default();
+        let signature = B64.decode(s).unwrap_or_default();
+        let key = sig::UnparsedPublicKey::new(ring_alg, public);
+        let primitive = measure(n, || {
+            let _ = black_box(key.verify(input.as_bytes(), &signature));
+        });
+        let full = measure(n, || {
+            let _ = black_box(verify(&t, &provider, keys, NOW));
+        });
+        let cache_key = measure(20 * n, || {
+            black_box(CacheKey::new("main", black_box(&t)));
+        });
+        println!(
+            "| {alg} | {primitive:.1} | {full:.1} | {:.1} | {cache_key:.2} |",
+            full - primitive
+        );
+    }
+    flows();
+}
+
+/// Whole requests through the stream flow against a fake host.
+fn flows() {
+    let policy = json!({
+        "jwt_providers": { "main": { "issuer": "https://issuer.example",
+            "local_jwks": { "inline_string": JWKS },
+            "claim_to_headers": [{ "claim_name": "sub", "header_name": "x-user" }] } },
+        "routes": [
+            { "name": "open", "match": { "methods": ["GET"], "prefix": "/open" } },
+            { "name": "jwt", "match": { "methods": ["GET"], "prefix": "/jwt" },
+              "jwt": { "providers": ["main"], "scopes": ["items:read"] } },
+            { "name": "limited", "match": { "methods": ["GET"], "prefix": "/limited" },
+              "jwt": { "providers": ["main"], "scopes": ["items:read"] },
+              "rate_limits": [{ "key": "jwt:sub", "requests": 1000000, "per_seconds": 1 }] }
+        ]
+    });
+    let Some((token, _)) = token("RS256", "rsa-a") else {
+        return;
+    };
+    let bearer = format!("Bearer {token}");
+    println!();
+    println!("| request (through the flow, fake host) | us |");
+    println!("|---|---:|");
+    for (label, path, with_token) in [
+        ("open route", "/open/items", false),
+        ("JWT route, reused RS256 token, scope", "/jwt/items", true),
+        ("the same and a rate limit", "/limited/items", true),
+    ] {
+        let mut list = vec![
+            (":method", "GET"),
+            (":path", path),
+            (":authority", "127.0.0.1:10000"),
+            (":scheme", "http"),
+            ("user-agent", "wrk"),
+            ("accept", "*/*"),
+            ("x-forwarded-proto", "http"),
+            ("x-request-id", "7e9a3c1e-4c7b-4f0e-9a55-0f1d2c3b4a59"),
+        ];
+        if with_token {
+            list.push(("authorization", &bearer));
+        }
+        let host = FakeHost::with_request_headers(pairs(&list));
+        host.clock.set_ms(NOW * 1000);
+        let compiled = match meshguard::config::compile(policy.to_string().as_bytes()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("policy refused: {e}");
+                return;
+            }
+        };
+        let shared = Rc::new(Shared::new(&host, compiled));
+        let mut allowed = true;
+        let us = measure(20_000, || {
+            let mut flow = Flow::new(Rc::clone(&shared));
+            allowed &= black_box(flow.on_request_headers(&host, true)) == Action::Continue;
+            host.done.borrow_mut().clear();
+        });
+        let note = if allowed { "" } else { " (NOT all allowed)" };
+        println!("| {label}{note} | {us:.2} |");
+    }
+}
