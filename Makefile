@@ -30,7 +30,7 @@ SCHEMA       := schema/meshguard-config.schema.json
 # The wasm module is built without default features: `schema` (schemars) is for the native tool.
 WASM_FLAGS   := --release --lib --target $(WASM_TARGET) --no-default-features
 
-.PHONY: help deps toolchain tools build oci schema release validate lint unit e2e test run bench cost size clean
+.PHONY: help deps toolchain tools build oci schema release validate lint unit e2e test run bench cost size v8-bench clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -116,12 +116,19 @@ run: deps build ## Demo: echo upstream on :10001, Envoy with envoy/demo.yaml on 
 bench: deps build ## meshguard vs Envoy's native jwt_authn+rbac+local_ratelimit, side by side (~5 min; bench/README.md)
 	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq; $$SUDO apt-get install -y -qq wrk >/dev/null; }
 	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+	@$(MAKE) --no-print-directory v8-bench
 	$(PY) bench/run.py --envoy $(VENV)/bin/envoy --wasm $(WASM)
 	$(PY) bench/cost.py --envoy $(VENV)/bin/envoy --wasm $(WASM) --json bench/results/cost-latest.json
 
 size: toolchain ## Per-crate size breakdown of an unstripped release build (tools/size.py; target/size)
 	CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=target/size cargo build -q $(WASM_FLAGS)
 	python3 tools/size.py target/size/$(WASM_TARGET)/release/meshguard.wasm --top 30 --functions 20
+
+v8-bench: toolchain ## The module's own CPU natively and under V8 (node): primitives, verify, requests through the flow (examples/core_bench.rs)
+	cargo run -q --release --example core_bench
+	cargo build -q --release --example core_bench --target $(WASM_TARGET) --no-default-features
+	@mkdir -p bench/results
+	node --no-warnings bench/v8.mjs target/$(WASM_TARGET)/release/examples/core_bench.wasm | tee bench/results/v8-latest.md
 
 cost: deps build ## Per-sidecar cost only: module size, Envoy RSS and start to ready at --concurrency 1 and 2 (~2 min; bench/cost.py)
 	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt

@@ -20,6 +20,7 @@ use meshguard::authn::cache::CacheKey;
 use meshguard::authn::config::{compile_providers, KeySource, ProviderId};
 use meshguard::authn::verify::verify;
 use meshguard::host::fake::FakeHost;
+use meshguard::host::Counted;
 use meshguard::pipeline::{Action, Flow, Shared};
 use ring::rand::SystemRandom;
 use ring::signature::{self as sig, KeyPair as _};
@@ -100,7 +101,7 @@ fn main() {
     let KeySource::Static(keys) = &provider.keys else {
         return;
     };
-    println!("| algorithm | primitive us | verify (fresh) us | beyond the primitive us | cache key (reused) us |");
+    println!("| algorithm | primitive us | verify (fresh) us | beyond the primitive us | cache key of a new token (SHA-256) us |");
     println!("|---|---:|---:|---:|---:|");
     for (alg, kid, ring_alg, n) in [
         (
@@ -160,8 +161,8 @@ fn flows() {
     };
     let bearer = format!("Bearer {token}");
     println!();
-    println!("| request (through the flow, fake host) | us |");
-    println!("|---|---:|");
+    println!("| request (through the flow, fake host) | us | host calls: data, act, counters |");
+    println!("|---|---:|---|");
     for (label, path, with_token) in [
         ("open route", "/open/items", false),
         ("JWT route, reused RS256 token, scope", "/jwt/items", true),
@@ -180,8 +181,8 @@ fn flows() {
         if with_token {
             list.push(("authorization", &bearer));
         }
-        let host = FakeHost::with_request_headers(pairs(&list));
-        host.clock.set_ms(NOW * 1000);
+        let host = Counted::new(FakeHost::with_request_headers(pairs(&list)));
+        host.inner().clock.set_ms(NOW * 1000);
         let compiled = match meshguard::config::compile(policy.to_string().as_bytes()) {
             Ok(c) => c,
             Err(e) => {
@@ -194,9 +195,17 @@ fn flows() {
         let us = measure(20_000, || {
             let mut flow = Flow::new(Rc::clone(&shared));
             allowed &= black_box(flow.on_request_headers(&host, true)) == Action::Continue;
-            host.done.borrow_mut().clear();
+            host.inner().done.borrow_mut().clear();
         });
+        let _ = host.take_calls();
+        let _ = Flow::new(Rc::clone(&shared)).on_request_headers(&host, true);
+        let c = host.take_calls();
         let note = if allowed { "" } else { " (NOT all allowed)" };
-        println!("| {label}{note} | {us:.2} |");
+        println!(
+            "| {label}{note} | {us:.2} | {}, {}, {} |",
+            c.total(),
+            c.writes(),
+            c.metric
+        );
     }
 }
