@@ -113,11 +113,12 @@ test: ## Every test: lint, unit, e2e
 run: deps build ## Demo: echo upstream on :10001, Envoy with envoy/demo.yaml on :10000 (Ctrl-C stops)
 	$(PY) tools/demo.py
 
-bench: deps build ## meshguard vs Envoy's native jwt_authn+rbac+local_ratelimit, side by side (~5 min; bench/README.md)
+bench: deps build ## meshguard vs Envoy's native jwt_authn+rbac+local_ratelimit, response stripping, V8 and per-sidecar cost (~9 min; bench/README.md)
 	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq; $$SUDO apt-get install -y -qq wrk >/dev/null; }
 	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 	@$(MAKE) --no-print-directory v8-bench
 	$(PY) bench/run.py --envoy $(VENV)/bin/envoy --wasm $(WASM)
+	$(PY) bench/response_strip.py --envoy $(VENV)/bin/envoy --wasm $(WASM) --rounds 3 --seconds 3
 	$(PY) bench/cost.py --envoy $(VENV)/bin/envoy --wasm $(WASM) --json bench/results/cost-latest.json
 
 size: toolchain ## Per-crate size breakdown of an unstripped release build (tools/size.py; target/size)
