@@ -15,7 +15,7 @@ mod support;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
-use common::NOW;
+use common::{best_of_5_us as measure, NOW};
 use meshguard::authn::cache::CacheKey;
 use meshguard::authn::config::{compile_providers, KeySource, ProviderId};
 use meshguard::authn::verify::verify;
@@ -27,28 +27,11 @@ use ring::signature::{self as sig, KeyPair as _};
 use serde_json::json;
 use std::hint::black_box;
 use std::rc::Rc;
-use std::time::Instant;
 use support::{pairs, JWKS};
 
 const RSA: &[u8] = include_bytes!("../tests/fixtures/jwt/rsa-a.pk8.der");
 const P256: &[u8] = include_bytes!("../tests/fixtures/jwt/ec-p256.pk8.der");
 const ED25519: &[u8] = include_bytes!("../tests/fixtures/jwt/ed25519.pk8.der");
-
-/// Mean microseconds per call, best of 5 rounds (shared machines are noisy).
-fn measure(n: u32, mut f: impl FnMut()) -> f64 {
-    for _ in 0..(n / 10).max(1) {
-        f();
-    }
-    let mut best = f64::MAX;
-    for _ in 0..5 {
-        let t = Instant::now();
-        for _ in 0..n {
-            f();
-        }
-        best = best.min(t.elapsed().as_secs_f64() * 1e6 / f64::from(n));
-    }
-    best
-}
 
 /// A signed token of the fixture issuer with the usual claims; the signature and the public key
 /// (in the form ring verifies with).

@@ -8,6 +8,9 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+use common::NOW;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use meshguard::authn::cache::{CacheKey, TokenCache};
@@ -17,9 +20,7 @@ use meshguard::authn::verify::verify;
 use ring::{hmac, rand, signature as sig};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Instant;
 
-const NOW: u64 = 1_700_000_000;
 const JWKS: &str = include_str!("fixtures/jwt/jwks.json");
 
 fn sign(alg: &str, msg: &[u8]) -> Vec<u8> {
@@ -84,19 +85,9 @@ fn provider(v: Value) -> (Arc<Provider>, Arc<KeySet>) {
     (p, k)
 }
 
-/// Mean microseconds per call: best of 5 rounds (the machine is shared).
-fn measure(label: &str, n: u32, mut f: impl FnMut()) {
-    for _ in 0..(n / 10).max(1) {
-        f();
-    }
-    let mut best = f64::MAX;
-    for _ in 0..5 {
-        let t = Instant::now();
-        for _ in 0..n {
-            f();
-        }
-        best = best.min(t.elapsed().as_secs_f64() * 1e6 / f64::from(n));
-    }
+/// Prints the mean microseconds per call (best of 5 rounds).
+fn measure(label: &str, n: u32, f: impl FnMut()) {
+    let best = common::best_of_5_us(n, f);
     println!("{label:<32} {best:>9.1} us");
 }
 
