@@ -347,6 +347,7 @@ def setup_bootstrap(
     *,
     wasm_path: str,
     noop_wasm_path: str,
+    verify_wasm_path: str,
     jwks: dict,
     jwks_mode: str,
     jwks_port: int,
@@ -354,7 +355,9 @@ def setup_bootstrap(
 ) -> dict:
     """The Envoy-under-test bootstrap for one setup (see SETUPS in run.py)."""
     clusters = []
-    if jwks_mode == "remote" and setup not in ("baseline", "wasm-noop", "mg-routes"):
+    # wasm-verify takes its keys inline (its plugin configuration is the JWKS) whatever jwks_mode.
+    if jwks_mode == "remote" and setup not in ("baseline", "wasm-noop", "wasm-verify",
+                                                "mg-routes"):
         clusters.append(_static_cluster("jwks", jwks_port))
     if upstream_port is None:
         action = direct_response()
@@ -365,6 +368,9 @@ def setup_bootstrap(
         filters = []
     elif setup == "wasm-noop":
         filters = [wasm_filter(noop_wasm_path, None, name="noop")]
+    elif setup == "wasm-verify":
+        # bench/verify: signature only, the JWKS as its plugin configuration.
+        filters = [wasm_filter(verify_wasm_path, jwks, name="verify")]
     elif setup == "native-nocache":
         filters = native_filters(jwks, jwks_mode, jwks_port, cache=False)
     elif setup == "native-cache":
