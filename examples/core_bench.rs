@@ -35,11 +35,11 @@ const ED25519: &[u8] = include_bytes!("../tests/fixtures/jwt/ed25519.pk8.der");
 
 /// A signed token of the fixture issuer with the usual claims; the signature and the public key
 /// (in the form ring verifies with).
-fn token(alg: &str, kid: &str) -> Option<(String, Vec<u8>)> {
+fn token(alg: &str, kid: &str, jti: u32) -> Option<(String, Vec<u8>)> {
     let h = B64.encode(json!({ "alg": alg, "kid": kid, "typ": "JWT" }).to_string());
     let p = B64.encode(
         json!({ "iss": "https://issuer.example", "aud": "api.example", "sub": "alice",
-                "iat": NOW, "exp": NOW + 3600, "scope": "items:read items:write" })
+                "iat": NOW, "exp": NOW + 3600, "scope": "items:read items:write", "jti": jti.to_string() })
         .to_string(),
     );
     let input = format!("{h}.{p}");
@@ -86,6 +86,7 @@ fn main() {
     };
     println!("| algorithm | primitive us | verify (fresh) us | beyond the primitive us | cache key of a new token (SHA-256) us |");
     println!("|---|---:|---:|---:|---:|");
+    let mut primitives = Vec::new();
     for (alg, kid, ring_alg, n) in [
         (
             "RS256",
@@ -96,7 +97,7 @@ fn main() {
         ("ES256", "ec-p256", &sig::ECDSA_P256_SHA256_FIXED, 200),
         ("EdDSA", "ed25519", &sig::ED25519, 500),
     ] {
-        let Some((t, public)) = token(alg, kid) else {
+        let Some((t, public)) = token(alg, kid, 0) else {
             eprintln!("{alg}: could not sign");
             continue;
         };
@@ -120,8 +121,74 @@ fn main() {
             "| {alg} | {primitive:.1} | {full:.1} | {:.1} | {cache_key:.2} |",
             full - primitive
         );
+        primitives.push((alg, kid, primitive));
     }
     flows();
+    fresh_flows(&primitives);
+}
+
+/// Issue 11's fresh-token figure for the module alone: a request with a token never seen before
+/// (a pool larger than the cache) against the same request with a reused token, through the
+/// whole flow, minus the primitive: what a fresh token costs beyond its signature check.
+fn fresh_flows(primitives: &[(&str, &str, f64)]) {
+    const POOL: u32 = 48;
+    let policy = json!({
+        "jwt_cache": { "max_entries": 16 },
+        "jwt_providers": { "main": { "issuer": "https://issuer.example",
+            "audiences": ["api.example"], "algorithms": ["RS256", "ES256", "EdDSA"],
+            "local_jwks": { "inline_string": JWKS } } },
+        "routes": [{ "name": "jwt", "match": { "methods": ["GET"], "prefix": "/jwt" },
+                     "jwt": { "providers": ["main"], "scopes": ["items:read"] },
+                     "rate_limits": [{ "key": "jwt:sub", "requests": 1000000, "per_seconds": 1 }] }]
+    });
+    let Ok(compiled) = meshguard::config::compile(policy.to_string().as_bytes()) else {
+        eprintln!("fresh-token policy refused");
+        return;
+    };
+    println!();
+    println!("| algorithm (through the flow, JWT + scope + rate limit) | reused us | fresh us | fresh - reused - primitive us |");
+    println!("|---|---:|---:|---:|");
+    let shared_host = FakeHost::with_request_headers(Vec::new());
+    let shared = Rc::new(Shared::new(&shared_host, compiled));
+    for (alg, kid, primitive) in primitives {
+        let hosts: Vec<FakeHost> = (0..POOL)
+            .filter_map(|jti| token(alg, kid, jti + 1))
+            .map(|(t, _)| {
+                let bearer = format!("Bearer {t}");
+                let h = FakeHost::with_request_headers(pairs(&[
+                    (":method", "GET"),
+                    (":path", "/jwt/items"),
+                    (":authority", "127.0.0.1:10000"),
+                    ("authorization", &bearer),
+                ]));
+                h.clock.set_ms(NOW * 1000);
+                h
+            })
+            .collect();
+        let run = |pick: &dyn Fn(usize) -> usize, n: u32| {
+            let mut i = 0usize;
+            let mut allowed = true;
+            let us = measure(n, || {
+                let Some(h) = hosts.get(pick(i)) else { return };
+                i += 1;
+                let mut flow = Flow::new(Rc::clone(&shared));
+                allowed &= black_box(flow.on_request_headers(h, true)) == Action::Continue;
+                h.done.borrow_mut().clear();
+            });
+            (us, allowed)
+        };
+        let (reused, ok_r) = run(&|_| 0, 2000);
+        let (fresh, ok_f) = run(&|i| i % hosts.len().max(1), 100);
+        let note = if ok_r && ok_f {
+            ""
+        } else {
+            " (NOT all allowed)"
+        };
+        println!(
+            "| {alg}{note} | {reused:.2} | {fresh:.1} | {:.1} |",
+            fresh - reused - primitive
+        );
+    }
 }
 
 /// Whole requests through the stream flow against a fake host.
@@ -139,7 +206,7 @@ fn flows() {
               "rate_limits": [{ "key": "jwt:sub", "requests": 1000000, "per_seconds": 1 }] }
         ]
     });
-    let Some((token, _)) = token("RS256", "rsa-a") else {
+    let Some((token, _)) = token("RS256", "rsa-a", 0) else {
         return;
     };
     let bearer = format!("Bearer {token}");
