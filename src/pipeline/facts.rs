@@ -45,6 +45,14 @@ impl RequestFacts {
         }
         Ok(self.header(name))
     }
+    /// Whether the request has this header at all (text or not; name lower-case).
+    pub fn has_header(&self, name: &str) -> bool {
+        self.headers.iter().any(|(k, _)| k == name)
+            || self
+                .opaque
+                .iter()
+                .any(|(k, _)| k.as_slice() == name.as_bytes())
+    }
     /// The first value of a header as bytes, text or not (text values first).
     pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
         self.header(name).map(str::as_bytes).or_else(|| {

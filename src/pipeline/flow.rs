@@ -333,9 +333,20 @@ impl Flow {
 
     fn apply_header_ops(&mut self, host: &dyn Host) {
         let t = MapKind::RequestHeaders;
-        for op in self.ex.take_header_ops() {
-            let _ = match &op {
-                HeaderOp::Set(k, v) => host.set_header(t, k, v.as_bytes()),
+        let mut set: Vec<&str> = Vec::new();
+        let ops = self.ex.take_header_ops();
+        for op in &ops {
+            let _ = match op {
+                HeaderOp::Set(k, v) => {
+                    set.push(k);
+                    host.set_header(t, k, v.as_bytes())
+                }
+                // A header the request does not have (in the snapshot, text or not) and that
+                // this batch did not set needs no host call: nothing else edits the request
+                // headers between the snapshot and here.
+                HeaderOp::Remove(k) if !self.facts.has_header(k) && !set.contains(&k.as_str()) => {
+                    continue
+                }
                 HeaderOp::Remove(k) => host.remove_header(t, k.as_bytes()),
             };
         }

@@ -166,11 +166,14 @@ pub fn wanted(policy: &Policy, route: Option<&Route>) -> bool {
 /// compressor placed before meshguard still sees the client's preference and compresses the
 /// checked answer on the way out.
 pub fn request_header_ops(route: &Route) -> Vec<crate::pipeline::verdict::HeaderOp> {
+    use crate::pipeline::verdict::HeaderOp;
     if route.response.rules.is_some() {
-        vec![crate::pipeline::verdict::HeaderOp::Set(
-            "accept-encoding".into(),
-            "identity".into(),
-        )]
+        // Whole, uncompressed answers only: a range or a compressed body cannot be checked.
+        vec![
+            HeaderOp::Set("accept-encoding".into(), "identity".into()),
+            HeaderOp::Remove("range".into()),
+            HeaderOp::Remove("if-range".into()),
+        ]
     } else {
         Vec::new()
     }
@@ -232,19 +235,24 @@ fn media_type(content_type: Option<&[u8]>) -> Option<String> {
     )
 }
 
-/// JSON media types (`application/json`, `*/*+json`, and the legacy `text/json`,
-/// `application/x-json`, `text/x-json` some frameworks still send); an absent content type
-/// counts too, so a body cannot dodge the checks by leaving it out.
+/// Whether a response body on a route with response rules is read as JSON. Everything is,
+/// except a single, well-formed content type of another kind (`text/html`, `text/plain`,
+/// `image/png`, ...): an absent, empty, repeated (Envoy joins two headers with a comma) or
+/// non-UTF-8 content type is read, and so are the JSON types and their streaming and legacy
+/// spellings (`+json`, `text/json`, `application/x-json`, `application/x-ndjson`,
+/// `application/json-seq`, `application/jsonl`, `application/jsonp`), so that a body cannot dodge
+/// the checks by its label. A body that is then not one JSON document is refused.
 fn is_json(content_type: Option<&[u8]>) -> bool {
-    match media_type(content_type) {
-        None => content_type.is_none(),
-        Some(m) => {
-            matches!(
-                m.as_str(),
-                "application/json" | "text/json" | "application/x-json" | "text/x-json"
-            ) || m.ends_with("+json")
-        }
+    let Some(raw) = content_type else {
+        return true;
+    };
+    let Some(m) = media_type(Some(raw)) else {
+        return true;
+    };
+    if m.is_empty() || m.contains(',') || !m.contains('/') {
+        return true;
     }
+    m.contains("json") || m.starts_with("multipart/")
 }
 
 /// The headers every reply built here carries: security headers and CORS for the origin.
@@ -325,6 +333,13 @@ pub fn on_head(
         || (100..200).contains(&status);
     if no_body || !is_json(content_type) {
         return out;
+    }
+    if status == 206 {
+        // meshguard removes the client's `range` on these routes: a part of a document
+        // cannot be checked, and a slice may hold what the whole would have stripped.
+        let denial = Denial::new(Reason::ResponseUnreadable)
+            .with_log_detail("a partial answer (206) is not read");
+        return deny_at_head(site, out, denial, status);
     }
     let strip = strip::fields_for(&rules.strip, site.claims);
     let schema = rules.schema.is_some() && (200..300).contains(&status);

@@ -141,6 +141,32 @@ mod tests {
     }
 
     #[test]
+    fn anything_after_the_document_is_an_error_not_passed() {
+        let all = [0usize];
+        let p = [field("/password")];
+        // JSON Lines, a scalar before an object (a Range slice), markup after the document.
+        for body in [
+            &b"{\"id\":\"bob\"}\n{\"id\":\"alice\",\"password\":\"x\"}"[..],
+            b"1 {\"password\":\"x\"}",
+            b"23,\"password\":\"x\",\"a\":1}",
+            b"{\"a\":1}<script>x</script>",
+        ] {
+            assert!(
+                strip(body, &p, &all).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // Trailing white space is part of one document.
+        assert!(strip(b"{\"password\":1} \r\n", &p, &all).is_ok());
+        // Nesting is bounded like the strict reader's.
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(strip(deep.as_bytes(), &p, &all).is_err());
+        let ok = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert!(strip(ok.as_bytes(), &p, &all).is_ok());
+    }
+
+    #[test]
     fn fields_are_visible_to_tokens_with_the_scope_or_claim() {
         let fields = vec![
             field("/password"),

@@ -2,7 +2,7 @@
 //! that every other byte reaches the service exactly as the client sent it. Used when
 //! mass-assignment violations are stripped and by the response side's `strip_fields`.
 
-use super::{JsonError, Reader};
+use super::{JsonError, Reader, MAX_DEPTH_CEILING};
 use serde_json::Value;
 
 /// A member to remove, as the path of object keys and array indices leading to it.
@@ -156,9 +156,18 @@ impl<'a, 'p, P: PathPattern> Scanner<'a, 'p, P> {
             remove: false,
             kept_before,
         });
+        self.check_depth()?;
         let remove = self.member_removed();
         if let Some(Scope::Object { remove: r, .. }) = self.stack.last_mut() {
             *r = remove;
+        }
+        Ok(())
+    }
+
+    /// The same ceiling as the strict reader's ([`MAX_DEPTH_CEILING`]).
+    fn check_depth(&self) -> Result<(), JsonError> {
+        if self.stack.len() > MAX_DEPTH_CEILING as usize {
+            return self.reader.malformed("nested deeper than 128 levels");
         }
         Ok(())
     }
@@ -185,6 +194,7 @@ impl<'a, 'p, P: PathPattern> Scanner<'a, 'p, P> {
                         self.reader.bump();
                     } else {
                         self.stack.push(Scope::Array { index: 0 });
+                        self.check_depth()?;
                         continue 'value;
                     }
                 }
@@ -210,6 +220,11 @@ impl<'a, 'p, P: PathPattern> Scanner<'a, 'p, P> {
                 self.reader.skip_ws();
                 let next = self.reader.peek();
                 match self.stack.last_mut() {
+                    // One document and nothing after it: a second value (JSON Lines, `1 {..}`)
+                    // or trailing bytes would otherwise pass unwalked.
+                    None if next.is_some() => {
+                        return self.reader.malformed("data after the document")
+                    }
                     None => return Ok(self.spans),
                     Some(Scope::Array { index }) => match next {
                         Some(b',') => {
