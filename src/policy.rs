@@ -5,7 +5,7 @@ use crate::authn::config::{JwtRequirement, Providers};
 use crate::identity::authz::{BindingRule, OwnerRule, PeerRule};
 use crate::identity::{ForwardIdentity, IdentitySource};
 use crate::ratelimit::{ClientIpPolicy, LockoutPolicy, RouteLimits};
-use crate::routing::{host_of, HostPattern, NormalPath, Params, PathMatcher};
+use crate::routing::{equivalent_spellings, host_of, HostPattern, NormalPath, Params, PathMatcher};
 use crate::text::fold_case;
 
 pub use crate::mode::Mode;
@@ -152,16 +152,39 @@ impl Policy {
         } else {
             std::borrow::Cow::Borrowed(path.path.as_str())
         };
+        // The first route that matches the path or a spelling the upstream treats as the same
+        // path (`/reports/`, `/reports.json` for `/reports`): a fallback route after it must not
+        // take those spellings past its rules.
+        let others: Vec<(NormalPath, String)> = equivalent_spellings(&path.path)
+            .into_iter()
+            .map(|p| {
+                let folded = if self.fold_paths {
+                    fold_case(&p).into_owned()
+                } else {
+                    p.clone()
+                };
+                let normal = NormalPath {
+                    path: p,
+                    query: String::new(),
+                    semicolon: path.semicolon,
+                };
+                (normal, folded)
+            })
+            .collect();
         let mut allow: Vec<String> = Vec::new();
         for (i, route) in self.routes.iter().enumerate() {
             if !route.host_ok(&host) {
                 continue;
             }
-            let params = if route.case_sensitive {
-                route.path.matches(path)
-            } else {
-                route.path.matches_folded(path, &folded)
+            let matches = |p: &NormalPath, f: &str| {
+                if route.case_sensitive {
+                    route.path.matches(p)
+                } else {
+                    route.path.matches_folded(p, f)
+                }
             };
+            let params =
+                matches(path, &folded).or_else(|| others.iter().find_map(|(p, f)| matches(p, f)));
             let Some(params) = params else {
                 continue;
             };

@@ -477,6 +477,10 @@ enum Variant {
     Encode(usize),
     /// Add `./` or `//`.
     Dot(usize),
+    /// A trailing `/` (Express, Spring before 6, ASP.NET Core, Rails route it the same).
+    TrailingSlash,
+    /// A format suffix on the last segment (Rails: `/admin.json` is `/admin`).
+    Suffix(String),
 }
 
 fn variant() -> impl Strategy<Value = Variant> {
@@ -486,6 +490,8 @@ fn variant() -> impl Strategy<Value = Variant> {
         (0usize..8).prop_map(Variant::DotParam),
         (0usize..32).prop_map(Variant::Encode),
         (0usize..8).prop_map(Variant::Dot),
+        Just(Variant::TrailingSlash),
+        "(json|xml|csv|html|JSON|x1)".prop_map(Variant::Suffix),
     ]
 }
 
@@ -553,6 +559,11 @@ fn apply(path: &str, v: &Variant) -> String {
             out.insert(k, if k % 2 == 0 { "." } else { "" }.to_string());
             format!("/{}", out.join("/"))
         }
+        Variant::TrailingSlash => format!("{path}/"),
+        // After a trailing `/` the suffix would be a segment of its own (`/.json`), which no
+        // framework reads as a format.
+        Variant::Suffix(ext) if !path.ends_with('/') => format!("{path}.{ext}"),
+        Variant::Suffix(_) => path.to_string(),
     }
 }
 

@@ -4,4 +4,4 @@ pub mod matcher;
 pub mod normalize;
 
 pub use matcher::{host_of, HostPattern, Params, PathMatcher};
-pub use normalize::{normalize, NormalPath, PathError};
+pub use normalize::{equivalent_spellings, normalize, NormalPath, PathError};

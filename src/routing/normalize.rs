@@ -9,8 +9,9 @@
 //! (raw, or encoded as `%3B`): the caller refuses it unless the matched route accepts them.
 //! What is refused (`path_invalid`): an encoded `/` or `\` (`%2F`, `%5C`), a malformed escape, a
 //! raw backslash, control bytes, a fragment, a path not starting with `/`. A trailing `/` is
-//! kept, so `/users/1/` and `/users/1` stay different paths. Letter case is kept (routes fold it
-//! when they match). The request sent upstream is unchanged.
+//! kept in the normal path; [`equivalent_spellings`] gives the other spellings routes are also
+//! matched on (no trailing `/`, no format suffix). Letter case is kept (routes fold it when they
+//! match). The request sent upstream is unchanged.
 
 use crate::http::percent::{escape_at, push_escaped};
 
@@ -40,6 +41,40 @@ impl PathError {
             PathError::TooLong => "path too long",
         }
     }
+}
+
+/// Longest format suffix taken for one (`.json`, `.xml`, `.csv`, ...).
+const MAX_FORMAT_SUFFIX: usize = 10;
+
+/// Other spellings of a normal path that common frameworks dispatch to the same handler, for
+/// routes to be matched on as well (the request keeps its own path): without one trailing `/`
+/// (Express without strict routing, Spring before 6, ASP.NET Core, Rails: `/reports/` is
+/// `/reports`), and without a format suffix on the last segment (Rails, Spring's suffix
+/// matching: `/reports.json` is `/reports` answering JSON). A suffix is a `.` followed by 1-10
+/// ASCII letters or digits, after a segment that does not start with `.`.
+pub fn equivalent_spellings(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let base = match path.strip_suffix('/') {
+        Some(b) if !b.is_empty() => {
+            out.push(b.to_string());
+            b
+        }
+        _ => path,
+    };
+    let last = base.rsplit('/').next().unwrap_or("");
+    if let Some((stem, ext)) = last.rsplit_once('.') {
+        let is_format = !stem.is_empty()
+            && !stem.starts_with('.')
+            && (1..=MAX_FORMAT_SUFFIX).contains(&ext.len())
+            && ext.bytes().all(|b| b.is_ascii_alphanumeric());
+        if is_format {
+            let cut = base.len().saturating_sub(ext.len() + 1);
+            if let Some(trimmed) = base.get(..cut) {
+                out.push(trimmed.to_string());
+            }
+        }
+    }
+    out
 }
 
 /// Longest `:path` meshguard accepts (Envoy's default header limit is 60 KiB).
@@ -210,6 +245,23 @@ pub fn normalize(raw: &str) -> Result<NormalPath, PathError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equivalent_spellings_drop_one_trailing_slash_and_a_format_suffix() {
+        let e = |p: &str| equivalent_spellings(p);
+        assert!(e("/reports").is_empty());
+        assert!(e("/").is_empty());
+        assert_eq!(e("/reports/"), vec!["/reports"]);
+        assert_eq!(e("/reports.json"), vec!["/reports"]);
+        assert_eq!(e("/reports.JSON/"), vec!["/reports.JSON", "/reports"]);
+        assert_eq!(e("/a/b.c/d.xml"), vec!["/a/b.c/d"]);
+        // Not formats: a dot file, a suffix too long or not alphanumeric, an empty stem.
+        assert!(e("/a/.env").is_empty());
+        assert!(e("/a/b.abcdefghijk").is_empty());
+        assert!(e("/a/b.j-s").is_empty());
+        assert!(e("/a/b.").is_empty());
+        assert!(e("/v1.2/items").is_empty());
+    }
 
     fn n(p: &str) -> String {
         normalize(p)
