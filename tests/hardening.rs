@@ -560,9 +560,13 @@ fn apply(path: &str, v: &Variant) -> String {
             format!("/{}", out.join("/"))
         }
         Variant::TrailingSlash => format!("{path}/"),
-        // After a trailing `/` the suffix would be a segment of its own (`/.json`), which no
-        // framework reads as a format.
-        Variant::Suffix(ext) if !path.ends_with('/') => format!("{path}.{ext}"),
+        // After a trailing `/` the suffix would be a segment of its own (`/.json`), and a
+        // second suffix (`/a.json.json`) is no format either: no framework reads them as one.
+        Variant::Suffix(ext)
+            if !path.ends_with('/') && !path.rsplit('/').next().unwrap_or("").contains('.') =>
+        {
+            format!("{path}.{ext}")
+        }
         Variant::Suffix(_) => path.to_string(),
     }
 }
