@@ -86,6 +86,50 @@ pub fn check_method(method: &str) -> Result<(), Denial> {
     }
 }
 
+/// Headers that ask a framework to run another method than the request line's (Rails' and
+/// Laravel's `_method`, Symfony, ASP.NET Core's and Express's method-override middleware).
+const METHOD_OVERRIDE_HEADERS: [&[u8]; 3] = [
+    b"x-http-method-override",
+    b"x-http-method",
+    b"x-method-override",
+];
+
+/// Refuses a request that names another method than its own (400 `method_invalid`), unless
+/// `paths.allow_method_override`: a service that honours the override would run, say, DELETE
+/// for a POST that met the POST route's rules. Header names in any spelling (`_` for `-`, any
+/// case), and a `_method` query parameter in any spelling a framework binds to it.
+pub fn check_method_override(policy: &Policy, facts: &RequestFacts) -> Result<(), Denial> {
+    if policy.allow_method_override {
+        return Ok(());
+    }
+    let header = facts
+        .headers
+        .iter()
+        .map(|(k, _)| k.as_bytes())
+        .chain(facts.opaque.iter().map(|(k, _)| k.as_slice()))
+        .any(|k| {
+            METHOD_OVERRIDE_HEADERS
+                .iter()
+                .any(|m| crate::http::name::same_folded(k, m))
+        });
+    let param = facts.path.split_once('?').is_some_and(|(_, q)| {
+        crate::http::query::raw_pairs(q).any(|(k, _)| {
+            let k = crate::http::query::form_decode(k).unwrap_or_else(|| k.to_string());
+            crate::http::query::fold_name(&k) == "_method"
+        })
+    });
+    if header || param {
+        return Err(Denial::new(Reason::MethodInvalid)
+            .with_detail("a method override is not accepted")
+            .with_log_detail(if header {
+                "method-override header"
+            } else {
+                "_method query parameter"
+            }));
+    }
+    Ok(())
+}
+
 /// The request headers `route` reads as text, lower-case (possibly repeated). `authorization`
 /// is always in the list: a token header must never pass unread because it was not text.
 pub fn route_text_headers<'p>(policy: &'p Policy, route: &'p Route) -> Vec<&'p str> {

@@ -134,6 +134,8 @@ pub struct Policy {
     pub jwt_cache_entries: usize,
     /// Requests that match no route may carry `;` path parameters (`paths.allow_semicolon_params`).
     pub allow_semicolon_params: bool,
+    /// Requests may name another method in a header or `_method` (`paths.allow_method_override`).
+    pub allow_method_override: bool,
     /// Some route matches case-insensitively: lookups fold the path once.
     pub fold_paths: bool,
     /// Non-fatal findings of the compiler (a catch-all behind a case-sensitive route...), logged

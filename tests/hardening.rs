@@ -74,6 +74,8 @@ fn policy_json() -> Value {
             {"name": "limited", "match": {"prefix": "/limited"}, "jwt": {"providers": ["main"]},
              "rate_limits": [{"key": "client_ip", "requests": 2, "per_seconds": 60, "burst": 2}]},
             {"name": "matrix", "match": {"prefix": "/matrix", "allow_semicolon_params": true}},
+            {"name": "orders", "match": {"methods": ["GET"], "path": "/orders"},
+             "jwt": {"providers": ["main"]}, "owner": {"query": "user_id", "claim": "sub"}},
             {"name": "open", "match": {"prefix": "/"}}
         ]
     })
@@ -252,7 +254,7 @@ fn case_sensitive_route_before_a_catch_all_is_warned_about() {
     assert!(
         p.warnings
             .iter()
-            .any(|w| w.contains("routes[0]") && w.contains("routes[8]")),
+            .any(|w| w.contains("routes[0]") && w.contains("routes[9]")),
         "{:?}",
         p.warnings
     );
@@ -317,6 +319,93 @@ fn owner_body_field_is_read_by_the_strict_reader() {
         Some(Reason::JsonMalformed)
     );
     assert_eq!(send("{\"from\":\"b\u{0}"), Some(Reason::JsonMalformed));
+}
+
+#[test]
+fn owner_parameters_in_every_spelling_a_framework_binds_are_one_parameter() {
+    let w = World::new(policy());
+    let bob = token("bob");
+    assert_eq!(w.reason("GET", "/orders?user_id=bob", Some(&bob)), None);
+    assert_eq!(
+        w.reason("GET", "/orders?USER_ID=alice", Some(&bob)),
+        Some(Reason::OwnerMismatch)
+    );
+    // ASP.NET Core binds any case, PHP reads `.`, ` ` and `[` as `_`: two spellings are two
+    // values of one parameter, and the service may read either.
+    for q in [
+        "user_id=bob&USER_ID=alice",
+        "user_id=bob&user.id=alice",
+        "user_id=bob&user+id=alice",
+        "user_id=bob&user%5Bid=alice",
+        "user_id=bob&+user_id=alice",
+    ] {
+        let path = format!("/orders?{q}");
+        assert_eq!(
+            w.reason("GET", &path, Some(&bob)),
+            Some(Reason::OwnerMismatch),
+            "{q}"
+        );
+    }
+    // A body field also sent as a query parameter (Rails, Laravel, Flask merge them).
+    let body = r#"{"from":"bob"}"#;
+    let r = post(
+        "/transfer?from=alice",
+        "application/json",
+        body.as_bytes(),
+        Some(&bob),
+    );
+    assert_eq!(
+        w.run(&r, Some(body.as_bytes())).0,
+        Some(Reason::OwnerMismatch)
+    );
+    // Form fields in two spellings are one repeated field.
+    for body in ["from=bob&FROM=alice", "from=bob&From=bob"] {
+        let form = "application/x-www-form-urlencoded";
+        let r = post("/transfer", form, body.as_bytes(), Some(&bob));
+        assert_eq!(
+            w.run(&r, Some(body.as_bytes())).0,
+            Some(Reason::OwnerMismatch),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn method_overrides_are_refused_unless_allowed() {
+    let w = World::new(policy());
+    let bob = token("bob");
+    let overridden = |name: &str| {
+        let mut r = req("POST", "/users/bob", Some(&bob));
+        r.headers.push((name.to_string(), "DELETE".to_string()));
+        w.run(&r, None).0
+    };
+    for name in [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "x_http_method_override",
+        "X-HTTP-Method-Override",
+    ] {
+        assert_eq!(overridden(name), Some(Reason::MethodInvalid), "{name}");
+    }
+    for q in [
+        "_method=DELETE",
+        "_METHOD=delete",
+        "%5Fmethod=put",
+        "a=1&_method",
+    ] {
+        let path = format!("/public?{q}");
+        assert_eq!(
+            w.reason("POST", &path, None),
+            Some(Reason::MethodInvalid),
+            "{q}"
+        );
+    }
+    assert_eq!(w.reason("POST", "/public?method=x&x_method=y", None), None);
+    let mut allowed = policy_json();
+    allowed["paths"] = json!({ "allow_method_override": true });
+    let w = World::new(compile(allowed.to_string().as_bytes()).unwrap());
+    assert_eq!(w.reason("POST", "/public?_method=DELETE", None), None);
 }
 
 // ---- Lockout keys -----------------------------------------------------------------------------

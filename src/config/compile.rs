@@ -208,6 +208,7 @@ pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
         injected_headers,
         jwt_cache_entries,
         allow_semicolon_params: raw.paths.allow_semicolon_params,
+        allow_method_override: raw.paths.allow_method_override,
         fold_paths,
         warnings,
         edge,

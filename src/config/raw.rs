@@ -82,6 +82,10 @@ pub struct RawPaths {
     /// Accept `;` path parameters (`/a;x=1`); default false: 400 `path_invalid`.
     #[serde(default)]
     pub allow_semicolon_params: bool,
+    /// Accept requests that name another method (`X-HTTP-Method-Override`, `X-HTTP-Method`,
+    /// `X-Method-Override`, a `_method` query parameter); default false: 400 `method_invalid`.
+    #[serde(default)]
+    pub allow_method_override: bool,
 }
 
 /// Verified-token cache options.

@@ -30,6 +30,20 @@ pub fn form_decode(s: &str) -> Option<String> {
     decode(s, Plus::Space).map(|c| c.into_owned())
 }
 
+/// A decoded parameter name as the most lenient framework reads it, to compare names: ASCII
+/// lower case (ASP.NET Core binds query and form names in any case), leading spaces dropped and
+/// `.`, ` ` and `[` read as `_` (PHP's `$_GET` and `$_POST` names). `user.id`, ` USER_ID` and
+/// `user[id` are all `user_id`.
+pub fn fold_name(name: &str) -> String {
+    name.trim_start_matches(' ')
+        .chars()
+        .map(|c| match c {
+            '.' | ' ' | '[' => '_',
+            other => other.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
 /// The query's parameters in request order, names and values decoded, repeats kept.
 pub fn pairs(query: &str) -> Result<Vec<(String, String)>, QueryError> {
     let mut out = Vec::new();
@@ -52,6 +66,17 @@ mod tests {
         list.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn names_fold_as_the_most_lenient_framework_reads_them() {
+        for n in [
+            "user_id", "USER_ID", "user.id", "user id", " user_id", "User[id",
+        ] {
+            assert_eq!(fold_name(n), "user_id", "{n}");
+        }
+        assert_ne!(fold_name("user-id"), "user_id");
+        assert_eq!(fold_name("_METHOD"), "_method");
     }
 
     #[test]

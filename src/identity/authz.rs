@@ -11,6 +11,7 @@
 //! request value, claim value or token in the client-visible detail; operator detail
 //! (`log_detail`) names the peer ID and config names only.
 
+use crate::http::query;
 use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -216,8 +217,14 @@ fn owner_value(source: &OwnerSource, inputs: &OwnerInputs<'_>) -> Result<String,
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone()),
+        // Every spelling a framework binds to the same name counts (`USER`, `user.id` for
+        // `user_id`): two of them are ambiguous, as a repeated name is.
         OwnerSource::Query(name) => {
-            let mut hits = inputs.query.iter().filter(|(k, _)| k == name);
+            let folded = query::fold_name(name);
+            let mut hits = inputs
+                .query
+                .iter()
+                .filter(|(k, _)| query::fold_name(k) == folded);
             match (hits.next(), hits.next()) {
                 (Some((_, v)), None) => Some(v.clone()),
                 (Some(_), Some(_)) => {
@@ -225,6 +232,16 @@ fn owner_value(source: &OwnerSource, inputs: &OwnerInputs<'_>) -> Result<String,
                 }
                 (None, _) => None,
             }
+        }
+        // A query parameter of the same name is ambiguous: Rails, Laravel and Flask's
+        // `request.values` merge query and body, so the service may read either.
+        OwnerSource::BodyField(name)
+            if inputs
+                .query
+                .iter()
+                .any(|(k, _)| query::fold_name(k) == query::fold_name(name)) =>
+        {
+            return Err(format!("body field '{name}' is also a query parameter"));
         }
         // The member whatever its letter case (`OwnerId` binds to `ownerId` in Go and
         // ASP.NET Core); the strict reader refuses bodies where two members fold together.

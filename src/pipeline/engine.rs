@@ -141,7 +141,8 @@ impl Exchange {
     pub fn on_headers(&mut self, policy: &Policy, facts: &RequestFacts, env: &Env<'_>) -> Verdict {
         self.forged = crate::inbound::forged_injected(policy, facts);
         let line = crate::inbound::check_request_line(facts)
-            .and_then(|()| crate::inbound::check_method(&facts.method));
+            .and_then(|()| crate::inbound::check_method(&facts.method))
+            .and_then(|()| crate::inbound::check_method_override(policy, facts));
         if let Err(denial) = line {
             // Before routing there is no route mode: the global mode decides.
             return self.refuse_unrouted(policy, denial, env);

@@ -29,8 +29,12 @@ pub fn body_fields(body: &[u8], content_type: Option<&str>, limits: &JsonLimits)
             Denial::new(Reason::SchemaViolation).with_detail("form body is not UTF-8")
         })?;
         let mut map = serde_json::Map::new();
+        // Names that frameworks bind together (`FROM` and `from`, `user.id` and `user_id`) are
+        // one field: a second spelling is a repeat (an array), never a second field.
+        let mut spellings: std::collections::HashMap<String, String> = Default::default();
         for (k, v) in query::raw_pairs(text) {
             let k = query::form_decode(k).unwrap_or_else(|| k.to_string());
+            let k = spellings.entry(query::fold_name(&k)).or_insert(k).clone();
             let v =
                 serde_json::Value::String(query::form_decode(v).unwrap_or_else(|| v.to_string()));
             match map.get_mut(&k) {
