@@ -104,6 +104,8 @@ CONFIG = {
          "rate_limits": [{"key": "client_ip", "requests": 3, "per_seconds": 3600, "burst": 3}]},
         {"name": "viaparam", "match": {"prefix": "/viaparam"}, "jwt": {"providers": ["param"]}},
         {"name": "matrix", "match": {"prefix": "/matrix", "allow_semicolon_params": True}},
+        {"name": "orders", "match": {"methods": ["GET"], "path": "/orders"}, "jwt": JWT,
+         "owner": {"query": "user_id", "claim": "sub"}},
         {"name": "open", "match": {"prefix": "/"}},
     ],
 }
@@ -416,4 +418,88 @@ def test_forged_tokens_without_kid_are_rate_limited_before_verification(mg, upst
     while (mg.stat(bad_sig) or 0) < before + 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert (mg.stat(bad_sig) or 0) == before + 3
+    still_enforces(mg, upstream)
+
+
+# --------------------------------------------------------------------------------------------------
+# Spellings found by the second adversarial pass: trailing '/', format suffixes, method overrides,
+# parameter names that frameworks bind together.
+
+SUFFIX_VARIANTS = ["/reports/", "/reports//", "/reports/.", "/reports/%2e", "/reports.json", "/REPORTS.JSON",
+                   "/reports.xml/", "/admin.json", "/admin/"]
+
+
+@pytest.mark.parametrize("path", SUFFIX_VARIANTS)
+def test_trailing_slash_and_format_suffix_meet_the_protected_route(mg, upstream, path):
+    """Express, Spring before 6, ASP.NET Core and Rails route these to the /reports and /admin
+    handlers; the catch-all after those routes must not take them."""
+    resp, request_id = send(mg, "GET", path, label="suffix")
+    refused(resp, upstream, request_id, (401,), ("jwt_missing",), path)
+    resp, request_id = send(mg, "GET", path, tok=token(), label="suffix-ok")
+    assert passed(resp, upstream, request_id, path)["path"] == path
+
+
+def test_owner_check_holds_with_a_trailing_slash(mg, upstream):
+    resp, request_id = send(mg, "GET", "/users/alice/", tok=token("bob"), label="owner-slash")
+    refused(resp, upstream, request_id, (403,), ("owner_mismatch",))
+    resp, request_id = send(mg, "GET", "/users/bob/", tok=token("bob"), label="owner-slash-ok")
+    passed(resp, upstream, request_id)
+    still_enforces(mg, upstream)
+
+
+@pytest.mark.parametrize("headers,path", [
+    ({"x-http-method-override": "DELETE"}, "/public/accounts/alice"),
+    ({"X-HTTP-Method": "DELETE"}, "/public/accounts/alice"),
+    ({"x-method-override": "PUT"}, "/public/accounts/alice"),
+    ({}, "/public/accounts/alice?_method=DELETE"),
+    ({}, "/public/accounts/alice?_METHOD=delete"),
+    ({}, "/public/accounts/alice?a=1&%5Fmethod=DELETE"),
+])
+def test_method_overrides_are_refused(mg, upstream, headers, path):
+    """Rails, Laravel and Symfony (and ASP.NET Core or Express with their middleware) would run
+    DELETE for this POST."""
+    resp, request_id = send(mg, "POST", path, label="override", headers=headers, body=b"")
+    refused(resp, upstream, request_id, (400,), ("method_invalid",), f"{headers} {path}")
+
+
+def test_method_override_batch_then_vm_still_enforces(mg, upstream):
+    for name in ("x-http-method-override", "x_http_method_override"):
+        resp, request_id = send(mg, "POST", "/public/x", label="override-batch", headers={name: "DELETE"}, body=b"")
+        assert resp.status == 400 and not reached(upstream, request_id), (name, resp.status)
+    resp, request_id = send(mg, "POST", "/public/x?method=DELETE", label="not-override", body=b"")
+    passed(resp, upstream, request_id)
+    still_enforces(mg, upstream)
+
+
+@pytest.mark.parametrize("query", [
+    "user_id=alice",
+    "USER_ID=alice",
+    "user_id=bob&USER_ID=alice",
+    "user_id=bob&user.id=alice",
+    "user_id=bob&user+id=alice",
+    "user_id=bob&user%5Bid=alice",
+    "user_id=bob&+user_id=alice",
+])
+def test_owner_query_parameter_in_every_spelling(mg, upstream, query):
+    """ASP.NET Core binds query names in any case; PHP reads '.', ' ' and '[' as '_' (the last
+    value wins): each spelling is the same parameter."""
+    resp, request_id = send(mg, "GET", f"/orders?{query}", tok=token("bob"), label="owner-query")
+    refused(resp, upstream, request_id, (403,), ("owner_mismatch",), query)
+
+
+def test_owner_query_and_body_field_spellings_then_vm_still_enforces(mg, upstream):
+    resp, request_id = send(mg, "GET", "/orders?user_id=bob&page=2", tok=token("bob"), label="owner-query-ok")
+    passed(resp, upstream, request_id)
+    # The body field also in the query (Rails, Laravel, Flask's request.values merge them).
+    resp, request_id = send(mg, "POST", "/transfer?from=alice", tok=token("bob"), label="owner-both",
+                            headers={"content-type": "application/json"}, body=b'{"from":"bob"}')
+    refused(resp, upstream, request_id, (403,), ("owner_mismatch",))
+    # Form fields in two spellings are one repeated field (ASP.NET Core binds either).
+    resp, request_id = send(mg, "POST", "/transfer", tok=token("bob"), label="owner-form",
+                            headers={"content-type": "application/x-www-form-urlencoded"},
+                            body=b"from=bob&FROM=alice")
+    refused(resp, upstream, request_id, (403,), ("owner_mismatch",))
+    resp, request_id = send(mg, "POST", "/transfer", tok=token("bob"), label="owner-form-ok",
+                            headers={"content-type": "application/x-www-form-urlencoded"}, body=b"from=bob")
+    passed(resp, upstream, request_id)
     still_enforces(mg, upstream)

@@ -137,6 +137,28 @@ class _ApiHandler(BaseHTTPRequestHandler):
             self._send(200, user_text(parts[-1]).encode(), chunked=True)
         elif head == "trailers":
             self._send(200, user_text(parts[-1]).encode(), chunked=True, trailers={"x-checksum": "abc123"})
+        elif head == "jsonl":
+            # JSON Lines (Go's json.Encoder in a loop): the second document holds the secret.
+            self._send(200, (json.dumps({"id": 1}) + "\n" + user_text(parts[-1]) + "\n").encode())
+        elif head == "trailing":
+            self._send(200, ('{"id": 1}<script>' + PASSWORD + "</script>").encode())
+        elif head == "ranged":
+            whole = user_text(parts[-1]).encode()
+            ask = self.headers.get("range")
+            if ask:  # a static-file server: any range is served as bytes=10-
+                self.server.seen.append((self.headers.get("x-request-id"), "range"))  # type: ignore[attr-defined]
+                self.send_response(206)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-range", f"bytes 10-{len(whole) - 1}/{len(whole)}")
+                self.send_header("content-length", str(len(whole) - 10))
+                self.end_headers()
+                self.wfile.write(whole[10:])
+            else:
+                self._send(200, whole)
+        elif head == "twoct":
+            self._send(200, user_text(parts[-1]).encode(), extra={"content-type": "application/json"})
+        elif head == "ndjson":
+            self._send(200, user_text(parts[-1]).encode(), ctype="application/x-ndjson")
         elif head == "big":
             n = int(q.get("n", ["100"])[0])
             self._send(200, json.dumps({"id": 1, "password": PASSWORD, "pad": "x" * n}).encode(),
@@ -236,6 +258,9 @@ CONFIG: dict[str, Any] = {
         {"name": "public", "match": {"prefix": "/public/"}, "cors": {"allow_origins": ["*"]}},
         {"name": "report", "match": {"prefix": "/report/"}, "mode": "report",
          "response": {"strip_fields": STRIP, "max_array_len": 1}},
+        # Last: the upstream's other labellings and framings of the user record.
+        {"name": "labels", "match": {"methods": ["GET"], "path": "/{kind}/{uid}"},
+         "response": {"strip_fields": STRIP}},
     ],
 }
 
@@ -479,6 +504,41 @@ def test_answer_over_max_body_bytes_never_passes_unchecked_when_headers_already_
     assert reset or resp.status != 200
     assert PASSWORD not in resp.body.decode(errors="replace")
     mg.wait_audit(request_id=request_id, reason="response_too_large")
+
+
+@pytest.mark.parametrize("path", ["/jsonl/3", "/trailing/3"])
+def test_anything_after_the_json_document_is_refused_not_passed(mg, path):
+    """A second document (JSON Lines) or markup after the first is never passed unwalked: 502
+    with the headers held, a reset once they left."""
+    resp, request_id = get(mg, path, label="after-doc", listener="hold")
+    assert_problem(resp, 502, "response_unreadable")
+    assert PASSWORD not in resp.body.decode(errors="replace")
+    mg.wait_audit(request_id=request_id, reason="response_unreadable")
+    try:
+        resp = mg.request("GET", path, headers={"x-request-id": rid("after-doc-reset")})
+        assert PASSWORD not in resp.body.decode(errors="replace")
+    except (http.client.IncompleteRead, http.client.RemoteDisconnected, ConnectionError):
+        pass
+    resp, reset = h2_get(mg.port, path, {"x-request-id": rid("after-doc-h2")})
+    assert PASSWORD not in resp.body.decode(errors="replace")
+
+
+def test_client_range_is_dropped_so_the_whole_answer_is_checked(mg, api):
+    """A slice starting inside a string parses as junk after a scalar: meshguard asks for the
+    whole answer (no `range`), so the client gets the stripped document, never a slice."""
+    resp, request_id = get(mg, "/ranged/4", label="range", headers={"range": "bytes=10-"})
+    assert resp.status == 200, (resp.status, resp.body[:200])
+    assert resp.body.decode() == stripped_text("4")
+    assert "range" not in api.seen(request_id)
+
+
+@pytest.mark.parametrize("path", ["/twoct/5", "/ndjson/5"])
+def test_joined_and_streaming_json_content_types_are_read(mg, path):
+    """Two content-type headers (Envoy joins them with a comma) or a streaming JSON type do not
+    take the answer past strip_fields."""
+    resp, _ = get(mg, path, label="ctype")
+    assert resp.status == 200, (resp.status, resp.body[:200])
+    assert resp.body.decode() == stripped_text("5")
 
 
 def test_schema_mismatch_is_a_502_problem_when_headers_are_held(mg):
