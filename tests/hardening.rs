@@ -371,6 +371,32 @@ fn owner_parameters_in_every_spelling_a_framework_binds_are_one_parameter() {
 }
 
 #[test]
+fn read_only_fields_set_through_the_query_are_refused() {
+    let w = World::new(policy());
+    let body = r#"{"name":"x"}"#;
+    let send = |path: &str| {
+        let r = post(path, "application/json", body.as_bytes(), None);
+        w.run(&r, Some(body.as_bytes())).0
+    };
+    assert_eq!(send("/profile"), None);
+    assert_eq!(send("/profile?page=2"), None);
+    for q in [
+        "role=admin",
+        "ROLE=admin",
+        "profile[isAdmin]=1",
+        "Profile[ISADMIN]=true",
+        "a=1&role",
+        "x=%ZZ&role=admin",
+    ] {
+        assert_eq!(
+            send(&format!("/profile?{q}")),
+            Some(Reason::MassAssignment),
+            "{q}"
+        );
+    }
+}
+
+#[test]
 fn method_overrides_are_refused_unless_allowed() {
     let w = World::new(policy());
     let bob = token("bob");

@@ -4,6 +4,7 @@
 //! It decides, at configure time, whether a pointer is well formed, and at response time whether
 //! a member's path matches. It never reads a body itself (see [`super::strip`]).
 
+use crate::text::eq_fold;
 use crate::validate::json::{PathPattern, Step};
 
 /// Most tokens in one pointer.
@@ -112,7 +113,9 @@ impl PathPattern for &FieldPointer {
     fn accepts(&self, i: usize, step: Step<'_>) -> bool {
         match (self.tokens.get(i), step) {
             (Some(Token::Any), _) => true,
-            (Some(Token::Name(name, _)), Step::Key(k)) => name == k,
+            // In any letter case (Unicode simple folding): `Password` leaks what `password` does,
+            // and Go and ASP.NET clients bind either.
+            (Some(Token::Name(name, _)), Step::Key(k)) => name == k || eq_fold(name, k),
             (Some(Token::Name(_, index)), Step::Index(n)) => *index == Some(n),
             (None, _) => false,
         }

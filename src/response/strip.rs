@@ -157,6 +157,9 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+        // Members are matched in any letter case.
+        let r = strip(br#"{"Password":1,"PASSWORD":2,"id":3}"#, &p, &all).unwrap();
+        assert_eq!(r.body, br#"{"id":3}"#.to_vec());
         // Trailing white space is part of one document.
         assert!(strip(b"{\"password\":1} \r\n", &p, &all).is_ok());
         // Nesting is bounded like the strict reader's.

@@ -298,6 +298,42 @@ impl MassRules {
         self.roles.as_ref().map(|r| r.claim.as_str())
     }
 
+    /// A read-only field set through the query string, which Rails (`params`), PHP
+    /// (`$_REQUEST`), Laravel and Flask's `request.values` merge with the body: `role=admin`
+    /// sets `/role`, `profile[isAdmin]=1` sets `/profile/isAdmin` (names compared as for the
+    /// body, in any letter case).
+    pub fn read_only_in_query(&self, pairs: &[(String, String)]) -> Option<Found> {
+        if self.read_only.is_empty() {
+            return None;
+        }
+        let mut doc = Value::Object(serde_json::Map::new());
+        for (name, value) in pairs {
+            let (head, rest) = name.split_once('[').unwrap_or((name, ""));
+            let mut node = &mut doc;
+            let segments = std::iter::once(head.trim_start_matches(' ')).chain(
+                rest.split('[')
+                    .map(|s| s.strip_suffix(']').unwrap_or(s))
+                    .filter(|s| !s.is_empty()),
+            );
+            for seg in segments {
+                let Value::Object(map) = node else { break };
+                node = map
+                    .entry(seg.to_string())
+                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            }
+            if let Value::Object(map) = node {
+                if map.is_empty() {
+                    *node = Value::String(value.clone());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for p in &self.read_only {
+            p.find(&doc, &mut out);
+        }
+        out.into_iter().next()
+    }
+
     /// Fields of `body` set against the read-only and role rules, for a caller with `roles`.
     pub fn violations(&self, body: &Value, roles: &[&str]) -> Vec<Found> {
         let mut out = Vec::new();

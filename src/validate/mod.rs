@@ -168,6 +168,21 @@ impl RequestRules {
                 .check_content_type(&header_values(head.headers, "content-type"))?;
         }
         headers::check(&self.headers, head.headers)?;
+        if let (Some(body), Some(q)) = (&self.body, head.query) {
+            // Read as the service would, escapes it cannot decode kept as written.
+            let pairs: Vec<(String, String)> = crate::http::query::raw_pairs(q)
+                .map(|(k, v)| {
+                    let d =
+                        |s: &str| crate::http::query::form_decode(s).unwrap_or_else(|| s.into());
+                    (d(k), d(v))
+                })
+                .collect();
+            if let Some(found) = body.mass.read_only_in_query(&pairs) {
+                return Err(
+                    mass_denial(&found).with_log_detail("read-only field set by a query parameter")
+                );
+            }
+        }
         self.params.check(head.path_params)?;
         if let Some(q) = &self.query {
             q.check(head.query)?;

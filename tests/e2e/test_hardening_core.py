@@ -503,3 +503,15 @@ def test_owner_query_and_body_field_spellings_then_vm_still_enforces(mg, upstrea
                             headers={"content-type": "application/x-www-form-urlencoded"}, body=b"from=bob")
     passed(resp, upstream, request_id)
     still_enforces(mg, upstream)
+
+
+@pytest.mark.parametrize("query", ["role=admin", "ROLE=admin", "profile[isAdmin]=1"])
+def test_read_only_fields_set_through_the_query_are_refused(mg, upstream, query):
+    """Rails' params, PHP's $_REQUEST, Laravel and Flask's request.values merge the query with
+    the body: a read-only field in the query is mass assignment too."""
+    resp, request_id = send(mg, "POST", f"/profile?{query}", tok=token(), label="ro-query",
+                            headers={"content-type": "application/json"}, body=b'{"name":"x"}')
+    refused(resp, upstream, request_id, (400,), ("mass_assignment",), query)
+    resp, request_id = send(mg, "POST", "/profile?page=2", tok=token(), label="ro-query-ok",
+                            headers={"content-type": "application/json"}, body=b'{"name":"x"}')
+    passed(resp, upstream, request_id)
