@@ -397,6 +397,37 @@ fn read_only_fields_set_through_the_query_are_refused() {
 }
 
 #[test]
+fn a_token_no_source_reads_is_refused_not_passed_as_anonymous() {
+    let mut cfg = policy_json();
+    cfg["routes"][0]["jwt"]["allow_missing"] = json!(true);
+    let w = World::new(compile(cfg.to_string().as_bytes()).unwrap());
+    let t = token("alice");
+    let with = |value: String| {
+        let mut r = req("GET", "/admin", None);
+        r.headers.push(("authorization".to_string(), value));
+        w.run(&r, None).0
+    };
+    assert_eq!(w.reason("GET", "/admin", None), None, "anonymous allowed");
+    assert_eq!(with(format!("Bearer {t}")), None);
+    for v in [
+        format!("Bearer\t{t}"),
+        format!("Bearer{t}"),
+        format!("JWT {t}"),
+        format!("Token {t}"),
+        t.clone(),
+        format!("Basic x, Bearer\t{t}"),
+    ] {
+        assert_eq!(with(v.clone()), Some(Reason::JwtMalformed), "{v}");
+    }
+    // Other schemes are not tokens.
+    assert_eq!(with("Basic dXNlcjpwYXNz".to_string()), None);
+    assert_eq!(
+        with(r#"Digest username="a.b.c", realm="x""#.to_string()),
+        None
+    );
+}
+
+#[test]
 fn method_overrides_are_refused_unless_allowed() {
     let w = World::new(policy());
     let bob = token("bob");

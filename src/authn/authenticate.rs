@@ -98,6 +98,28 @@ enum Failure {
     KeysUnavailable,
 }
 
+/// True when an `authorization` value holds something shaped like a JWT (three or five
+/// base64url segments), whatever scheme word or white space comes before it.
+fn unread_token(headers: &[(String, String)]) -> bool {
+    headers
+        .iter()
+        .filter(|(k, _)| k == "authorization")
+        .flat_map(|(_, v)| v.split(','))
+        .any(|v| {
+            let v = v.trim();
+            let rest = v.trim_start_matches(|c: char| c.is_ascii_alphabetic());
+            [v, rest.trim_start()].iter().any(|candidate| {
+                let segments: Vec<&str> = candidate.split('.').collect();
+                matches!(segments.len(), 3 | 5)
+                    && segments.iter().take(2).all(|s| !s.is_empty())
+                    && segments.iter().all(|s| {
+                        s.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    })
+            })
+        })
+}
+
 /// Authenticates a request against one route requirement.
 pub fn authenticate(
     req: &JwtRequirement,
@@ -122,6 +144,15 @@ pub fn authenticate(
         }
     }
     if candidates.is_empty() {
+        if unread_token(request.headers) {
+            // `Bearer<TAB>t`, `Bearertok`, `JWT t`, a bare token: no source of the route reads
+            // it, and a service that parses it leniently must not get it as if it were checked.
+            return denied(
+                None,
+                Denial::new(Reason::JwtMalformed)
+                    .with_log_detail("a token in authorization that no token source reads"),
+            );
+        }
         if req.allow_missing {
             return AuthnOutcome::Anonymous;
         }
