@@ -421,6 +421,7 @@ fn a_token_no_source_reads_is_refused_not_passed_as_anonymous() {
     }
     // Other schemes are not tokens.
     assert_eq!(with("Basic dXNlcjpwYXNz".to_string()), None);
+    assert_eq!(with(format!("Basic {t}")), None);
     assert_eq!(
         with(r#"Digest username="a.b.c", realm="x""#.to_string()),
         None

@@ -98,8 +98,12 @@ enum Failure {
     KeysUnavailable,
 }
 
+/// Schemes whose credentials are never bearer tokens (RFC 7617, 7616, 4559 and NTLM).
+const OTHER_SCHEMES: [&str; 4] = ["basic", "digest", "negotiate", "ntlm"];
+
 /// True when an `authorization` value holds something shaped like a JWT (three or five
-/// base64url segments), whatever scheme word or white space comes before it.
+/// base64url segments), whatever scheme word or white space comes before it, unless the scheme
+/// is one of [`OTHER_SCHEMES`].
 fn unread_token(headers: &[(String, String)]) -> bool {
     headers
         .iter()
@@ -108,6 +112,12 @@ fn unread_token(headers: &[(String, String)]) -> bool {
         .any(|v| {
             let v = v.trim();
             let rest = v.trim_start_matches(|c: char| c.is_ascii_alphabetic());
+            let scheme = v.get(..v.len().saturating_sub(rest.len())).unwrap_or("");
+            if rest.starts_with(char::is_whitespace)
+                && OTHER_SCHEMES.iter().any(|o| scheme.eq_ignore_ascii_case(o))
+            {
+                return false;
+            }
             [v, rest.trim_start()].iter().any(|candidate| {
                 let segments: Vec<&str> = candidate.split('.').collect();
                 matches!(segments.len(), 3 | 5)

@@ -515,3 +515,10 @@ def test_read_only_fields_set_through_the_query_are_refused(mg, upstream, query)
     resp, request_id = send(mg, "POST", "/profile?page=2", tok=token(), label="ro-query-ok",
                             headers={"content-type": "application/json"}, body=b'{"name":"x"}')
     passed(resp, upstream, request_id)
+
+
+@pytest.mark.parametrize("value", ["Bearer\t{t}", "Bearer{t}", "JWT {t}", "Token {t}", "{t}"])
+def test_a_token_no_source_reads_is_refused(mg, upstream, value):
+    """A lenient service could parse these as a bearer token meshguard never checked."""
+    resp, request_id = send(mg, "GET", "/admin/x", label="unread", headers={"authorization": value.format(t=token())})
+    refused(resp, upstream, request_id, (401,), ("jwt_malformed",), value)
