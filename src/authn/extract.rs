@@ -97,7 +97,7 @@ pub fn extract(
                         continue;
                     }
                     for (k, v) in cookie_pairs(value) {
-                        if k == name.as_str() && !v.is_empty() {
+                        if same_cookie(k, name) && !v.is_empty() {
                             note(v.to_string(), TokenLocation::Cookie(name.clone()))?;
                         }
                     }
@@ -121,8 +121,16 @@ fn after_prefix<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
     (!rest.is_empty()).then_some(rest)
 }
 
+/// A cookie name as the most lenient framework reads it: percent-decoded (Rack 2, PHP) and in
+/// any ASCII case. `%73ession` and `SESSION` are the `session` cookie to some service behind.
+fn same_cookie(k: &str, name: &str) -> bool {
+    k == name || decode_lenient(k).eq_ignore_ascii_case(name)
+}
+
+/// Cookie pairs, split on `;` and on `,` (Rack 2 splits on both; a cookie value never holds
+/// either, RFC 6265).
 fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
-    header.split(';').filter_map(|c| {
+    header.split([';', ',']).filter_map(|c| {
         let (k, v) = c.trim().split_once('=')?;
         let v = v.trim();
         let v = v
@@ -158,13 +166,15 @@ pub fn strip_query_params(path: &str, names: &[&str]) -> String {
 /// A `cookie` header value without the cookies named in `names`; `None` when nothing remains
 /// (remove the header).
 pub fn strip_cookies(header: &str, names: &[&str]) -> Option<String> {
+    // Only on `;`: a rewritten header must keep an application's non-compliant cookie values
+    // (JSON with commas) intact.
     let kept: Vec<&str> = header
         .split(';')
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .filter(|c| {
             let name = c.split_once('=').map_or(*c, |(k, _)| k.trim());
-            !names.contains(&name)
+            !names.iter().any(|n| same_cookie(name, n))
         })
         .collect();
     (!kept.is_empty()).then(|| kept.join("; "))
@@ -293,6 +303,32 @@ mod tests {
                 ""
             ),
             Err(ExtractError::Ambiguous)
+        );
+    }
+
+    #[test]
+    fn cookie_spellings_a_framework_reads_as_the_same_cookie_are_one_cookie() {
+        let s = vec![TokenSource::Cookie("session".into())];
+        for header in [
+            "%73ession=a.a.a; session=b.b.b",
+            "SESSION=a.a.a; session=b.b.b",
+            "x=1, session=a.a.a; session=b.b.b",
+        ] {
+            assert_eq!(
+                extract(&s, &h(&[("cookie", header)]), ""),
+                Err(ExtractError::Ambiguous),
+                "{header}"
+            );
+        }
+        let got = extract(&s, &h(&[("cookie", "Session=t.t.t; x=1")]), "").unwrap();
+        assert_eq!(got.unwrap().token, "t.t.t");
+        assert_eq!(
+            strip_cookies("%73ession=t.t.t; x=1; SESSION=u", &["session"]),
+            Some("x=1".to_string())
+        );
+        assert_eq!(
+            strip_cookies("session=t; prefs={\"a\":1,\"b\":2}", &["session"]),
+            Some("prefs={\"a\":1,\"b\":2}".to_string())
         );
     }
 

@@ -82,10 +82,12 @@ MAIN = {"issuer": ISSUER, "algorithms": ["ES256"], "local_jwks": {"inline_string
         "claim_to_headers": [{"claim_name": "sub", "header_name": "x-user"}]}
 PARAM = {"issuer": ISSUER, "algorithms": ["ES256"], "local_jwks": {"inline_string": _jwks()},
          "from_params": ["access_token"]}
+COOKIE = {"issuer": ISSUER, "algorithms": ["ES256"], "local_jwks": {"inline_string": _jwks()},
+          "from_cookies": ["session"], "forward": True}
 JWT = {"providers": ["main"]}
 
 CONFIG = {
-    "jwt_providers": {"main": MAIN, "param": PARAM},
+    "jwt_providers": {"main": MAIN, "param": PARAM, "cookie": COOKIE},
     "routes": [
         {"name": "admin", "match": {"prefix": "/admin"}, "jwt": JWT},
         {"name": "user", "match": {"methods": ["GET", "PUT"], "path": "/users/{id}"}, "jwt": JWT,
@@ -103,6 +105,7 @@ CONFIG = {
         {"name": "limited", "match": {"prefix": "/limited"}, "jwt": JWT,
          "rate_limits": [{"key": "client_ip", "requests": 3, "per_seconds": 3600, "burst": 3}]},
         {"name": "viaparam", "match": {"prefix": "/viaparam"}, "jwt": {"providers": ["param"]}},
+        {"name": "viacookie", "match": {"prefix": "/viacookie"}, "jwt": {"providers": ["cookie"]}},
         {"name": "matrix", "match": {"prefix": "/matrix", "allow_semicolon_params": True}},
         {"name": "orders", "match": {"methods": ["GET"], "path": "/orders"}, "jwt": JWT,
          "owner": {"query": "user_id", "claim": "sub"}},
@@ -522,3 +525,16 @@ def test_a_token_no_source_reads_is_refused(mg, upstream, value):
     """A lenient service could parse these as a bearer token meshguard never checked."""
     resp, request_id = send(mg, "GET", "/admin/x", label="unread", headers={"authorization": value.format(t=token())})
     refused(resp, upstream, request_id, (401,), ("jwt_malformed",), value)
+
+
+@pytest.mark.parametrize("forged", ["%73ession={f}; session={g}", "SESSION={f}; session={g}",
+                                    "x=1, session={f}; session={g}"])
+def test_cookie_spellings_that_frameworks_read_as_the_token_cookie_are_refused(mg, upstream, forged):
+    """Rack 2 and PHP decode cookie names (Rack 2 also splits on ','), and keep the first copy:
+    a forged copy next to the verified cookie would reach a service that reads it (forward: true)."""
+    good, bad = token(), token("mallory")
+    resp, request_id = send(mg, "GET", "/viacookie/x", label="cookie-forged",
+                            headers={"cookie": forged.format(f=bad, g=good)})
+    refused(resp, upstream, request_id, (401,), ("jwt_malformed",), forged)
+    resp, request_id = send(mg, "GET", "/viacookie/x", label="cookie-ok", headers={"cookie": f"session={good}; x=1"})
+    passed(resp, upstream, request_id)
