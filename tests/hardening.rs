@@ -419,6 +419,17 @@ fn a_token_no_source_reads_is_refused_not_passed_as_anonymous() {
     ] {
         assert_eq!(with(v.clone()), Some(Reason::JwtMalformed), "{v}");
     }
+    // An access_token parameter no provider of the route reads (Envoy's jwt_authn reads it by
+    // default) is refused next to a verified header token, and alone.
+    let bearer = format!("Bearer {t}");
+    let mut r = req("GET", &format!("/admin?access_token={t}"), None);
+    r.headers.push(("authorization".to_string(), bearer));
+    assert_eq!(w.run(&r, None).0, Some(Reason::JwtMalformed));
+    assert_eq!(
+        w.reason("GET", &format!("/admin?ACCESS_TOKEN={t}"), None),
+        Some(Reason::JwtMalformed)
+    );
+    assert_eq!(w.reason("GET", "/admin?access_token=abc", None), None);
     // Other schemes are not tokens.
     assert_eq!(with("Basic dXNlcjpwYXNz".to_string()), None);
     assert_eq!(with(format!("Basic {t}")), None);

@@ -11,6 +11,7 @@
 //! belong to the caller; nothing here touches the request.
 
 use super::cache::TokenCache;
+use super::config::TokenSource;
 use super::config::{JwtRequirement, Provider, ProviderId, Providers};
 use super::extract::{extract, Extracted};
 use super::forward::{upstream_edits, UpstreamEdits};
@@ -19,6 +20,7 @@ use super::require;
 use super::verify::{peek_issuer, verify, JwtError, VerifiedToken};
 use crate::error::{Denial, Reason};
 use crate::host::SharedStore;
+use crate::http::percent::decode_lenient;
 use std::sync::Arc;
 
 /// The request facts authentication needs.
@@ -118,15 +120,37 @@ fn unread_token(headers: &[(String, String)]) -> bool {
             {
                 return false;
             }
-            [v, rest.trim_start()].iter().any(|candidate| {
-                let segments: Vec<&str> = candidate.split('.').collect();
-                matches!(segments.len(), 3 | 5)
-                    && segments.iter().take(2).all(|s| !s.is_empty())
-                    && segments.iter().all(|s| {
-                        s.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                    })
-            })
+            [v, rest.trim_start()].iter().any(|c| jwt_shaped(c))
+        })
+}
+
+/// Three or five base64url segments, the first two not empty.
+fn jwt_shaped(candidate: &str) -> bool {
+    let segments: Vec<&str> = candidate.split('.').collect();
+    matches!(segments.len(), 3 | 5)
+        && segments.iter().take(2).all(|s| !s.is_empty())
+        && segments.iter().all(|s| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// True when the query holds a JWT-shaped `access_token` (the parameter Envoy's jwt_authn and
+/// many frameworks read by default) that none of the route's providers reads.
+fn unread_access_token(req: &JwtRequirement, providers: &Providers, query: &str) -> bool {
+    let read = req
+        .providers
+        .iter()
+        .filter_map(|id| providers.get(*id))
+        .any(|p| {
+            p.sources
+                .iter()
+                .any(|s| matches!(s, TokenSource::Param(n) if n == "access_token"))
+        });
+    !read
+        && crate::http::query::raw_pairs(query).any(|(k, v)| {
+            crate::http::query::fold_name(&decode_lenient(k)) == "access_token"
+                && jwt_shaped(&decode_lenient(v))
         })
 }
 
@@ -136,6 +160,15 @@ pub fn authenticate(
     request: RequestView<'_>,
     ctx: &mut AuthnContext<'_>,
 ) -> AuthnOutcome {
+    if unread_access_token(req, ctx.providers, request.query) {
+        // Next to a verified header token it would reach a service that reads the parameter
+        // (as Envoy's jwt_authn does by default) unverified.
+        return denied(
+            None,
+            Denial::new(Reason::JwtMalformed)
+                .with_log_detail("an access_token parameter that no token source reads"),
+        );
+    }
     let mut candidates: Vec<(ProviderId, &Arc<Provider>, Extracted)> = Vec::new();
     for &pid in &req.providers {
         let Some(provider) = ctx.providers.get(pid) else {

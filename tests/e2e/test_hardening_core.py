@@ -538,3 +538,12 @@ def test_cookie_spellings_that_frameworks_read_as_the_token_cookie_are_refused(m
     refused(resp, upstream, request_id, (401,), ("jwt_malformed",), forged)
     resp, request_id = send(mg, "GET", "/viacookie/x", label="cookie-ok", headers={"cookie": f"session={good}; x=1"})
     passed(resp, upstream, request_id)
+
+
+def test_an_access_token_parameter_no_provider_reads_is_refused(mg, upstream):
+    """Envoy's jwt_authn (and many services) read `access_token` by default: next to the verified
+    header token it would reach them unverified."""
+    resp, request_id = send(mg, "GET", f"/admin/x?access_token={token('mallory')}", tok=token(), label="at-forged")
+    refused(resp, upstream, request_id, (401,), ("jwt_malformed",))
+    resp, request_id = send(mg, "GET", "/admin/x?access_token=not-a-token", tok=token(), label="at-ok")
+    passed(resp, upstream, request_id)
