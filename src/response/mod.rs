@@ -480,5 +480,5 @@ pub fn preflight(policy: &Policy, facts: &RequestFacts) -> Option<PreflightOutco
 }
 
 #[cfg(test)]
-#[path = "tests.rs"]
+#[path = "response_tests.rs"]
 mod tests;
