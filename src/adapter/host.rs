@@ -1,7 +1,7 @@
 //! The host layer: meshguard's own calls into the proxy-wasm ABI. Nothing here can panic.
 //!
 //! The SDK's helpers are not used for anything that returns data or can fail: `get_map` and
-//! `get_map_value` end in `String::from_utf8(..).unwrap()` (one Latin-1 header value aborts the
+//! `get_map_value` unwrap the result of `String::from_utf8` (one Latin-1 header value aborts the
 //! VM), and every `hostcalls::*` function panics on a host status it does not list (`BadArgument`
 //! for a map that does not exist in this phase, `Unimplemented`), while statuses outside the SDK's
 //! `Status` enum would not even be valid values. Here every import returns a plain `u32`, every
