@@ -15,3 +15,8 @@ pub enum Mode {
     /// Denials are logged and counted; the request goes on.
     Report,
 }
+
+crate::config::read::from_json_enum!(Mode {
+    Enforce = "enforce",
+    Report = "report",
+});

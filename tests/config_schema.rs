@@ -136,3 +136,100 @@ fn schema_refuses_a_route_without_path_or_prefix_and_a_bad_route_name() {
     config["routes"][0]["name"] = json!("get user");
     assert!(!v.is_valid(&config));
 }
+
+/// Every JSON pointer to a member or element of `v`, the document's own ("") first.
+fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
+    out.push(at.clone());
+    match v {
+        Value::Object(m) => {
+            for (k, item) in m {
+                pointers(
+                    item,
+                    format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")),
+                    out,
+                );
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                pointers(item, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The module reads the config with its own reader (`config::read`), not serde's derive: both
+/// must accept the same configs and read them the same. Each case is the full config with one
+/// member removed, retyped or joined by an unknown member. One difference is wanted: serde's
+/// derive also reads a struct from an array of its fields in order (`"match": ["GET"]`, also in
+/// an untagged enum such as `strip_fields`); the
+/// module refuses that.
+#[test]
+fn the_module_reader_and_the_serde_derive_agree() {
+    use meshguard::config::compile::parse;
+    use meshguard::config::raw::RawConfig;
+    let base = a_full_config();
+    let mut all = Vec::new();
+    pointers(&base, String::new(), &mut all);
+    let values = [
+        json!(null),
+        json!(true),
+        json!(5),
+        json!(-1),
+        json!(1.5),
+        json!(70000),
+        json!("x"),
+        json!("enforce"),
+        json!([]),
+        json!(["x"]),
+        json!({}),
+        json!({ "x": 1 }),
+    ];
+    // (config, whether the module may refuse what serde accepts)
+    let mut cases = vec![(base.clone(), false)];
+    for p in &all {
+        let Some((parent, key)) = p.rsplit_once('/') else {
+            continue;
+        };
+        let mut removed = base.clone();
+        match removed.pointer_mut(parent) {
+            Some(Value::Object(m)) => {
+                m.remove(key);
+            }
+            Some(Value::Array(a)) => {
+                if let Ok(i) = key.parse::<usize>() {
+                    a.remove(i);
+                }
+            }
+            _ => {}
+        }
+        cases.push((removed, false));
+        for v in &values {
+            let mut c = base.clone();
+            let mut array_for_object = false;
+            if let Some(slot) = c.pointer_mut(p) {
+                array_for_object = !slot.is_array() && v.is_array();
+                *slot = v.clone();
+            }
+            cases.push((c, array_for_object));
+        }
+        let mut extra = base.clone();
+        if let Some(Value::Object(m)) = extra.pointer_mut(p) {
+            m.insert("zz_unknown".into(), json!(1));
+            cases.push((extra, false));
+        }
+    }
+    assert!(cases.len() > 1000, "{} cases", cases.len());
+    for (c, stricter) in &cases {
+        let by_serde = serde_json::from_value::<RawConfig>(c.clone()).map(|r| format!("{r:?}"));
+        let bytes = serde_json::to_vec(c).unwrap_or_default();
+        let by_module = parse(&bytes).map(|r| format!("{r:?}"));
+        match (&by_serde, &by_module) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{c}"),
+            (Err(_), Err(_)) => {}
+            (Ok(_), Err(_)) if *stricter => {}
+            _ => panic!("serde {by_serde:?}\nmodule {by_module:?}\nconfig {c}"),
+        }
+    }
+}

@@ -13,6 +13,7 @@ mod token_sources;
 
 use super::alg::{Alg, AlgSet, Family};
 use super::jwks::KeySet;
+use crate::config::read::from_json_struct;
 use crate::error::config::{index, join, ConfigError};
 use key_source::compile_key_source;
 use serde::Deserialize;
@@ -594,6 +595,59 @@ pub fn compile_requirement(
         claims,
     })
 }
+
+from_json_struct!(RawJwtProvider {
+    issuer: get,
+    audiences: get,
+    algorithms: get,
+    local_jwks: get,
+    remote_jwks: get,
+    hmac_secret: get,
+    from_headers: get,
+    from_params: get,
+    from_cookies: get,
+    clock_skew_seconds: get,
+    max_lifetime_seconds: get,
+    require_expiration: get,
+    forward: get,
+    forward_payload_header: get,
+    claim_to_headers: get,
+    max_token_bytes: get,
+});
+
+from_json_struct!(RawLocalJwks { inline_string: req });
+
+from_json_struct!(RawRemoteJwks {
+    cluster: req,
+    path: req,
+    authority: get,
+    timeout_ms: get,
+    cache_duration_seconds: get,
+    min_refetch_interval_seconds: get,
+    max_body_bytes: get,
+});
+
+from_json_struct!(RawHmacSecret {
+    inline_base64url: req,
+    kid: get,
+});
+
+from_json_struct!(RawHeaderSource {
+    name: req,
+    value_prefix: get,
+});
+
+from_json_struct!(RawClaimToHeader {
+    claim_name: req,
+    header_name: req,
+});
+
+from_json_struct!(RawJwtRequirement {
+    providers: req,
+    allow_missing: get,
+    scopes: get,
+    claims: get,
+});
 
 #[cfg(test)]
 mod tests {

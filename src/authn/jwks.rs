@@ -16,6 +16,7 @@ mod jwk;
 mod modp;
 
 use super::alg::{Alg, AlgSet};
+use crate::validate::json;
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
@@ -383,7 +384,9 @@ pub fn decode_jwks(bytes: &[u8], max_bytes: usize) -> Result<DecodedJwks, JwksEr
             max: max_bytes,
         });
     }
-    let doc: Value = serde_json::from_slice(bytes).map_err(|_| JwksError::NotJson)?;
+    // The strict reader: a key member repeated (in any case) makes the document unusable rather
+    // than leaving the choice of duplicate to a parser.
+    let doc: Value = json::parse(bytes, &json::DOCUMENT_LIMITS).map_err(|_| JwksError::NotJson)?;
     let entries = doc
         .get("keys")
         .and_then(Value::as_array)

@@ -10,18 +10,18 @@
 //! The signature is checked before the payload is parsed. Registered claims must have their
 //! RFC 7519 types (`iss`, `sub`, `jti` strings; `exp`, `nbf`, `iat` numbers; `aud` a string or
 //! an array of strings), else the token is malformed (401). Duplicate header parameters and
-//! duplicate top-level claims are refused (RFC 7515 §5.2, RFC 7519 §4), so the claims meshguard
-//! checks are the claims the upstream sees. Time is given by the caller; nothing here reads a
+//! duplicate claims are refused (RFC 7515 §5.2, RFC 7519 §4), at any depth and in any case (the
+//! strict reader of request bodies), so the claims meshguard checks are the claims the upstream
+//! sees, whichever duplicate its JSON parser would keep. Time is given by the caller; nothing here reads a
 //! clock, caches, or fetches keys.
 
 use super::alg::Alg;
 use super::config::Provider;
 use super::jwks::{Key, KeyFingerprint, KeySet};
 use crate::error::{Denial, Reason};
+use crate::validate::json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -146,39 +146,12 @@ impl VerifiedToken {
     }
 }
 
-/// The JOSE header fields meshguard reads. Duplicate fields fail deserialization.
-#[derive(Deserialize)]
-struct Header {
-    alg: Option<Value>,
-    kid: Option<Value>,
-    cty: Option<Value>,
-    crit: Option<Value>,
-    enc: Option<Value>,
-}
-
-/// A claims object that refuses duplicate top-level names.
-struct Claims(Map<String, Value>);
-
-impl<'de> Deserialize<'de> for Claims {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Claims;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Claims, A::Error> {
-                let mut out = Map::new();
-                while let Some((k, v)) = m.next_entry::<String, Value>()? {
-                    if out.contains_key(&k) {
-                        return Err(de::Error::custom("duplicate claim"));
-                    }
-                    out.insert(k, v);
-                }
-                Ok(Claims(out))
-            }
-        }
-        d.deserialize_map(V)
+/// `bytes` as one JSON object, by the strict reader: a name repeated in one object, in any case,
+/// makes the token malformed (its size is already bounded by `max_token_bytes`).
+fn json_object(bytes: &[u8]) -> Option<Map<String, Value>> {
+    match json::parse(bytes, &json::DOCUMENT_LIMITS) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => None,
     }
 }
 
@@ -213,12 +186,13 @@ pub fn verify(
     if header_bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(JwtError::Malformed("header is not a JSON object"));
     }
-    let header: Header = serde_json::from_slice(&header_bytes)
-        .map_err(|_| JwtError::Malformed("header is not a JSON object without duplicates"))?;
-    if header.enc.is_some() {
+    let header = json_object(&header_bytes).ok_or(JwtError::Malformed(
+        "header is not a JSON object without duplicates",
+    ))?;
+    if header.contains_key("enc") {
         return Err(JwtError::UnsupportedType("JWE (enc header)"));
     }
-    match &header.cty {
+    match header.get("cty") {
         // RFC 7515 §4.1.10: `JWT` and `application/JWT` name the same type, in any case.
         Some(Value::String(c))
             if c.eq_ignore_ascii_case("JWT") || c.eq_ignore_ascii_case("application/jwt") =>
@@ -228,10 +202,10 @@ pub fn verify(
         Some(Value::String(_)) | None => {}
         Some(_) => return Err(JwtError::Malformed("cty header is not a string")),
     }
-    if header.crit.is_some() {
+    if header.contains_key("crit") {
         return Err(JwtError::CritUnsupported);
     }
-    let alg_name = match &header.alg {
+    let alg_name = match header.get("alg") {
         Some(Value::String(s)) => s.as_str(),
         _ => return Err(JwtError::Malformed("alg header missing or not a string")),
     };
@@ -247,7 +221,7 @@ pub fn verify(
             "alg not in the provider's algorithms",
         ));
     }
-    let kid = match &header.kid {
+    let kid = match header.get("kid") {
         None => None,
         Some(Value::String(s)) => Some(s.as_str()),
         Some(_) => return Err(JwtError::Malformed("kid header is not a string")),
@@ -265,8 +239,9 @@ pub fn verify(
     let payload = URL_SAFE_NO_PAD
         .decode(payload_b64)
         .map_err(|_| JwtError::Malformed("payload is not base64url"))?;
-    let Claims(claims) = serde_json::from_slice(&payload)
-        .map_err(|_| JwtError::Malformed("payload is not a JSON object without duplicates"))?;
+    let claims = json_object(&payload).ok_or(JwtError::Malformed(
+        "payload is not a JSON object without duplicates",
+    ))?;
 
     check_claim_types(&claims)?;
     let exp = check_times(&claims, provider, now_secs)?;
@@ -305,11 +280,10 @@ pub fn peek_issuer(token: &str, max_token_bytes: usize) -> Option<String> {
     }
     let payload = token.split('.').nth(1)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    #[derive(Deserialize)]
-    struct Iss {
-        iss: Option<String>,
+    match json_object(&bytes)?.remove("iss")? {
+        Value::String(iss) => Some(iss),
+        _ => None,
     }
-    serde_json::from_slice::<Iss>(&bytes).ok()?.iss
 }
 
 /// The keys that may verify a token with this `kid` and `alg`. A named `kid` selects that key

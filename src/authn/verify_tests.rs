@@ -435,6 +435,13 @@ fn rejects_malformed_tokens() {
             "duplicate header parameter",
         ),
         (
+            format!(
+                "{}.{p}.{s}",
+                header_of("{\"alg\":\"EdDSA\",\"ALG\":\"none\"}")
+            ),
+            "a header parameter repeated in another case",
+        ),
+        (
             format!("{}.{p}.{s}", header_of("{\"alg\":\"EdDSA\",\"kid\":1}")),
             "kid not a string",
         ),
@@ -464,6 +471,15 @@ fn rejects_malformed_payloads_after_the_signature() {
         (b"[1,2]".to_vec(), "array"),
         (b"\"s\"".to_vec(), "string"),
         (dup.into_bytes(), "duplicate claim"),
+        (
+            format!("{{\"iss\":\"{ISSUER}\",\"sub\":\"alice\",\"SUB\":\"admin\"}}").into_bytes(),
+            "a claim repeated in another case",
+        ),
+        (
+            format!("{{\"iss\":\"{ISSUER}\",\"ctx\":{{\"role\":\"u\",\"role\":\"admin\"}}}}")
+                .into_bytes(),
+            "a nested claim repeated",
+        ),
         (
             format!("{{\"iss\":\"{ISSUER}\",\"exp\":\"tomorrow\"}}").into_bytes(),
             "exp not a number",

@@ -2,6 +2,7 @@
 //! compiles matchers once. Every error names the JSON path of the field at fault.
 
 use super::raw::{RawConfig, RawMatch, RawPaths, RawRoute, RawUnmatched};
+use super::read::{At, FromJson};
 use crate::authn::cache::DEFAULT_CACHE_ENTRIES;
 use crate::authn::config::{compile_providers, compile_requirement, Providers};
 use crate::error::config::{index, join, ConfigError};
@@ -15,6 +16,7 @@ use crate::response::{EdgePolicy, RouteResponse};
 use crate::routing::matcher::{parse_method, PathForm};
 use crate::routing::{HostPattern, PathMatcher};
 use crate::text::fold_case;
+use crate::validate::json::{self, JsonError};
 
 /// Largest plugin configuration accepted, in bytes.
 pub const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
@@ -25,7 +27,9 @@ pub fn compile(bytes: &[u8]) -> Result<Policy, ConfigError> {
     compile_raw(&raw)
 }
 
-/// Parses JSON into raw config, mapping serde errors to the JSON path of the offending field.
+/// Parses JSON into raw config. The document goes through the strict reader (a duplicate key
+/// is an error, as for request bodies: two spellings of one setting must not disagree), then
+/// [`FromJson`] reads the raw types; every error names the JSON path at fault.
 pub fn parse(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ConfigError::new(
@@ -39,71 +43,41 @@ pub fn parse(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
             format!("plugin configuration is over {MAX_CONFIG_BYTES} bytes"),
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let path = if e.classify() == serde_json::error::Category::Data {
-            path_at(
-                bytes,
-                e.line(),
-                e.column(),
-                e.to_string().starts_with("missing field"),
-            )
-        } else {
-            String::new()
-        };
-        ConfigError::new(path, strip_position(&e.to_string()))
-    })
+    let value = json::parse(bytes, &json::DOCUMENT_LIMITS).map_err(|e| match e {
+        JsonError::DuplicateKey { at } => {
+            ConfigError::new(path_at(bytes, at), "duplicate object key")
+        }
+        JsonError::Limit(l) => ConfigError::new("", format!("configuration exceeds {}", l.field())),
+        JsonError::Malformed { .. } => {
+            ConfigError::new("", format!("invalid JSON: {}", e.describe()))
+        }
+    })?;
+    RawConfig::from_json(&value, &At::ROOT)
 }
 
-/// The JSON path (`routes[0].match.path`) of the value serde was reading when it failed at
-/// `line`/`column` (1-based, as serde_json reports them). A position scan instead of a
-/// path-tracking deserializer: that wrapper cost ~150 KB of module (a copy of every visitor).
-/// `missing` (a missing field): the path of the object, not of its last member.
-fn path_at(bytes: &[u8], line: usize, column: usize, missing: bool) -> String {
-    // Byte offset of the failure.
-    let mut end = 0;
-    let mut l = 1;
-    while l < line {
-        match bytes
-            .get(end..)
-            .and_then(|r| r.iter().position(|b| *b == b'\n'))
-        {
-            Some(i) => end += i + 1,
-            None => break,
-        }
-        l += 1;
-    }
-    let end = end.saturating_add(column).min(bytes.len());
-    // Each open container: its path segment so far, and whether a member value is complete.
+/// The JSON path (`routes[0].match.path`) of the member that ends at byte `end`.
+fn path_at(bytes: &[u8], end: usize) -> String {
+    let end = end.min(bytes.len());
+    // Each open container: its path segment so far.
     enum Seg {
         Obj(Option<String>),
         Arr(usize),
     }
     let mut stack: Vec<Seg> = Vec::new();
     let mut i = 0;
-    let mut last_done = false;
     while i < end {
         let Some(&b) = bytes.get(i) else { break };
         match b {
-            b'{' => {
-                stack.push(Seg::Obj(None));
-                last_done = false;
-            }
-            b'[' => {
-                stack.push(Seg::Arr(0));
-                last_done = false;
-            }
+            b'{' => stack.push(Seg::Obj(None)),
+            b'[' => stack.push(Seg::Arr(0)),
             b'}' | b']' => {
                 stack.pop();
-                last_done = true;
             }
-            b',' => {
-                match stack.last_mut() {
-                    Some(Seg::Obj(k)) => *k = None,
-                    Some(Seg::Arr(n)) => *n = n.saturating_add(1),
-                    None => {}
-                }
-                last_done = false;
-            }
+            b',' => match stack.last_mut() {
+                Some(Seg::Obj(k)) => *k = None,
+                Some(Seg::Arr(n)) => *n = n.saturating_add(1),
+                None => {}
+            },
             b'"' => {
                 let start = i + 1;
                 i += 1;
@@ -117,22 +91,16 @@ fn path_at(bytes: &[u8], line: usize, column: usize, missing: bool) -> String {
                 let text = bytes.get(start..i.min(bytes.len())).unwrap_or_default();
                 if let Some(Seg::Obj(k @ None)) = stack.last_mut() {
                     let raw = format!("\"{}\"", String::from_utf8_lossy(text));
-                    *k = Some(serde_json::from_str(&raw).unwrap_or_else(|_| raw.clone()));
-                    last_done = false;
-                } else {
-                    last_done = true;
+                    let key = match json::parse(raw.as_bytes(), &json::DOCUMENT_LIMITS) {
+                        Ok(serde_json::Value::String(k)) => k,
+                        _ => raw,
+                    };
+                    *k = Some(key);
                 }
             }
-            b':' => last_done = false,
-            c if !c.is_ascii_whitespace() => last_done = true,
             _ => {}
         }
         i += 1;
-    }
-    if missing && last_done {
-        if let Some(Seg::Obj(k)) = stack.last_mut() {
-            *k = None;
-        }
     }
     let mut path = String::new();
     for seg in &stack {
@@ -143,14 +111,6 @@ fn path_at(bytes: &[u8], line: usize, column: usize, missing: bool) -> String {
         }
     }
     path
-}
-
-/// serde_json appends " at line L column C"; the JSON path already says where.
-fn strip_position(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg.get(..i).unwrap_or(msg).to_string(),
-        None => msg.to_string(),
-    }
 }
 
 /// Compiles parsed raw config.

@@ -1,8 +1,9 @@
-//! Plugin configuration: raw serde types (unknown fields rejected) and the compiler that turns
-//! them into an immutable [`crate::policy::Policy`].
+//! Plugin configuration: raw types (unknown fields rejected), their reader ([`read`]) and the
+//! compiler that turns them into an immutable [`crate::policy::Policy`].
 
 pub mod compile;
 pub mod raw;
+pub mod read;
 
 pub use compile::compile;
 #[cfg(feature = "schema")]

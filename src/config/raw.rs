@@ -1,11 +1,17 @@
 //! Raw plugin configuration, exactly as users write it (see README and docs).
 //! Unknown fields are errors. Only [`super::compile`] turns these into a policy.
 //!
+//! The module reads every raw type with its [`super::read::FromJson`] impl, written beside the
+//! type (`from_json_struct!`). The serde derive stays for the attributes the config's JSON Schema
+//! is derived from; the module never calls it (it would cost ~180 KB of module), and
+//! `tests/config_schema.rs` checks that both readers agree.
+//!
 //! Every raw config type (here and in the feature modules) also derives `schemars::JsonSchema`
 //! under the `schema` feature (`#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]`):
 //! that is what `meshguard schema` prints. After adding or changing a field, run `make schema`
 //! and commit `schema/meshguard-config.schema.json` (`tests/config_schema.rs` checks it).
 
+use super::read::{from_json_enum, from_json_struct};
 use crate::authn::config::{RawJwtProvider, RawJwtRequirement};
 use crate::identity::config::{RawBinding, RawForwardIdentity, RawOwner, RawPeers};
 use crate::mode::Mode;
@@ -185,3 +191,56 @@ pub struct RawMatch {
     #[serde(default)]
     pub allow_semicolon_params: Option<bool>,
 }
+
+from_json_enum!(RawUnmatched { Deny = "deny", Allow = "allow" });
+
+from_json_struct!(RawConfig {
+    mode: get,
+    unmatched: get,
+    audit: get,
+    routes: get,
+    forward_identity: get,
+    client_ip: get,
+    jwt_providers: get,
+    jwt_cache: get,
+    mask_upstream_errors: get,
+    security_headers: get,
+    cors: get,
+    allow_on_headers_stop_iteration: get,
+    paths: get,
+});
+
+from_json_struct!(RawPaths {
+    case_sensitive: get,
+    allow_semicolon_params: get,
+    allow_method_override: get,
+});
+
+from_json_struct!(RawJwtCache { max_entries: get });
+
+from_json_struct!(RawAudit { log_allows: get });
+
+from_json_struct!(RawRoute {
+    name: req,
+    matcher = "match": req,
+    mode: get,
+    jwt: get,
+    peers: get,
+    owner: get,
+    binding: get,
+    request: get,
+    rate_limits: get,
+    lockout: get,
+    response: get,
+    mask_upstream_errors: get,
+    cors: get,
+});
+
+from_json_struct!(RawMatch {
+    methods: get,
+    path: get,
+    prefix: get,
+    hosts: get,
+    case_sensitive: get,
+    allow_semicolon_params: get,
+});

@@ -19,6 +19,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::read::from_json_struct;
 use serde::Deserialize;
 
 use super::authz::{BindingRule, Bypass, OwnerRule, OwnerSource, PeerRule};
@@ -337,6 +338,37 @@ fn header_name(name: &str, path: &str) -> Result<String, ConfigError> {
     }
     Ok(lower)
 }
+
+from_json_struct!(RawPeers {
+    require_mtls: get,
+    allow: get,
+    deny: get,
+    source: get,
+});
+
+from_json_struct!(RawOwner {
+    param: get,
+    query: get,
+    body_field: get,
+    claim: req,
+    bypass: get,
+});
+
+from_json_struct!(RawBypass {
+    claim: req,
+    values: req,
+});
+
+from_json_struct!(RawBinding {
+    claim: get,
+    map: get,
+    cnf: get,
+});
+
+from_json_struct!(RawForwardIdentity {
+    peer_header: get,
+    subject_header: get,
+});
 
 #[cfg(test)]
 mod tests {

@@ -199,6 +199,11 @@ impl PeerFacts {
     }
 }
 
+crate::config::read::from_json_enum!(IdentitySource {
+    Connection = "connection",
+    IstioPeerPrincipal = "istio_peer_principal",
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;

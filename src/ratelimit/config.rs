@@ -11,6 +11,7 @@ use super::key::{KeyError, KeySpec};
 use super::lockout::LockoutPolicy;
 use super::store::RateLimit;
 use super::RouteLimits;
+use crate::config::read::{from_json_enum, from_json_struct};
 use crate::error::config::{index, join, ConfigError};
 use serde::Deserialize;
 
@@ -331,6 +332,40 @@ pub fn compile_client_ip(
     };
     Ok(ClientIpPolicy::new(source, prefix))
 }
+
+from_json_struct!(RawRateLimit {
+    key: req,
+    requests: req,
+    per_seconds: req,
+    burst: get,
+    cost: get,
+    mode: get,
+    name: get,
+    max_keys: get,
+    response_headers: get,
+});
+
+from_json_struct!(RawLockout {
+    keys: get,
+    failures: req,
+    window_seconds: req,
+    block_seconds: req,
+    upstream_statuses: get,
+    mode: get,
+    max_keys: get,
+    normalize_keys: get,
+});
+
+from_json_struct!(RawClientIp {
+    source: get,
+    trusted_hops: get,
+    ipv6_prefix: get,
+});
+
+from_json_enum!(RawIpSource {
+    Connection = "connection",
+    XForwardedFor = "x_forwarded_for",
+});
 
 #[cfg(test)]
 mod tests {

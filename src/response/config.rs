@@ -8,6 +8,7 @@ use super::headers::{
 use super::pointer::FieldPointer;
 use super::strip::{StripField, Visibility};
 use super::{OnMismatch, ResponseRules};
+use crate::config::read::{from_json_enum, from_json_struct, At, Fields, FromJson};
 use crate::error::config::{index, join, ConfigError};
 use crate::routing::matcher::parse_method;
 use crate::validate::schema::SchemaCompiler;
@@ -401,3 +402,69 @@ pub fn compile_cors(raw: &RawCors, at: &str) -> Result<CorsPolicy, ConfigError> 
         max_age_seconds: raw.max_age_seconds,
     })
 }
+
+from_json_struct!(RawResponse {
+    strip_fields: get,
+    body_schema: get,
+    on_schema_mismatch: get,
+    max_body_bytes: get,
+    max_array_len: get,
+});
+
+impl FromJson for RawStripField {
+    /// A JSON pointer string, or a rule object.
+    fn from_json(v: &Value, at: &At) -> Result<Self, ConfigError> {
+        match v {
+            Value::String(s) => Ok(RawStripField::Pointer(s.clone())),
+            Value::Object(_) => RawStripRule::from_json(v, at).map(RawStripField::Rule),
+            _ => Err(at.wrong_type(v, "a JSON pointer string or an object")),
+        }
+    }
+}
+
+from_json_struct!(RawStripRule {
+    pointer: req,
+    visible_to: get,
+});
+
+from_json_struct!(RawVisibleTo {
+    scopes: get,
+    claims: get,
+});
+
+from_json_enum!(RawOnMismatch {
+    Deny = "deny",
+    Strip = "strip",
+    Report = "report",
+});
+
+impl FromJson for RawSecurityHeaders {
+    fn from_json(v: &Value, at: &At) -> Result<Self, ConfigError> {
+        let f = Fields::new(
+            v,
+            at,
+            &["defaults", "set", "remove", "strict_transport_security"],
+        )?;
+        Ok(RawSecurityHeaders {
+            defaults: f.or("defaults", yes)?,
+            set: f.get("set")?,
+            remove: f.get("remove")?,
+            strict_transport_security: f.get("strict_transport_security")?,
+        })
+    }
+}
+
+from_json_struct!(RawHsts {
+    max_age_seconds: req,
+    include_subdomains: get,
+    preload: get,
+});
+
+from_json_struct!(RawCors {
+    allow_origins: req,
+    allow_methods: get,
+    allow_headers: get,
+    expose_headers: get,
+    allow_credentials: get,
+    max_age_seconds: get,
+});

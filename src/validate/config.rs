@@ -23,6 +23,7 @@
 //! The body is checked as JSON (and buffered) when any of `body_schema`, `json_limits`,
 //! `reject_unknown_fields`, `read_only_fields`, `writable_by_role` is set.
 
+use crate::config::read::from_json_struct;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -224,6 +225,28 @@ impl RequestRules {
         })
     }
 }
+
+from_json_struct!(RawRequest {
+    max_body_bytes: get,
+    content_types: get,
+    body_schema: get,
+    query_schema: get,
+    headers: get,
+    params: get,
+    json_limits: get,
+    reject_unknown_fields: get,
+    read_only_fields: get,
+    writable_by_role: get,
+    on_mass_assignment: get,
+});
+
+from_json_struct!(RawJsonLimits {
+    max_depth: get,
+    max_keys: get,
+    max_array_len: get,
+    max_string_len: get,
+    max_total_bytes: get,
+});
 
 #[cfg(test)]
 mod tests {

@@ -136,6 +136,13 @@ pub fn check<S: AsRef<str>>(rules: &[HeaderRule], headers: &[(S, S)]) -> Result<
     Ok(())
 }
 
+crate::config::read::from_json_struct!(RawHeaderRule {
+    name: req,
+    required: get,
+    forbidden: get,
+    pattern: get,
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,16 @@ impl Default for JsonLimits {
     }
 }
 
+/// Limits for a document whose size its reader has already bounded (the plugin configuration,
+/// a token's header and claims, a JWKS): only the nesting depth binds.
+pub const DOCUMENT_LIMITS: JsonLimits = JsonLimits {
+    max_depth: MAX_DEPTH_CEILING,
+    max_keys: u32::MAX,
+    max_array_len: u32::MAX,
+    max_string_len: u32::MAX,
+    max_total_bytes: u64::MAX,
+};
+
 /// Which limit a body exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {

@@ -480,6 +480,16 @@ fn close_in_place(child: &mut Value, dialect: Dialect) {
     }
 }
 
+crate::config::read::from_json_struct!(RawWritableByRole {
+    claim: req,
+    roles: req,
+});
+
+crate::config::read::from_json_enum!(OnMassAssignment {
+    Reject = "reject",
+    Strip = "strip",
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;
