@@ -6,7 +6,7 @@
 //! compatibility decomposition (a table, with Hangul syllables computed), then canonical
 //! ordering (a stable sort of each run of combining marks by canonical combining class).
 //!
-//! The tables ([`nfkd_tables.rs`](nfkd_tables.rs)) are generated from the `unicode-normalization`
+//! The tables (`nfkd_tables.rs`) are generated from the `unicode-normalization`
 //! crate, a dev-dependency only, and the tests compare every code point with it. This module
 //! never composes, never panics and allocates only when the text is not ASCII.
 
