@@ -9,6 +9,8 @@
 //! `encoding/json` and Express's case-insensitive router. It never allocates for strings that
 //! are already folded ASCII.
 
+pub mod nfkd;
+
 use std::borrow::Cow;
 
 /// One character, case-folded (see the module docs).

@@ -86,7 +86,7 @@ pub struct RawLockout {
     /// Keys tracked individually per key expression; default 10000.
     #[serde(default)]
     pub max_keys: Option<u64>,
-    /// Normalise header and body key values (trim, NFKC, case fold); default true.
+    /// Normalise header and body key values (NFKD, trim, case fold); default true.
     #[serde(default)]
     pub normalize_keys: Option<bool>,
 }

@@ -226,12 +226,20 @@ pub struct LockoutKeys {
     pub non_string: bool,
 }
 
-/// Trim, NFKC and case fold: the spellings of one name that login code treats as that name
-/// (`" Victim"`, `VICTIM`, fullwidth `ｖｉｃｔｉｍ`).
+/// NFKD, trim and case fold: the spellings of one name that login code treats as that name
+/// (`" Victim"`, `VICTIM`, fullwidth `ｖｉｃｔｉｍ`, `ⅴictim`).
+///
+/// Django normalises user names with NFKC; two texts have the same NFKC exactly when they have
+/// the same NFKD, and NFKD needs no composition tables ([`crate::text::nfkd`]). The key merges
+/// every pair that "trim, NFKC, case fold" merges (the tests check `key(x) == key(that of x)`
+/// for every code point and for random strings): trimming commutes with the decomposition (white
+/// space neither composes nor decomposes to marks), and case folding keeps each character's
+/// combining class except U+0345 COMBINING GREEK YPOGEGRAMMENI (class 240, the highest, sorted
+/// last, so in the place the `ι` it folds to would take). It merges a few more: `İ` with `i̇`,
+/// `ᾳ̖` with `α̖ι` (the folds of their decompositions), which only makes a lockout stricter.
 pub fn normalize_key_text(s: &str) -> String {
-    use unicode_normalization::UnicodeNormalization;
-    let nfkc: String = s.nfkc().collect();
-    crate::text::fold_case(nfkc.trim()).into_owned()
+    let nfkd = crate::text::nfkd::nfkd(s);
+    crate::text::fold_case(nfkd.trim()).into_owned()
 }
 
 /// The scalars inside a JSON value, in document order, at most `max` (`["victim"]` and
@@ -572,6 +580,124 @@ mod tests {
                 ..facts
             };
             assert_eq!(spec.build(&facts), spec.build(&with_ip), "{text}");
+        }
+    }
+
+    /// The lockout key text before meshguard had its own NFKD: trim, NFKC, case fold.
+    fn nfkc_key(s: &str) -> String {
+        use unicode_normalization::UnicodeNormalization;
+        let nfkc: String = s.nfkc().collect();
+        crate::text::fold_case(nfkc.trim()).into_owned()
+    }
+
+    /// `normalize_key_text(x) == normalize_key_text(nfkc_key(x))` for every `x` means that two
+    /// texts with one NFKC key always have one key now; NFKC and NFKD forms share the key too.
+    fn assert_merges_what_nfkc_merged(s: &str) {
+        use unicode_normalization::UnicodeNormalization;
+        let key = normalize_key_text(s);
+        assert_eq!(key, normalize_key_text(&nfkc_key(s)), "{s:?}");
+        assert_eq!(
+            key,
+            normalize_key_text(&s.nfkc().collect::<String>()),
+            "{s:?}"
+        );
+        assert_eq!(
+            key,
+            normalize_key_text(&s.nfkd().collect::<String>()),
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn every_code_point_keeps_its_nfkc_key_group() {
+        let mut buf = [0; 4];
+        for c in (0..=0x10_FFFF).filter_map(char::from_u32) {
+            assert_merges_what_nfkc_merged(c.encode_utf8(&mut buf));
+        }
+    }
+
+    #[test]
+    fn names_keep_their_nfkc_key_group() {
+        for s in [
+            " Victim ",
+            "\u{FF56}\u{FF49}\u{FF43}\u{FF54}\u{FF49}\u{FF4D}",
+            "\u{2174}ICTIM\u{3000}",
+            "\u{D55C}\u{AE00}\u{1100}\u{1161}",
+            "Z\u{FC}rich",
+            "Zu\u{308}RICH",
+            "\u{212B}ngstr\u{F6}m",
+            "\u{1FBC}\u{301}\u{316}",
+            "q\u{345}\u{301}\u{316}\u{399}",
+            "\u{130}stanbul",
+            "\u{FB01}le\u{2460}",
+            "\u{A0}\u{2003}name\u{2028}",
+        ] {
+            assert_merges_what_nfkc_merged(s);
+        }
+        assert_eq!(normalize_key_text(" \u{FF36}ICTIM"), "victim");
+        assert_eq!(normalize_key_text("\u{2174}ictim"), "victim");
+    }
+
+    #[test]
+    fn folds_a_few_names_nfkc_kept_apart() {
+        // The fold of a decomposition: stricter, never looser.
+        assert_ne!(nfkc_key("\u{130}"), nfkc_key("i\u{307}"));
+        assert_eq!(
+            normalize_key_text("\u{130}"),
+            normalize_key_text("i\u{307}")
+        );
+        assert_ne!(
+            nfkc_key("\u{1FB3}\u{316}"),
+            nfkc_key("\u{3B1}\u{316}\u{3B9}")
+        );
+        assert_eq!(
+            normalize_key_text("\u{1FB3}\u{316}"),
+            normalize_key_text("\u{3B1}\u{316}\u{3B9}")
+        );
+    }
+
+    #[test]
+    fn case_folding_keeps_combining_classes_but_for_ypogegrammeni() {
+        // Why folding after NFKD groups no less than folding after NFKC (normalize_key_text).
+        use crate::text::{fold_char, nfkd::combining_class};
+        let changed: Vec<u32> = (0..=0x10_FFFF)
+            .filter_map(char::from_u32)
+            .filter(|&c| combining_class(fold_char(c)) != combining_class(c))
+            .map(u32::from)
+            .collect();
+        assert_eq!(changed, [0x345]);
+        assert_eq!(combining_class('\u{345}'), 240);
+        let highest = (0..=0x10_FFFF)
+            .filter_map(char::from_u32)
+            .map(combining_class)
+            .max();
+        assert_eq!(highest, Some(240));
+    }
+
+    /// Letters, marks and characters that decompose or fold specially.
+    fn name_char() -> impl proptest::strategy::Strategy<Value = char> {
+        use proptest::prelude::*;
+        prop_oneof![
+            prop::sample::select(vec![
+                'a', 'I', 'i', 'k', 's', ' ', '\u{3000}', '\u{A0}', '\u{3B1}', '\u{3B9}',
+                '\u{399}', '\u{345}', '\u{1FB3}', '\u{1FBC}', '\u{1FBE}', '\u{130}', '\u{131}',
+                '\u{DF}', '\u{1E9E}', '\u{212A}', '\u{17F}', '\u{212B}', '\u{C5}', '\u{E5}',
+                '\u{1C4}', '\u{1C5}', '\u{1C6}', '\u{FB01}', '\u{FF21}', '\u{FF41}', '\u{2160}',
+                '\u{24B6}', '\u{D55C}', '\u{1100}', '\u{1161}', '\u{11A8}', '\u{3C2}', '\u{3A3}',
+                '\u{390}', '\u{1F88}', '\u{1F80}', '\u{F73}', '\u{FF9E}', '\u{344}',
+            ]),
+            (0x300u32..0x370).prop_filter_map("scalar", char::from_u32),
+            (0x1F00u32..0x2000).prop_filter_map("scalar", char::from_u32),
+            any::<char>(),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_names_keep_their_nfkc_key_group(
+            chars in proptest::collection::vec(name_char(), 0..10)
+        ) {
+            assert_merges_what_nfkc_merged(&chars.into_iter().collect::<String>());
         }
     }
 

@@ -147,7 +147,7 @@ impl LockoutPolicy {
         }
     }
 
-    /// Sets whether header and body key values are normalised (trim, NFKC, case fold).
+    /// Sets whether header and body key values are normalised (NFKD, trim, case fold).
     pub fn with_normalize(mut self, normalize: bool) -> Self {
         self.normalize = normalize;
         self
