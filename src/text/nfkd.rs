@@ -98,7 +98,7 @@ fn run_target(cp: u32) -> Option<char> {
         .partition_point(|&k| k & CP_BITS <= cp)
         .checked_sub(1)?;
     let key = *tables::RUN_KEY.get(i)?;
-    let offset = cp - (key & CP_BITS);
+    let offset = cp.checked_sub(key & CP_BITS)?;
     if offset > key >> 21 {
         return None;
     }
