@@ -300,6 +300,12 @@ def mg_equivalent_policy(jwks: dict, jwks_mode: str) -> dict:
     return _mg_policy(jwks, jwks_mode, [_mg_read_route("route")])
 
 
+def mg_jwt_policy(jwks: dict, jwks_mode: str) -> dict:
+    """mg-eq without its rate limit: what the limit costs is the difference."""
+    route = {k: v for k, v in _mg_read_route("route").items() if k != "rate_limits"}
+    return _mg_policy(jwks, jwks_mode, [route])
+
+
 def mg_full_policy(jwks: dict, jwks_mode: str) -> dict:
     """More than the native chain can do: per-subject rate limit and a JSON body schema."""
     write = {
@@ -377,6 +383,8 @@ def setup_bootstrap(
         filters = native_filters(jwks, jwks_mode, jwks_port, cache=True)
     elif setup == "mg-routes":
         filters = [wasm_filter(wasm_path, mg_routes_policy())]
+    elif setup == "mg-jwt":
+        filters = [wasm_filter(wasm_path, mg_jwt_policy(jwks, jwks_mode))]
     elif setup == "mg-eq":
         filters = [wasm_filter(wasm_path, mg_equivalent_policy(jwks, jwks_mode))]
     elif setup == "mg-full":

@@ -49,11 +49,13 @@ SETUPS = {
     "native-nocache": "jwt_authn + rbac + local_ratelimit, no jwt_cache_config",
     "native-cache": "jwt_authn (jwt_cache_config) + rbac + local_ratelimit",
     "mg-routes": "meshguard, route table only (foundation)",
+    "mg-jwt": "meshguard, JWT + scope without the rate limit (mg-eq minus its limit: the "
+    "limit's share)",
     "mg-eq": "meshguard, the native chain's policy (JWT + scope + rate limit)",
     "mg-full": "meshguard, full policy (JWT + scopes + per-subject rate limit + 1 KiB body schema)",
 }
-MG_SETUPS = ("mg-routes", "mg-eq", "mg-full")
-JWT_SETUPS = ("native-nocache", "native-cache", "mg-eq", "mg-full")
+MG_SETUPS = ("mg-routes", "mg-jwt", "mg-eq", "mg-full")
+JWT_SETUPS = ("native-nocache", "native-cache", "mg-jwt", "mg-eq", "mg-full")
 # Setups whose requests carry tokens (the JWT setups enforce a whole policy; wasm-verify only
 # checks the signature).
 TOKEN_SETUPS = JWT_SETUPS + ("wasm-verify",)
@@ -83,6 +85,8 @@ def setup_workloads(setup: str) -> list:
         return [Workload("GET")]
     if setup == "wasm-verify":
         return [Workload("GET", a, True) for a in ALG_SLUGS]
+    if setup == "mg-jwt":
+        return [Workload("GET", "rs256")]
     if setup == "mg-full":
         return jwt_workloads("POST")
     return jwt_workloads("GET")
@@ -700,6 +704,14 @@ def render(bench: Bench, states: dict, summary: dict, meta: dict) -> str:
         L.append(f"Wasm floor: a no-op proxy-wasm filter adds {floor:.1f} us/req"
                  + (f"; meshguard with its route table only adds {routes:.1f} us/req "
                     f"({routes - floor:.1f} above the floor)." if routes is not None else "."))
+        jwt = summary["variants"].get("mg-jwt/get-rs256-reused", {}).get("added_cpu_us")
+        eq = summary["variants"].get("mg-eq/get-rs256-reused", {}).get("added_cpu_us")
+        if None not in (routes, jwt, eq):
+            L.append("")
+            L.append(f"Reused RS256 token by stage (added us): the wasm floor {floor:.1f}, the "
+                     f"route table {routes - floor:.1f}, the cached token and its scope "
+                     f"{jwt - routes:.1f}, the rate limit {eq - jwt:.1f} (mg-routes, mg-jwt, "
+                     f"mg-eq).")
     prims = {a: p for a, p in summary["primitives"].items() if p["envoy"] is not None}
     if prims:
         L.append("")

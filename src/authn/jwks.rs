@@ -650,6 +650,9 @@ mod tests {
     #[test]
     fn refuses_documents_without_keys() {
         assert_eq!(decode_jwks(b"nope", 100).err(), Some(JwksError::NotJson));
+        // A member written twice (in any case) leaves no parser to pick one: unusable.
+        let dup = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"a","X":"b"}]}"#;
+        assert_eq!(decode_jwks(dup, 100).err(), Some(JwksError::NotJson));
         assert_eq!(decode_jwks(b"{}", 100).err(), Some(JwksError::NoKeysArray));
         assert_eq!(
             decode_jwks(b"{\"keys\":[]}", 100).err(),
