@@ -384,9 +384,10 @@ pub fn decode_jwks(bytes: &[u8], max_bytes: usize) -> Result<DecodedJwks, JwksEr
             max: max_bytes,
         });
     }
-    // The strict reader: a key member repeated (in any case) makes the document unusable rather
-    // than leaving the choice of duplicate to a parser.
-    let doc: Value = json::parse(bytes, &json::DOCUMENT_LIMITS).map_err(|_| JwksError::NotJson)?;
+    // The strict reader: a member repeated in one object makes the document unusable rather
+    // than leaving the choice of duplicate to a parser. Names stay case-sensitive, as JWK's are.
+    let doc: Value = json::parse_keys(bytes, &json::DOCUMENT_LIMITS, json::Keys::ExactUnique)
+        .map_err(|_| JwksError::NotJson)?;
     let entries = doc
         .get("keys")
         .and_then(Value::as_array)
@@ -650,8 +651,8 @@ mod tests {
     #[test]
     fn refuses_documents_without_keys() {
         assert_eq!(decode_jwks(b"nope", 100).err(), Some(JwksError::NotJson));
-        // A member written twice (in any case) leaves no parser to pick one: unusable.
-        let dup = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"a","X":"b"}]}"#;
+        // A member written twice leaves no parser to pick one: unusable.
+        let dup = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"a","x":"b"}]}"#;
         assert_eq!(decode_jwks(dup, 100).err(), Some(JwksError::NotJson));
         assert_eq!(decode_jwks(b"{}", 100).err(), Some(JwksError::NoKeysArray));
         assert_eq!(

@@ -27,8 +27,9 @@ pub fn compile(bytes: &[u8]) -> Result<Policy, ConfigError> {
     compile_raw(&raw)
 }
 
-/// Parses JSON into raw config. The document goes through the strict reader (a duplicate key
-/// is an error, as for request bodies: two spellings of one setting must not disagree), then
+/// Parses JSON into raw config. The document goes through the strict reader (a key twice in one
+/// object is an error: two copies of one setting must not disagree; keys stay case-sensitive,
+/// since a schema may define both `id` and `ID`), then
 /// [`FromJson`] reads the raw types; every error names the JSON path at fault.
 pub fn parse(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
@@ -43,15 +44,20 @@ pub fn parse(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
             format!("plugin configuration is over {MAX_CONFIG_BYTES} bytes"),
         ));
     }
-    let value = json::parse(bytes, &json::DOCUMENT_LIMITS).map_err(|e| match e {
-        JsonError::DuplicateKey { at } => {
-            ConfigError::new(path_at(bytes, at), "duplicate object key")
-        }
-        JsonError::Limit(l) => ConfigError::new("", format!("configuration exceeds {}", l.field())),
-        JsonError::Malformed { .. } => {
-            ConfigError::new("", format!("invalid JSON: {}", e.describe()))
-        }
-    })?;
+    let value =
+        json::parse_keys(bytes, &json::DOCUMENT_LIMITS, json::Keys::ExactUnique).map_err(|e| {
+            match e {
+                JsonError::DuplicateKey { at } => {
+                    ConfigError::new(path_at(bytes, at), "duplicate object key")
+                }
+                JsonError::Limit(l) => {
+                    ConfigError::new("", format!("configuration exceeds {}", l.field()))
+                }
+                JsonError::Malformed { .. } => {
+                    ConfigError::new("", format!("invalid JSON: {}", e.describe()))
+                }
+            }
+        })?;
     RawConfig::from_json(&value, &At::ROOT)
 }
 
@@ -462,6 +468,20 @@ mod tests {
             e.starts_with("routes[0].mode: unknown variant `block`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_key_twice_is_refused_with_its_path_but_case_variants_are_names() {
+        let e = err(
+            r#"{"routes":[{"name":"a","match":{"path":"/a"},"mode":"report","mode":"enforce"}]}"#,
+        );
+        assert_eq!(e, "routes[0].mode: duplicate object key");
+        let ok = compile(
+            br#"{"routes":[{"name":"a","match":{"path":"/a","methods":["POST"]},"request":{"body_schema":
+                {"type":"object","properties":{"id":{"type":"string"},"ID":{"type":"integer"}}}}}]}"#,
+        );
+        assert!(ok.is_ok(), "{:?}", ok.err());
+        assert!(err(r#"{"MODE":"report"}"#).contains("unknown field `MODE`"));
     }
 
     #[test]

@@ -122,6 +122,23 @@ impl JsonError {
 
 /// Parses `body` as one strict JSON document within `limits`.
 pub fn parse(body: &[u8], limits: &JsonLimits) -> Result<Value, JsonError> {
+    parse_keys(body, limits, Keys::FoldedUnique)
+}
+
+/// How unique an object's keys must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    /// No two keys equal after case folding (request bodies, tokens): case-insensitive binders
+    /// upstream would otherwise read the one a check did not see.
+    FoldedUnique,
+    /// No two keys equal byte for byte: documents whose names are case-sensitive data written
+    /// by an operator or an issuer (the plugin config, where a schema may define `id` and `ID`;
+    /// a JWKS).
+    ExactUnique,
+}
+
+/// [`parse`] with the given key uniqueness.
+pub fn parse_keys(body: &[u8], limits: &JsonLimits, keys: Keys) -> Result<Value, JsonError> {
     if u64::try_from(body.len()).map_or(true, |n| n > limits.max_total_bytes) {
         return Err(JsonError::Limit(Limit::TotalBytes));
     }
@@ -129,7 +146,7 @@ pub fn parse(body: &[u8], limits: &JsonLimits) -> Result<Value, JsonError> {
         what: "invalid UTF-8",
         at: e.valid_up_to(),
     })?;
-    Reader::new(text).document(limits)
+    Reader::new(text).document(limits, keys == Keys::FoldedUnique)
 }
 
 /// A container being filled: its partial value and, for objects, the key awaiting its value
@@ -189,7 +206,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The whole document: one value, surrounded only by whitespace.
-    fn document(&mut self, limits: &JsonLimits) -> Result<Value, JsonError> {
+    fn document(&mut self, limits: &JsonLimits, fold: bool) -> Result<Value, JsonError> {
         // usize::try_from cannot fail on 32/64-bit targets; saturate rather than trust it.
         let max_depth = usize::try_from(limits.max_depth.min(MAX_DEPTH_CEILING)).unwrap_or(0);
         let max_keys = usize::try_from(limits.max_keys).unwrap_or(usize::MAX);
@@ -275,7 +292,7 @@ impl<'a> Reader<'a> {
                         let key = std::mem::take(key);
                         // While every key is already folded, an exact duplicate is the only
                         // kind; from the first key that folds, keep the folded set.
-                        if folds.is_some() || needs_fold(&key) {
+                        if fold && (folds.is_some() || needs_fold(&key)) {
                             let set = folds.get_or_insert_with(|| {
                                 map.keys().map(|k| fold_case(k).into_owned()).collect()
                             });

@@ -307,6 +307,11 @@ BAD_CONFIGS = {
         ["routes[0].match.path"],
     ),
     "wrong-type": ({"routes": 5}, ["routes"]),
+    # A key twice in one object (JSON text: a dict cannot hold it). serde_json would keep the last.
+    "duplicate-key": (
+        '{"routes": [{"name": "a", "match": {"prefix": "/"}, "mode": "report", "mode": "enforce"}]}',
+        ["routes[0].mode", "duplicate"],
+    ),
 }
 
 
