@@ -137,6 +137,60 @@ fn schema_refuses_a_route_without_path_or_prefix_and_a_bad_route_name() {
     assert!(!v.is_valid(&config));
 }
 
+/// [`a_full_config`] and every field it leaves out, for the reader comparison (parsed, not
+/// compiled: the routes need not make sense together).
+fn a_config_with_every_field() -> Value {
+    let mut c = a_full_config();
+    c["audit"] = json!({ "log_allows": true });
+    c["forward_identity"] = json!({ "peer_header": "x-peer", "subject_header": "x-sub" });
+    c["client_ip"] = json!({ "source": "x_forwarded_for", "trusted_hops": 1, "ipv6_prefix": 64 });
+    c["jwt_cache"] = json!({ "max_entries": 10 });
+    c["paths"] = json!({ "case_sensitive": true, "allow_semicolon_params": true,
+                         "allow_method_override": true });
+    c["jwt_providers"]["hm"] = json!({
+        "issuer": "h", "algorithms": ["HS256"],
+        "hmac_secret": { "inline_base64url": "WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo", "kid": "k" },
+        "from_cookies": ["c"], "clock_skew_seconds": 5, "max_lifetime_seconds": 100,
+        "require_expiration": true, "forward": false, "forward_payload_header": "x-p",
+        "max_token_bytes": 4096 });
+    c["jwt_providers"]["inline"] =
+        json!({ "issuer": "i", "local_jwks": { "inline_string": "{}" } });
+    c["jwt_providers"]["main"]["remote_jwks"]["authority"] = json!("idp");
+    c["jwt_providers"]["main"]["remote_jwks"]["min_refetch_interval_seconds"] = json!(5);
+    c["jwt_providers"]["main"]["remote_jwks"]["max_body_bytes"] = json!(5000);
+    c["security_headers"]["defaults"] = json!(false);
+    c["security_headers"]["strict_transport_security"]["preload"] = json!(true);
+    if let Some(routes) = c["routes"].as_array_mut() {
+        routes.push(json!({
+            "name": "two",
+            "match": { "prefix": "/p", "hosts": ["a.example"], "case_sensitive": true,
+                       "allow_semicolon_params": false, "methods": ["POST"] },
+            "jwt": { "providers": ["hm"], "allow_missing": true },
+            "peers": { "deny": ["spiffe://x/y"], "source": "istio_peer_principal" },
+            "owner": { "query": "u", "body_field": "/u", "claim": "sub",
+                       "bypass": { "claim": "role", "values": ["admin"] } },
+            "binding": { "claim": "azp", "map": { "a": "spiffe://x/a" }, "cnf": false },
+            "lockout": { "keys": ["jwt:sub"], "failures": 3, "window_seconds": 60,
+                         "block_seconds": 60, "upstream_statuses": [401, 403], "mode": "report",
+                         "max_keys": 10, "normalize_keys": false },
+            "request": {
+                "headers": [{ "name": "x-a", "required": true, "forbidden": false, "pattern": "^a$" }],
+                "params": { "q": { "type": "string" } },
+                "json_limits": { "max_depth": 10, "max_keys": 10, "max_array_len": 10,
+                                 "max_string_len": 10, "max_total_bytes": 100 },
+                "reject_unknown_fields": true, "read_only_fields": ["/id"],
+                "writable_by_role": { "claim": "role", "roles": { "admin": ["/x"] } },
+                "on_mass_assignment": "strip", "body_schema": { "type": "object" } },
+            "rate_limits": [{ "key": "jwt:sub", "requests": 1, "per_seconds": 1, "cost": 1,
+                              "mode": "enforce", "name": "n", "max_keys": 5,
+                              "response_headers": true }],
+            "response": { "strip_fields": [{ "pointer": "/a",
+                                             "visible_to": { "claims": { "role": ["admin"] } } }] }
+        }));
+    }
+    c
+}
+
 /// Every JSON pointer to a member or element of `v`, the document's own ("") first.
 fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
     out.push(at.clone());
@@ -161,15 +215,18 @@ fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
 
 /// The module reads the config with its own reader (`config::read`), not serde's derive: both
 /// must accept the same configs and read them the same. Each case is the full config with one
-/// member removed, retyped or joined by an unknown member. One difference is wanted: serde's
+/// member removed, retyped or joined by an unknown member. Two differences are wanted: serde's
 /// derive also reads a struct from an array of its fields in order (`"match": ["GET"]`, also in
-/// an untagged enum such as `strip_fields`); the
-/// module refuses that.
+/// an untagged enum such as `strip_fields`), and a unit enum from a one-member object
+/// (`"mode": {"enforce": null}`); the
+/// module refuses both.
 #[test]
 fn the_module_reader_and_the_serde_derive_agree() {
     use meshguard::config::compile::parse;
     use meshguard::config::raw::RawConfig;
-    let base = a_full_config();
+    let base = a_config_with_every_field();
+    assert!(parse(&serde_json::to_vec(&base).unwrap_or_default()).is_ok());
+    assert!(serde_json::from_value::<RawConfig>(base.clone()).is_ok());
     let mut all = Vec::new();
     pointers(&base, String::new(), &mut all);
     let values = [
@@ -185,6 +242,10 @@ fn the_module_reader_and_the_serde_derive_agree() {
         json!(["x"]),
         json!({}),
         json!({ "x": 1 }),
+        json!(0),
+        json!(65536),
+        json!(4_294_967_296_u64),
+        json!({ "enforce": null }),
     ];
     // (config, whether the module may refuse what serde accepts)
     let mut cases = vec![(base.clone(), false)];
@@ -209,7 +270,8 @@ fn the_module_reader_and_the_serde_derive_agree() {
             let mut c = base.clone();
             let mut array_for_object = false;
             if let Some(slot) = c.pointer_mut(p) {
-                array_for_object = !slot.is_array() && v.is_array();
+                array_for_object = (!slot.is_array() && v.is_array())
+                    || (slot.is_string() && *v == json!({ "enforce": null }));
                 *slot = v.clone();
             }
             cases.push((c, array_for_object));

@@ -364,7 +364,7 @@ mod tests {
         }
 
         fn requirement(&self, v: Value) -> JwtRequirement {
-            let raw: RawJwtRequirement = serde_json::from_value(v).unwrap();
+            let raw: RawJwtRequirement = crate::config::read::from_value(v).unwrap();
             compile_requirement(&raw, &self.providers, "routes[0].jwt").unwrap()
         }
 

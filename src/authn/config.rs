@@ -658,7 +658,7 @@ mod tests {
     const JWKS: &str = include_str!("../../tests/fixtures/jwt/jwks.json");
 
     fn raw(v: Value) -> BTreeMap<String, RawJwtProvider> {
-        serde_json::from_value(v).unwrap()
+        crate::config::read::from_value(v).unwrap()
     }
 
     fn compile(v: Value) -> Result<Providers, ConfigError> {
@@ -757,12 +757,13 @@ mod tests {
 
     #[test]
     fn rejects_unknown_fields() {
-        let e = serde_json::from_value::<BTreeMap<String, RawJwtProvider>>(
+        let e = crate::config::read::from_value::<BTreeMap<String, RawJwtProvider>>(
             json!({ "a": { "remote_jwks": remote(), "issuers": "x" } }),
         );
         assert!(e.is_err());
-        let e =
-            serde_json::from_value::<RawJwtRequirement>(json!({ "providers": ["a"], "scope": [] }));
+        let e = crate::config::read::from_value::<RawJwtRequirement>(
+            json!({ "providers": ["a"], "scope": [] }),
+        );
         assert!(e.is_err());
     }
 
@@ -907,7 +908,7 @@ mod tests {
         let p = compile(json!({ "a": { "remote_jwks": remote() },
                                 "b": { "remote_jwks": remote() } }))
         .unwrap();
-        let req: RawJwtRequirement = serde_json::from_value(json!({
+        let req: RawJwtRequirement = crate::config::read::from_value(json!({
             "providers": ["b", "a"], "scopes": ["users:read"],
             "claims": { "tenant": ["a", "b"] } }))
         .unwrap();
@@ -917,7 +918,7 @@ mod tests {
         assert_eq!(r.claims[0].claim, "tenant");
 
         let bad = |v: Value| {
-            let req: RawJwtRequirement = serde_json::from_value(v).unwrap();
+            let req: RawJwtRequirement = crate::config::read::from_value(v).unwrap();
             compile_requirement(&req, &p, "routes[3].jwt").unwrap_err()
         };
         assert_eq!(

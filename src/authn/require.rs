@@ -93,7 +93,7 @@ mod tests {
 
     fn requirement(v: Value) -> JwtRequirement {
         let ps = providers(json!({ "main": provider_json() }));
-        let raw: RawJwtRequirement = serde_json::from_value(v).unwrap();
+        let raw: RawJwtRequirement = crate::config::read::from_value(v).unwrap();
         compile_requirement(&raw, &ps, "routes[0].jwt").unwrap()
     }
 

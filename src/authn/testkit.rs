@@ -198,7 +198,7 @@ pub fn provider_json() -> Value {
 
 /// Compiles `{name: json}` providers.
 pub fn providers(v: Value) -> Providers {
-    let raw: BTreeMap<String, RawJwtProvider> = serde_json::from_value(v).unwrap();
+    let raw: BTreeMap<String, RawJwtProvider> = crate::config::read::from_value(v).unwrap();
     compile_providers(&raw, "jwt_providers").unwrap()
 }
 

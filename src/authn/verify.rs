@@ -189,10 +189,13 @@ pub fn verify(
     let header = json_object(&header_bytes).ok_or(JwtError::Malformed(
         "header is not a JSON object without duplicates",
     ))?;
-    if header.contains_key("enc") {
+    // A parameter set to `null` is absent, as it was when serde read the header into `Option`s
+    // (some libraries write `"kid": null`).
+    let param = |name: &str| header.get(name).filter(|v| !v.is_null());
+    if param("enc").is_some() {
         return Err(JwtError::UnsupportedType("JWE (enc header)"));
     }
-    match header.get("cty") {
+    match param("cty") {
         // RFC 7515 §4.1.10: `JWT` and `application/JWT` name the same type, in any case.
         Some(Value::String(c))
             if c.eq_ignore_ascii_case("JWT") || c.eq_ignore_ascii_case("application/jwt") =>
@@ -202,10 +205,10 @@ pub fn verify(
         Some(Value::String(_)) | None => {}
         Some(_) => return Err(JwtError::Malformed("cty header is not a string")),
     }
-    if header.contains_key("crit") {
+    if param("crit").is_some() {
         return Err(JwtError::CritUnsupported);
     }
-    let alg_name = match header.get("alg") {
+    let alg_name = match param("alg") {
         Some(Value::String(s)) => s.as_str(),
         _ => return Err(JwtError::Malformed("alg header missing or not a string")),
     };
@@ -221,7 +224,7 @@ pub fn verify(
             "alg not in the provider's algorithms",
         ));
     }
-    let kid = match header.get("kid") {
+    let kid = match param("kid") {
         None => None,
         Some(Value::String(s)) => Some(s.as_str()),
         Some(_) => return Err(JwtError::Malformed("kid header is not a string")),

@@ -611,3 +611,24 @@ fn token_without_kid_tries_at_most_max_keys_tried_keys() {
         JwtError::UnknownKid
     );
 }
+
+#[test]
+fn a_header_parameter_set_to_null_is_absent() {
+    // As when serde read the header: `"kid": null` (some libraries write it) selects like no
+    // `kid`; a null `cty`, `enc` or `crit` asks for nothing.
+    for h in [
+        json!({ "alg": "EdDSA", "kid": null }),
+        json!({ "alg": "EdDSA", "kid": "ed25519", "cty": null }),
+        json!({ "alg": "EdDSA", "kid": "ed25519", "enc": null }),
+        json!({ "alg": "EdDSA", "kid": "ed25519", "crit": null }),
+    ] {
+        let t = token_with(h.clone(), good_claims(), Some("ed25519"));
+        assert!(check(&t).is_ok(), "{h}: {:?}", check(&t).err());
+    }
+    let t = token_with(
+        json!({ "alg": null, "kid": "ed25519" }),
+        good_claims(),
+        Some("ed25519"),
+    );
+    assert_eq!(reason(check(&t)), Reason::JwtMalformed);
+}

@@ -196,6 +196,12 @@ impl<T: FromJson> FromJson for BTreeMap<String, T> {
     }
 }
 
+/// Reads a raw config type from a JSON value, as the module does (for tests of the raw types).
+#[cfg(test)]
+pub fn from_value<T: FromJson>(v: Value) -> Result<T, ConfigError> {
+    T::from_json(&v, &At::ROOT)
+}
+
 /// Which of `names` the string `v` is (a unit enum variant, as serde's `rename_all` spells it).
 pub fn variant(v: &Value, at: &At, names: &[&str]) -> Result<usize, ConfigError> {
     let Value::String(s) = v else {

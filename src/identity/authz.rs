@@ -395,17 +395,17 @@ mod tests {
     const FOREIGN: &str = "spiffe://partner.example/ns/shop/sa/frontend";
 
     fn peer_rule(v: Value) -> PeerRule {
-        let raw: RawPeers = serde_json::from_value(v).unwrap();
+        let raw: RawPeers = crate::config::read::from_value(v).unwrap();
         compile_peers(&raw, "routes[0].peers").unwrap()
     }
 
     fn owner_rule(v: Value) -> OwnerRule {
-        let raw: RawOwner = serde_json::from_value(v).unwrap();
+        let raw: RawOwner = crate::config::read::from_value(v).unwrap();
         compile_owner(&raw, "routes[0].owner", &["id", "org"]).unwrap()
     }
 
     fn binding_rule(v: Value) -> BindingRule {
-        let raw: RawBinding = serde_json::from_value(v).unwrap();
+        let raw: RawBinding = crate::config::read::from_value(v).unwrap();
         compile_binding(&raw, "routes[0].binding").unwrap()
     }
 

@@ -376,22 +376,22 @@ mod tests {
     use serde_json::json;
 
     fn peers(v: serde_json::Value) -> Result<PeerRule, ConfigError> {
-        let raw: RawPeers = serde_json::from_value(v).unwrap();
+        let raw: RawPeers = crate::config::read::from_value(v).unwrap();
         compile_peers(&raw, "routes[0].peers")
     }
 
     fn owner(v: serde_json::Value, params: &[&str]) -> Result<OwnerRule, ConfigError> {
-        let raw: RawOwner = serde_json::from_value(v).unwrap();
+        let raw: RawOwner = crate::config::read::from_value(v).unwrap();
         compile_owner(&raw, "routes[0].owner", params)
     }
 
     fn binding(v: serde_json::Value) -> Result<BindingRule, ConfigError> {
-        let raw: RawBinding = serde_json::from_value(v).unwrap();
+        let raw: RawBinding = crate::config::read::from_value(v).unwrap();
         compile_binding(&raw, "routes[0].binding")
     }
 
     fn forward(v: serde_json::Value) -> Result<ForwardIdentity, ConfigError> {
-        let raw: RawForwardIdentity = serde_json::from_value(v).unwrap();
+        let raw: RawForwardIdentity = crate::config::read::from_value(v).unwrap();
         compile_forward_identity(&raw, "forward_identity")
     }
 
@@ -449,23 +449,28 @@ mod tests {
 
     #[test]
     fn raw_types_reject_unknown_fields_and_sources() {
-        assert!(serde_json::from_value::<RawPeers>(json!({"allow": [], "alow": []})).is_err());
-        assert!(serde_json::from_value::<RawPeers>(json!({"source": "sidecar"})).is_err());
+        assert!(
+            crate::config::read::from_value::<RawPeers>(json!({"allow": [], "alow": []})).is_err()
+        );
+        assert!(crate::config::read::from_value::<RawPeers>(json!({"source": "sidecar"})).is_err());
         let raw: RawPeers =
-            serde_json::from_value(json!({"source": "istio_peer_principal"})).unwrap();
+            crate::config::read::from_value(json!({"source": "istio_peer_principal"})).unwrap();
         assert_eq!(
             compile_peers(&raw, "p").unwrap().source(),
             IdentitySource::IstioPeerPrincipal
         );
+        assert!(crate::config::read::from_value::<RawOwner>(
+            json!({"param": "id", "claim": "sub", "x": 1})
+        )
+        .is_err());
+        assert!(crate::config::read::from_value::<RawOwner>(json!({"param": "id"})).is_err());
+        assert!(crate::config::read::from_value::<RawBinding>(
+            json!({"cnf": true, "claims": "azp"})
+        )
+        .is_err());
         assert!(
-            serde_json::from_value::<RawOwner>(json!({"param": "id", "claim": "sub", "x": 1}))
-                .is_err()
+            crate::config::read::from_value::<RawForwardIdentity>(json!({"peer": "x"})).is_err()
         );
-        assert!(serde_json::from_value::<RawOwner>(json!({"param": "id"})).is_err());
-        assert!(
-            serde_json::from_value::<RawBinding>(json!({"cnf": true, "claims": "azp"})).is_err()
-        );
-        assert!(serde_json::from_value::<RawForwardIdentity>(json!({"peer": "x"})).is_err());
     }
 
     #[test]

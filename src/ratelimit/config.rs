@@ -373,7 +373,7 @@ mod tests {
     use serde_json::json;
 
     fn limits(v: serde_json::Value) -> Result<RouteLimits, ConfigError> {
-        let raw: Vec<RawRateLimit> = serde_json::from_value(v).unwrap();
+        let raw: Vec<RawRateLimit> = crate::config::read::from_value(v).unwrap();
         compile_rate_limits(&raw, "routes[0].rate_limits", "r", Mode::Enforce)
     }
 
@@ -396,11 +396,11 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let r: Result<Vec<RawRateLimit>, _> = serde_json::from_value(
+        let r: Result<Vec<RawRateLimit>, _> = crate::config::read::from_value(
             json!([{ "key": "route", "requests": 1, "per_seconds": 1, "burts": 2 }]),
         );
         assert!(r.is_err());
-        let r: Result<RawLockout, _> = serde_json::from_value(
+        let r: Result<RawLockout, _> = crate::config::read::from_value(
             json!({ "failures": 1, "window_seconds": 1, "block_seconds": 1, "extra": 1 }),
         );
         assert!(r.is_err());
@@ -475,7 +475,7 @@ mod tests {
 
     #[test]
     fn limit_mode_overrides_the_route_mode() {
-        let raw: Vec<RawRateLimit> = serde_json::from_value(json!([
+        let raw: Vec<RawRateLimit> = crate::config::read::from_value(json!([
             { "key": "route", "requests": 1, "per_seconds": 1 },
             { "key": "client_ip", "requests": 1, "per_seconds": 1, "mode": "enforce" }
         ]))
@@ -487,7 +487,7 @@ mod tests {
 
     #[test]
     fn lockout_defaults_and_errors() {
-        let raw: RawLockout = serde_json::from_value(
+        let raw: RawLockout = crate::config::read::from_value(
             json!({ "failures": 5, "window_seconds": 300, "block_seconds": 900 }),
         )
         .unwrap();
@@ -496,7 +496,7 @@ mod tests {
         assert!(!p.counts_upstream_status(401));
 
         let bad = |v: serde_json::Value| {
-            let raw: RawLockout = serde_json::from_value(v).unwrap();
+            let raw: RawLockout = crate::config::read::from_value(v).unwrap();
             compile_lockout(&raw, "routes[1].lockout", "login", Mode::Enforce)
                 .unwrap_err()
                 .path
@@ -526,7 +526,7 @@ mod tests {
     #[test]
     fn client_ip_header_needs_explicit_trusted_hops() {
         let c = |v: serde_json::Value| {
-            let raw: RawClientIp = serde_json::from_value(v).unwrap();
+            let raw: RawClientIp = crate::config::read::from_value(v).unwrap();
             compile_client_ip(Some(&raw), "client_ip")
         };
         assert_eq!(

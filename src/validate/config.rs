@@ -256,7 +256,7 @@ mod tests {
     const AT: &str = "routes[0].request";
 
     fn raw(v: Value) -> RawRequest {
-        serde_json::from_value(v).unwrap()
+        crate::config::read::from_value(v).unwrap()
     }
 
     fn err(v: Value) -> ConfigError {
@@ -287,13 +287,15 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused() {
-        assert!(serde_json::from_value::<RawRequest>(json!({"max_body": 1})).is_err());
-        assert!(
-            serde_json::from_value::<RawRequest>(json!({"json_limits": {"depth": 1}})).is_err()
-        );
-        assert!(
-            serde_json::from_value::<RawRequest>(json!({"on_mass_assignment": "drop"})).is_err()
-        );
+        assert!(crate::config::read::from_value::<RawRequest>(json!({"max_body": 1})).is_err());
+        assert!(crate::config::read::from_value::<RawRequest>(
+            json!({"json_limits": {"depth": 1}})
+        )
+        .is_err());
+        assert!(crate::config::read::from_value::<RawRequest>(
+            json!({"on_mass_assignment": "drop"})
+        )
+        .is_err());
     }
 
     #[test]

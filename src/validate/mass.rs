@@ -502,7 +502,8 @@ mod tests {
 
     fn rules(read_only: &[&str], writable: Option<Value>) -> MassRules {
         let ro: Vec<String> = read_only.iter().map(|s| s.to_string()).collect();
-        let w: Option<RawWritableByRole> = writable.map(|v| serde_json::from_value(v).unwrap());
+        let w: Option<RawWritableByRole> =
+            writable.map(|v| crate::config::read::from_value(v).unwrap());
         MassRules::compile(&ro, w.as_ref(), OnMassAssignment::Reject, "r").unwrap()
     }
 
@@ -587,7 +588,8 @@ mod tests {
     #[test]
     fn invalid_role_config_names_the_path() {
         let w: RawWritableByRole =
-            serde_json::from_value(json!({"claim": "role", "roles": {"admin": ["role"]}})).unwrap();
+            crate::config::read::from_value(json!({"claim": "role", "roles": {"admin": ["role"]}}))
+                .unwrap();
         let e = MassRules::compile(&[], Some(&w), OnMassAssignment::Reject, "routes[0].request")
             .unwrap_err();
         assert_eq!(e.path, "routes[0].request.writable_by_role.roles.admin[0]");

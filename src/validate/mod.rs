@@ -295,7 +295,7 @@ mod tests {
     use serde_json::{json, Value};
 
     fn rules(v: Value) -> RequestRules {
-        let raw: RawRequest = serde_json::from_value(v).unwrap();
+        let raw: RawRequest = crate::config::read::from_value(v).unwrap();
         RequestRules::compile(&raw, "routes[0].request", Some(&["id"])).unwrap()
     }
 
