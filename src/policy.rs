@@ -132,6 +132,8 @@ pub struct Policy {
     pub injected_headers: Vec<String>,
     /// Verified-token cache entries per worker.
     pub jwt_cache_entries: usize,
+    /// Verified-token slots shared by the workers (0: not shared).
+    pub jwt_shared_entries: u32,
     /// Requests that match no route may carry `;` path parameters (`paths.allow_semicolon_params`).
     pub allow_semicolon_params: bool,
     /// Requests may name another method in a header or `_method` (`paths.allow_method_override`).

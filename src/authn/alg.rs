@@ -115,6 +115,11 @@ impl fmt::Display for Alg {
 pub struct AlgSet(u16);
 
 impl AlgSet {
+    /// The set as bits (one per [`Alg`]), for digests.
+    pub fn bits(self) -> u16 {
+        self.0
+    }
+
     /// The empty set.
     pub const EMPTY: AlgSet = AlgSet(0);
 

@@ -17,6 +17,7 @@ use super::extract::{extract, Extracted};
 use super::forward::{upstream_edits, UpstreamEdits};
 use super::keys::{FetchRequest, KeyManager, KeyStatus, UnknownKidAction};
 use super::require;
+use super::shared_tokens;
 use super::verify::{peek_issuer, verify, JwtError, VerifiedToken};
 use crate::error::{Denial, Reason};
 use crate::host::SharedStore;
@@ -269,8 +270,22 @@ fn check_provider(
         if let Some(token) = ctx.cache.get(&key, &keys, now_secs) {
             return Ok(finish(req, pid, provider, found, token, true));
         }
+        let slots = ctx.cache.shared_slots();
+        if slots > 0 {
+            // Another worker of this Envoy may have verified it already.
+            if let Some(token) =
+                shared_tokens::get(ctx.store, slots, &key, provider, &keys, now_secs)
+            {
+                let token = Arc::new(token);
+                ctx.cache.insert(key, token.clone(), &keys);
+                return Ok(finish(req, pid, provider, found, token, true));
+            }
+        }
         match verify(&found.token, provider, &keys, now_secs) {
             Ok(token) => {
+                if slots > 0 {
+                    shared_tokens::put(ctx.store, slots, &key, provider, &token);
+                }
                 let token = Arc::new(token);
                 ctx.cache.insert(key, token.clone(), &keys);
                 return Ok(finish(req, pid, provider, found, token, false));
@@ -428,6 +443,39 @@ mod tests {
         };
         assert!(b.cached);
         assert_eq!(w.cache.stats().hits, 1);
+    }
+
+    #[test]
+    fn a_token_one_worker_verified_passes_on_another_without_verifying() {
+        let mut w = local_world();
+        w.cache = TokenCache::new(16).with_shared(64);
+        let req = w.requirement(json!({ "providers": ["main"], "scopes": ["users:read"] }));
+        let h = bearer(&good_rs256_token());
+        let AuthnOutcome::Authenticated(a) = w.run(&req, &h, T0) else {
+            panic!("expected a pass");
+        };
+        assert!(!a.cached);
+        // Another worker: its own empty cache, the same store.
+        w.cache = TokenCache::new(16).with_shared(64);
+        let AuthnOutcome::Authenticated(b) = w.run(&req, &h, T0 + 1000) else {
+            panic!("expected a pass");
+        };
+        assert!(b.cached, "taken from the shared store, not verified again");
+        assert_eq!(b.token.claims, a.token.claims);
+        assert_eq!(w.cache.len(), 1, "and now in that worker's cache too");
+        // The requirement is still checked on a shared hit.
+        w.cache = TokenCache::new(16).with_shared(64);
+        let admin = w.requirement(json!({ "providers": ["main"], "scopes": ["admin"] }));
+        assert_eq!(
+            reason_of(w.run(&admin, &h, T0)),
+            Reason::JwtInsufficientScope
+        );
+        // Sharing off: the other worker verifies.
+        w.cache = TokenCache::new(16);
+        let AuthnOutcome::Authenticated(c) = w.run(&req, &h, T0) else {
+            panic!("expected a pass");
+        };
+        assert!(!c.cached);
     }
 
     #[test]

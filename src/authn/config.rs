@@ -241,6 +241,10 @@ pub struct Provider {
     pub claim_to_headers: Vec<ClaimToHeader>,
     /// Longest accepted token.
     pub max_token_bytes: usize,
+    /// SHA-256 of the settings [`super::verify::verify`] checks a token against (name, issuer,
+    /// audiences, algorithms, skew, lifetime rules, size): a token another worker verified
+    /// under other settings is not taken from the shared store.
+    pub verify_digest: [u8; 32],
 }
 
 impl Provider {
@@ -448,6 +452,19 @@ fn compile_provider(
         });
     }
 
+    let require_expiration = raw.require_expiration.unwrap_or(true);
+    let verify_digest = verify_digest(
+        name,
+        issuer.as_deref(),
+        &audiences,
+        algorithms,
+        [
+            clock_skew_seconds,
+            max_lifetime_seconds.map_or(u64::MAX, |m| m),
+            u64::from(require_expiration),
+            u64::try_from(max_token_bytes).unwrap_or(u64::MAX),
+        ],
+    );
     Ok(Provider {
         name: name.to_string(),
         issuer,
@@ -457,12 +474,47 @@ fn compile_provider(
         sources,
         clock_skew_seconds,
         max_lifetime_seconds,
-        require_expiration: raw.require_expiration.unwrap_or(true),
+        require_expiration,
         forward: raw.forward.unwrap_or(false),
         forward_payload_header,
         claim_to_headers,
         max_token_bytes,
+        verify_digest,
     })
+}
+
+/// [`Provider::verify_digest`]: every field length-prefixed, so no two settings collide.
+fn verify_digest(
+    name: &str,
+    issuer: Option<&str>,
+    audiences: &[String],
+    algorithms: AlgSet,
+    numbers: [u64; 4],
+) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut text = |s: &str| {
+        ctx.update(&(s.len() as u64).to_le_bytes());
+        ctx.update(s.as_bytes());
+    };
+    text(name);
+    match issuer {
+        Some(i) => {
+            text("iss");
+            text(i);
+        }
+        None => text("no-iss"),
+    }
+    text(&audiences.len().to_string());
+    for a in audiences {
+        text(a);
+    }
+    ctx.update(&algorithms.bits().to_le_bytes());
+    for n in numbers {
+        ctx.update(&n.to_le_bytes());
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 #[inline(never)] // config time: keeps compile_raw small for V8 (docs/cost.md)

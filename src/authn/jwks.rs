@@ -43,6 +43,19 @@ const B64_KEY: GeneralPurpose = GeneralPurpose::new(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KeyFingerprint([u8; 32]);
 
+impl KeyFingerprint {
+    /// The digest (for the shared verified-token store).
+    pub fn to_bytes(self) -> [u8; 32] {
+        self.0
+    }
+
+    /// A fingerprint read back from the shared store; it matches a key only through
+    /// [`KeySet::contains`].
+    pub fn from_bytes(bytes: [u8; 32]) -> KeyFingerprint {
+        KeyFingerprint(bytes)
+    }
+}
+
 /// One verification key, decoded and validated.
 pub struct Key {
     kid: Option<String>,

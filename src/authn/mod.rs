@@ -22,6 +22,7 @@ pub mod forward;
 pub mod jwks;
 pub mod keys;
 pub mod require;
+pub mod shared_tokens;
 pub mod verify;
 
 #[cfg(test)]

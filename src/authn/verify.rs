@@ -261,18 +261,63 @@ pub fn verify(
         Some(exp) => exp.saturating_add(skew),
         None => now_secs.saturating_add(NO_EXP_CACHE_SECONDS),
     };
-    let string_claim = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
-    Ok(VerifiedToken {
-        iss: string_claim("iss"),
-        sub: string_claim("sub"),
-        kid: key.kid().map(str::to_string),
+    Ok(VerifiedToken::assemble(
+        claims,
+        key.kid().map(str::to_string),
         alg,
         exp,
-        payload_b64: payload_b64.to_string(),
-        key: key.fingerprint(),
+        payload_b64.to_string(),
+        key.fingerprint(),
         valid_until,
-        claims,
-    })
+    ))
+}
+
+impl VerifiedToken {
+    fn assemble(
+        claims: Map<String, Value>,
+        kid: Option<String>,
+        alg: Alg,
+        exp: Option<u64>,
+        payload_b64: String,
+        key: KeyFingerprint,
+        valid_until: u64,
+    ) -> VerifiedToken {
+        let string_claim =
+            |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
+        VerifiedToken {
+            iss: string_claim("iss"),
+            sub: string_claim("sub"),
+            kid,
+            alg,
+            exp,
+            payload_b64,
+            key,
+            valid_until,
+            claims,
+        }
+    }
+
+    /// A token another worker verified, rebuilt from what it published: the claims are decoded
+    /// again from the payload segment, by the same reader as in [`verify`].
+    pub(crate) fn from_verified_parts(
+        payload_b64: &str,
+        kid: Option<String>,
+        alg: Alg,
+        exp: Option<u64>,
+        key: KeyFingerprint,
+        valid_until: u64,
+    ) -> Option<VerifiedToken> {
+        let claims = json_object(&URL_SAFE_NO_PAD.decode(payload_b64).ok()?)?;
+        Some(VerifiedToken::assemble(
+            claims,
+            kid,
+            alg,
+            exp,
+            payload_b64.to_string(),
+            key,
+            valid_until,
+        ))
+    }
 }
 
 /// The `iss` of a token *without verifying anything*: only to route a token to the provider

@@ -5,6 +5,7 @@ use super::raw::{RawConfig, RawMatch, RawPaths, RawRoute, RawUnmatched};
 use super::read::{At, FromJson};
 use crate::authn::cache::DEFAULT_CACHE_ENTRIES;
 use crate::authn::config::{compile_providers, compile_requirement, Providers};
+use crate::authn::shared_tokens::{DEFAULT_SHARED_ENTRIES, MAX_SHARED_ENTRIES};
 use crate::error::config::{index, join, ConfigError};
 use crate::identity::config::{
     compile_binding, compile_forward_identity, compile_owner, compile_peers,
@@ -153,6 +154,18 @@ pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
             "at most 1000000 entries",
         ));
     }
+    let jwt_shared_entries = match raw.jwt_cache.as_ref().and_then(|c| c.shared_entries) {
+        // Sharing goes through the worker cache: no worker cache, nothing shared.
+        _ if jwt_cache_entries == 0 => 0,
+        None => DEFAULT_SHARED_ENTRIES,
+        Some(n) if n > MAX_SHARED_ENTRIES => {
+            return Err(ConfigError::new(
+                "jwt_cache.shared_entries",
+                format!("at most {MAX_SHARED_ENTRIES} entries"),
+            ))
+        }
+        Some(n) => n,
+    };
     let unmatched = match raw.unmatched {
         RawUnmatched::Deny => Unmatched::Deny,
         RawUnmatched::Allow => Unmatched::Allow,
@@ -173,6 +186,7 @@ pub fn compile_raw(raw: &RawConfig) -> Result<Policy, ConfigError> {
         providers,
         injected_headers,
         jwt_cache_entries,
+        jwt_shared_entries,
         allow_semicolon_params: raw.paths.allow_semicolon_params,
         allow_method_override: raw.paths.allow_method_override,
         fold_paths,

@@ -102,6 +102,10 @@ pub struct RawJwtCache {
     /// Entries per worker (default 1024; 0 turns the cache off).
     #[serde(default)]
     pub max_entries: Option<usize>,
+    /// Entries shared by all workers of one Envoy, so a token is verified once per Envoy rather
+    /// than once per worker (default 256, at most 65536; 0 turns sharing off).
+    #[serde(default)]
+    pub shared_entries: Option<u32>,
 }
 
 /// Audit-log options.
@@ -216,7 +220,10 @@ from_json_struct!(RawPaths {
     allow_method_override: get,
 });
 
-from_json_struct!(RawJwtCache { max_entries: get });
+from_json_struct!(RawJwtCache {
+    max_entries: get,
+    shared_entries: get,
+});
 
 from_json_struct!(RawAudit { log_allows: get });
 

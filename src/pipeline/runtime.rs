@@ -23,7 +23,7 @@ impl Runtime {
     pub fn new(policy: &Policy, store: &dyn SharedStore) -> Self {
         Runtime {
             keys: KeyManager::new(&policy.providers, register_worker(store)),
-            cache: TokenCache::new(policy.jwt_cache_entries),
+            cache: TokenCache::new(policy.jwt_cache_entries).with_shared(policy.jwt_shared_entries),
             fetches: Vec::new(),
         }
     }

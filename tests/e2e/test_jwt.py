@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 import harness
 from harness import (
     assert_ok, assert_problem, bearer, counter, get, post, reached_upstream, rid, wait_for,
+    worker_connections,
 )
 
 ISSUER = "https://idp.meshguard.test"
@@ -325,6 +326,34 @@ def test_reused_token_is_a_cache_hit(mg, upstream):
         assert_ok(resp, upstream, request_id)
     assert counter(mg, "meshguard.jwt.local.verified") == verified + 1
     assert counter(mg, "meshguard.jwt.local.cache_hit") == hits + 2
+
+
+@pytest.fixture(scope="module")
+def two_workers(module_envoys, meshguard_wasm, idp, idp_down) -> harness.Envoy:
+    return module_envoys(
+        plugin_config=MAIN, wasm=meshguard_wasm, concurrency=2,
+        extra_clusters=[harness.static_cluster("idp", idp.port),
+                        harness.static_cluster("idp_down", idp_down.port)],
+    )
+
+
+def test_a_token_is_verified_once_per_envoy_not_once_per_worker(two_workers, upstream):
+    """jwt_cache.shared_entries (on by default): the worker that verifies a token publishes it in
+    shared data; the other worker takes it from there instead of checking the signature again."""
+    tok = token("ec-a", sub="shared-once")
+    before = worker_connections(two_workers)
+    sent = 0
+    # New connections until both workers have answered some (the kernel spreads them).
+    while sent < 200:
+        resp, request_id = get(two_workers, "/local/shared", tok, label="shared")
+        assert_ok(resp, upstream, request_id)
+        sent += 1
+        after = worker_connections(two_workers)
+        if sent >= 8 and all(after.get(w, 0) > before.get(w, 0) for w in after) and len(after) == 2:
+            break
+    assert len(after) == 2 and all(after[w] > before.get(w, 0) for w in after), after
+    assert counter(two_workers, "meshguard.jwt.local.verified") == 1
+    assert counter(two_workers, "meshguard.jwt.local.cache_hit") == sent - 1
 
 
 # -- rejections ----------------------------------------------------------------------------------------
