@@ -273,9 +273,15 @@ fn check_provider(
         let slots = ctx.cache.shared_slots();
         if slots > 0 {
             // Another worker of this Envoy may have verified it already.
-            if let Some(token) =
-                shared_tokens::get(ctx.store, slots, &key, provider, &keys, now_secs)
-            {
+            if let Some(token) = shared_tokens::get(
+                ctx.store,
+                slots,
+                &key,
+                &found.token,
+                provider,
+                &keys,
+                now_secs,
+            ) {
                 let token = Arc::new(token);
                 ctx.cache.insert(key, token.clone(), &keys);
                 return Ok(finish(req, pid, provider, found, token, true));

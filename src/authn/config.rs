@@ -241,9 +241,9 @@ pub struct Provider {
     pub claim_to_headers: Vec<ClaimToHeader>,
     /// Longest accepted token.
     pub max_token_bytes: usize,
-    /// SHA-256 of the settings [`super::verify::verify`] checks a token against (name, issuer,
-    /// audiences, algorithms, skew, lifetime rules, size): a token another worker verified
-    /// under other settings is not taken from the shared store.
+    /// SHA-256 of the build and of the settings [`super::verify::verify`] checks a token against
+    /// (name, issuer, audiences, algorithms, skew, lifetime rules, size): a token another worker
+    /// verified under other settings, or with another build, is not taken from the shared store.
     pub verify_digest: [u8; 32],
 }
 
@@ -460,7 +460,8 @@ fn compile_provider(
         algorithms,
         [
             clock_skew_seconds,
-            max_lifetime_seconds.map_or(u64::MAX, |m| m),
+            u64::from(max_lifetime_seconds.is_some()),
+            max_lifetime_seconds.unwrap_or(0),
             u64::from(require_expiration),
             u64::try_from(max_token_bytes).unwrap_or(u64::MAX),
         ],
@@ -483,19 +484,23 @@ fn compile_provider(
     })
 }
 
-/// [`Provider::verify_digest`]: every field length-prefixed, so no two settings collide.
+/// [`Provider::verify_digest`]: the build, then every field length-prefixed or tagged, so no
+/// two settings collide.
 fn verify_digest(
     name: &str,
     issuer: Option<&str>,
     audiences: &[String],
     algorithms: AlgSet,
-    numbers: [u64; 4],
+    numbers: [u64; 5],
 ) -> [u8; 32] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut text = |s: &str| {
         ctx.update(&(s.len() as u64).to_le_bytes());
         ctx.update(s.as_bytes());
     };
+    // The build: a new module may verify differently (shared data outlives a reload).
+    text(env!("CARGO_PKG_VERSION"));
+    text(option_env!("MESHGUARD_GIT_HASH").unwrap_or("unknown"));
     text(name);
     match issuer {
         Some(i) => {

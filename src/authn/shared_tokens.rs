@@ -6,14 +6,15 @@
 //! token overwriting an older one. An entry stands in for verification only when all of these
 //! hold, else it is a miss and the worker verifies:
 //! - its whole 32-byte cache key (SHA-256 of provider name and token) is this token's;
-//! - it was written under the same provider settings ([`Provider::verify_digest`]: issuer,
-//!   audiences, algorithms, skew, lifetime rules), so a reconfiguration never inherits it;
-//! - the key that verified it is still in the provider's current key set;
+//! - it was written by the same build under the same provider settings
+//!   ([`Provider::verify_digest`]: build, issuer, audiences, algorithms, skew, lifetime rules),
+//!   so neither a reconfiguration nor an upgrade inherits it;
+//! - the key that verified it is still in the provider's current key set under the same `kid`;
 //! - it is within the token's own horizon (`valid_until`), read from the entry.
 //!
-//! The claims are not stored as trusted data: the entry keeps the payload segment as received,
-//! and a hit decodes it again with the same strict reader verification used. Only meshguard's
-//! VMs (the same `vm_id`) can write this store. A format or semantics change bumps [`VERSION`].
+//! The entry holds no claims: a hit decodes the payload segment of the token the request
+//! presented (the one whose SHA-256 matched), with the same strict reader verification used.
+//! Only VMs of meshguard's `vm_id` can write this store. A format change bumps [`VERSION`].
 
 use super::alg::Alg;
 use super::cache::CacheKey;
@@ -24,14 +25,13 @@ use crate::host::SharedStore;
 
 /// Default number of shared slots (0 turns sharing off).
 pub const DEFAULT_SHARED_ENTRIES: u32 = 256;
-/// Most slots `jwt_cache.shared_entries` may ask for.
-pub const MAX_SHARED_ENTRIES: u32 = 65_536;
-/// Entry format and verification semantics; entries of another version are misses.
-pub const VERSION: u8 = 1;
-/// Largest payload segment shared (larger tokens are verified per worker).
-const MAX_PAYLOAD_B64: usize = 16 * 1024;
-/// `kid` length that means "no kid".
-const NO_KID: u16 = u16::MAX;
+/// Most slots `jwt_cache.shared_entries` may ask for (an entry is about 150 bytes plus its
+/// `kid`).
+pub const MAX_SHARED_ENTRIES: u32 = 16_384;
+/// Entry format; entries of another version are misses.
+pub const VERSION: u8 = 2;
+/// Longest `kid` shared (a token verified by a key with a longer one is not shared).
+const MAX_KID: usize = 256;
 
 /// The shared-data key of the slot `key` falls in, among `slots`.
 fn slot_name(key: &CacheKey, slots: u32) -> Option<String> {
@@ -41,19 +41,25 @@ fn slot_name(key: &CacheKey, slots: u32) -> Option<String> {
     Some(format!("meshguard.vt.{slot}"))
 }
 
-/// The token in `key`'s slot, when the entry is this token's and may stand in for verifying it
-/// with `provider` and `keys` at `now_secs`.
+/// `token` (whose cache key is `key`) as verified, when its slot holds its entry and the entry
+/// may stand in for verifying it with `provider` and `keys` at `now_secs`.
 pub fn get(
     store: &dyn SharedStore,
     slots: u32,
     key: &CacheKey,
+    token: &str,
     provider: &Provider,
     keys: &KeySet,
     now_secs: u64,
 ) -> Option<VerifiedToken> {
+    // Only a compact JWS can have been verified: anything else costs no store read.
+    if token.len() > provider.max_token_bytes || token.bytes().filter(|b| *b == b'.').count() != 2 {
+        return None;
+    }
     let name = slot_name(key, slots)?;
     let (bytes, _) = store.get(&name).ok()??;
-    decode(&bytes, key, provider, keys, now_secs)
+    let payload_b64 = token.split('.').nth(1)?;
+    decode(&bytes, key, payload_b64, provider, keys, now_secs)
 }
 
 /// Publishes a token this worker just verified (best effort: a refused write only means the
@@ -65,7 +71,7 @@ pub fn put(
     provider: &Provider,
     token: &VerifiedToken,
 ) {
-    if token.payload_b64.len() > MAX_PAYLOAD_B64 {
+    if token.kid.as_ref().is_some_and(|k| k.len() > MAX_KID) {
         return;
     }
     let Some(name) = slot_name(key, slots) else {
@@ -75,16 +81,14 @@ pub fn put(
 }
 
 /// `[VERSION][cache key 32][provider digest 32][key fingerprint 32][valid_until u64][exp flag
-/// u8][exp u64][alg name len u8][alg name][kid len u16 (NO_KID: none)][kid][payload segment]`,
-/// integers little-endian.
+/// u8][exp u64][alg name len u8][alg name][kid flag u8][kid]`, integers little-endian.
 fn encode(key: &CacheKey, provider: &Provider, token: &VerifiedToken) -> Vec<u8> {
     let alg = token.alg.name().as_bytes();
     let kid = token.kid.as_deref().unwrap_or("").as_bytes();
     let mut out = Vec::with_capacity(
-        120_usize
+        125_usize
             .saturating_add(alg.len())
-            .saturating_add(kid.len())
-            .saturating_add(token.payload_b64.len()),
+            .saturating_add(kid.len()),
     );
     out.push(VERSION);
     out.extend_from_slice(key.as_bytes());
@@ -95,15 +99,8 @@ fn encode(key: &CacheKey, provider: &Provider, token: &VerifiedToken) -> Vec<u8>
     out.extend_from_slice(&token.exp.unwrap_or(0).to_le_bytes());
     out.push(u8::try_from(alg.len()).unwrap_or(0));
     out.extend_from_slice(alg);
-    let kid_len = match (&token.kid, u16::try_from(kid.len())) {
-        (Some(_), Ok(n)) if n != NO_KID => n,
-        _ => NO_KID,
-    };
-    out.extend_from_slice(&kid_len.to_le_bytes());
-    if kid_len != NO_KID {
-        out.extend_from_slice(kid);
-    }
-    out.extend_from_slice(token.payload_b64.as_bytes());
+    out.push(u8::from(token.kid.is_some()));
+    out.extend_from_slice(kid);
     out
 }
 
@@ -127,6 +124,7 @@ impl<'a> Cursor<'a> {
 fn decode(
     bytes: &[u8],
     key: &CacheKey,
+    payload_b64: &str,
     provider: &Provider,
     keys: &KeySet,
     now_secs: u64,
@@ -140,7 +138,7 @@ fn decode(
     }
     let fingerprint = KeyFingerprint::from_bytes(c.array::<32>()?);
     let valid_until = c.u64()?;
-    if now_secs >= valid_until || !keys.contains(&fingerprint) {
+    if now_secs >= valid_until {
         return None;
     }
     let exp = match (c.array::<1>()?, c.u64()?) {
@@ -150,15 +148,20 @@ fn decode(
     };
     let alg_len = usize::from(*c.array::<1>()?.first()?);
     let alg = Alg::parse(std::str::from_utf8(c.take(alg_len)?).ok()?)?;
-    let kid = match u16::from_le_bytes(c.array::<2>()?) {
-        NO_KID => None,
-        n => Some(
-            std::str::from_utf8(c.take(usize::from(n))?)
-                .ok()?
-                .to_string(),
-        ),
+    let kid = match c.array::<1>()? {
+        [0] if c.0.is_empty() => None,
+        [1] => Some(std::str::from_utf8(c.0).ok()?.to_string()),
+        _ => return None,
     };
-    let payload_b64 = std::str::from_utf8(c.0).ok()?;
+    // The key that verified it, still in the set and still under the same `kid` (a key set that
+    // moved a `kid` to other material is not the set the token was verified against).
+    let same_key = match &kid {
+        Some(k) => keys.by_kid(k).map(|key| key.fingerprint()) == Some(fingerprint),
+        None => keys.contains(&fingerprint),
+    };
+    if !same_key {
+        return None;
+    }
     VerifiedToken::from_verified_parts(payload_b64, kid, alg, exp, fingerprint, valid_until)
 }
 

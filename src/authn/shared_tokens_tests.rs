@@ -8,13 +8,19 @@ use serde_json::{json, Value};
 const SLOTS: u32 = 64;
 
 fn keyset(drop_kid: Option<&str>) -> KeySet {
+    keyset_with(|doc| {
+        if let Some(kid) = drop_kid {
+            doc["keys"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|k| k["kid"] != kid);
+        }
+    })
+}
+
+fn keyset_with(edit: impl FnOnce(&mut Value)) -> KeySet {
     let mut doc: Value = serde_json::from_str(JWKS).unwrap();
-    if let Some(kid) = drop_kid {
-        doc["keys"]
-            .as_array_mut()
-            .unwrap()
-            .retain(|k| k["kid"] != kid);
-    }
+    edit(&mut doc);
     decode_jwks(doc.to_string().as_bytes(), DEFAULT_MAX_JWKS_BYTES)
         .unwrap()
         .keys
@@ -35,7 +41,7 @@ fn another_worker_reads_the_same_verified_token() {
     let store = MemStore::default();
     for token in [good_rs256_token(), good_es256_token(), good_eddsa_token()] {
         let (key, v) = published(&store, &token);
-        let got = get(&store, SLOTS, &key, &provider(), &keyset(None), NOW).unwrap();
+        let got = get(&store, SLOTS, &key, &token, &provider(), &keyset(None), NOW).unwrap();
         assert_eq!(got.claims, v.claims);
         assert_eq!((got.iss, got.sub, got.kid), (v.iss, v.sub, v.kid));
         assert_eq!((got.alg, got.exp, got.key), (v.alg, v.exp, v.key));
@@ -55,18 +61,18 @@ fn an_entry_stands_in_only_for_its_token_settings_key_and_time() {
     let keys = keyset(None);
     // Another token (same slot or not), another provider name: other keys, misses.
     let other = CacheKey::new(&p.name, &good_rs256_token());
-    assert!(get(&store, SLOTS, &other, &p, &keys, NOW).is_none());
+    assert!(get(&store, SLOTS, &other, &good_rs256_token(), &p, &keys, NOW).is_none());
     let renamed = CacheKey::new("other", &token);
-    assert!(get(&store, SLOTS, &renamed, &p, &keys, NOW).is_none());
+    assert!(get(&store, SLOTS, &renamed, &token, &p, &keys, NOW).is_none());
     // The same provider name with other settings (a reconfiguration): a miss.
     let stricter = provider_with(|j| j["audiences"] = json!(["elsewhere"]));
-    assert!(get(&store, SLOTS, &key, &stricter, &keys, NOW).is_none());
+    assert!(get(&store, SLOTS, &key, &token, &stricter, &keys, NOW).is_none());
     // The key that verified it left the set (rotation): a miss.
     let kid = v.kid.clone().unwrap();
-    assert!(get(&store, SLOTS, &key, &p, &keyset(Some(&kid)), NOW).is_none());
+    assert!(get(&store, SLOTS, &key, &token, &p, &keyset(Some(&kid)), NOW).is_none());
     // At and after the token's horizon: a miss.
-    assert!(get(&store, SLOTS, &key, &p, &keys, v.valid_until).is_none());
-    assert!(get(&store, SLOTS, &key, &p, &keys, v.valid_until - 1).is_some());
+    assert!(get(&store, SLOTS, &key, &token, &p, &keys, v.valid_until).is_none());
+    assert!(get(&store, SLOTS, &key, &token, &p, &keys, v.valid_until - 1).is_some());
 }
 
 #[test]
@@ -86,8 +92,8 @@ fn a_newer_token_in_the_slot_turns_the_older_into_a_miss() {
         &verify(&good_eddsa_token(), &p, &keys, NOW).unwrap(),
     );
     put(&store, 1, &b, &p, &v);
-    assert!(get(&store, 1, &a, &p, &keys, NOW).is_none());
-    assert!(get(&store, 1, &b, &p, &keys, NOW).is_some());
+    assert!(get(&store, 1, &a, &good_eddsa_token(), &p, &keys, NOW).is_none());
+    assert!(get(&store, 1, &b, &good_rs256_token(), &p, &keys, NOW).is_some());
 }
 
 #[test]
@@ -99,27 +105,60 @@ fn damaged_or_foreign_entries_are_misses_without_panic() {
     let (good, _) = store.get(&name).unwrap().unwrap();
     let p = provider();
     let keys = keyset(None);
+    let payload = token.split('.').nth(1).unwrap();
     // Every truncation, and every single-byte change, is a miss or the same token.
     for n in 0..good.len() {
-        assert!(decode(&good[..n], &key, &p, &keys, NOW).is_none_or(|t| t.sub.is_some()));
+        assert!(decode(&good[..n], &key, payload, &p, &keys, NOW).is_none_or(|t| t.sub.is_some()));
     }
     for i in 0..good.len() {
         for x in [0x00, 0x01, 0x7f, 0xff] {
             let mut bad = good.clone();
             bad[i] ^= x;
-            let _ = decode(&bad, &key, &p, &keys, NOW);
+            let _ = decode(&bad, &key, payload, &p, &keys, NOW);
         }
     }
     // Another version's entry is a miss.
     let mut old = good.clone();
     old[0] = VERSION.wrapping_add(1);
-    assert!(decode(&old, &key, &p, &keys, NOW).is_none());
-    // A payload segment that is not the verified one's JSON: a miss.
-    let mut tail = good.clone();
-    let at = tail.len() - 3;
-    tail.truncate(at);
-    tail.extend_from_slice(b"!!!");
-    assert!(decode(&tail, &key, &p, &keys, NOW).is_none());
+    assert!(decode(&old, &key, payload, &p, &keys, NOW).is_none());
+    // The claims come from the presented token, never from the store: a payload that is not
+    // JSON is a miss (and with the wrong token the key would not have matched at all).
+    assert!(decode(&good, &key, "bm90IGpzb24", &p, &keys, NOW).is_none());
+    // Not a compact JWS: no store read at all.
+    assert!(get(&store, SLOTS, &key, "a.b", &p, &keys, NOW).is_none());
+}
+
+#[test]
+fn a_kid_moved_to_other_material_or_other_settings_are_misses() {
+    let store = MemStore::default();
+    let token = good_rs256_token();
+    let (key, v) = published(&store, &token);
+    let p = provider();
+    // Swap the kids of the two RSA keys: the token's key is still in the set, under another
+    // kid; verify() would refuse it, so must the store.
+    let kid = v.kid.clone().unwrap();
+    let swapped = keyset_with(|doc| {
+        let keys = doc["keys"].as_array_mut().unwrap();
+        let rsa: Vec<usize> = (0..keys.len())
+            .filter(|&i| keys[i]["kty"] == "RSA")
+            .collect();
+        assert!(rsa.len() >= 2, "the fixture has two RSA keys");
+        let (a, b) = (rsa[0], rsa[1]);
+        let ka = keys[a]["kid"].clone();
+        keys[a]["kid"] = keys[b]["kid"].clone();
+        keys[b]["kid"] = ka;
+    });
+    assert!(swapped.contains(&v.key));
+    assert!(verify(&token, &p, &swapped, NOW).is_err());
+    assert!(get(&store, SLOTS, &key, &token, &p, &swapped, NOW).is_none());
+    assert!(kid.starts_with("rsa"));
+    // `max_lifetime_seconds` unset and set to u64::MAX differ.
+    let unset = provider_with(|j| j["require_expiration"] = json!(false));
+    let huge = provider_with(|j| {
+        j["require_expiration"] = json!(false);
+        j["max_lifetime_seconds"] = json!(u64::MAX);
+    });
+    assert_ne!(unset.verify_digest, huge.verify_digest);
 }
 
 #[test]
@@ -132,5 +171,5 @@ fn zero_slots_share_nothing() {
     let key = CacheKey::new(&p.name, &token);
     put(&store, 0, &key, &p, &v);
     assert_eq!(store.len(), 0);
-    assert!(get(&store, 0, &key, &p, &keys, NOW).is_none());
+    assert!(get(&store, 0, &key, &token, &p, &keys, NOW).is_none());
 }

@@ -103,7 +103,7 @@ pub struct RawJwtCache {
     #[serde(default)]
     pub max_entries: Option<usize>,
     /// Entries shared by all workers of one Envoy, so a token is verified once per Envoy rather
-    /// than once per worker (default 256, at most 65536; 0 turns sharing off).
+    /// than once per worker (default 256, at most 16384; 0 turns sharing off).
     #[serde(default)]
     pub shared_entries: Option<u32>,
 }
