@@ -195,7 +195,8 @@ impl TokenCache {
         let i = *self.index.get(key)?;
         let slot = self.slots.get_mut(i)?;
         let expired = now_secs >= slot.token.valid_until;
-        let key_gone = slot.generation != keys.generation() && !keys.contains(&slot.token.key);
+        let key_gone = slot.generation != keys.generation()
+            && !keys.still_holds(&slot.token.key, slot.token.kid.as_deref());
         if expired || key_gone {
             self.remove(i);
             return None;
@@ -384,6 +385,31 @@ mod tests {
         // Generation 3 dropped the Ed25519 key: the entry goes.
         assert!(cache.get(&k, &keyset(3, Some("ed25519")), NOW).is_none());
         assert!(cache.get(&k, &keyset(3, None), NOW).is_none());
+    }
+
+    #[test]
+    fn entry_dropped_when_its_kid_moves_to_other_material() {
+        let keys = keyset(1, None);
+        let mut cache = TokenCache::new(4);
+        let t = good_rs256_token();
+        let k = CacheKey::new("main", &t);
+        cache.insert(k, verified(&t, &keys), &keys);
+        // Generation 2 swaps the kids of the two RSA keys: the key is still in the set, under
+        // another kid, so verify() would refuse the token; the cache must not answer for it.
+        let mut doc: Value = serde_json::from_str(JWKS).unwrap();
+        let list = doc["keys"].as_array_mut().unwrap();
+        let rsa: Vec<usize> = (0..list.len())
+            .filter(|&i| list[i]["kty"] == "RSA")
+            .collect();
+        let (a, b) = (rsa[0], rsa[1]);
+        let ka = list[a]["kid"].clone();
+        list[a]["kid"] = list[b]["kid"].clone();
+        list[b]["kid"] = ka;
+        let swapped = decode_jwks(doc.to_string().as_bytes(), DEFAULT_MAX_JWKS_BYTES)
+            .unwrap()
+            .keys
+            .with_generation(2);
+        assert!(cache.get(&k, &swapped, NOW).is_none());
     }
 
     #[test]

@@ -208,6 +208,18 @@ impl KeySet {
         self.keys.iter().any(|k| &k.fingerprint == fingerprint)
     }
 
+    /// True when the key that verified a token (its fingerprint and `kid`) is still in the set
+    /// under that `kid`: a set that moved the `kid` to other material would make `verify`
+    /// refuse the token, so a cached verification must not stand in for it either.
+    pub fn still_holds(&self, fingerprint: &KeyFingerprint, kid: Option<&str>) -> bool {
+        match kid {
+            Some(k) => self
+                .by_kid(k)
+                .is_some_and(|key| &key.fingerprint == fingerprint),
+            None => self.contains(fingerprint),
+        }
+    }
+
     /// A set holding one HMAC secret for the given HS algorithms. Only the config compiler builds
     /// this, from an explicit `hmac_secret`; the caller has checked the secret's length.
     pub(crate) fn hmac(secret: &[u8], kid: Option<String>, algs: AlgSet) -> KeySet {

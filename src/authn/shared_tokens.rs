@@ -153,13 +153,7 @@ fn decode(
         [1] => Some(std::str::from_utf8(c.0).ok()?.to_string()),
         _ => return None,
     };
-    // The key that verified it, still in the set and still under the same `kid` (a key set that
-    // moved a `kid` to other material is not the set the token was verified against).
-    let same_key = match &kid {
-        Some(k) => keys.by_kid(k).map(|key| key.fingerprint()) == Some(fingerprint),
-        None => keys.contains(&fingerprint),
-    };
-    if !same_key {
+    if !keys.still_holds(&fingerprint, kid.as_deref()) {
         return None;
     }
     VerifiedToken::from_verified_parts(payload_b64, kid, alg, exp, fingerprint, valid_until)
