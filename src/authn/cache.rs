@@ -270,10 +270,9 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::jwks::{decode_jwks, DEFAULT_MAX_JWKS_BYTES};
     use crate::authn::testkit::*;
     use crate::authn::verify::verify;
-    use serde_json::{json, Value};
+    use serde_json::json;
 
     #[test]
     fn remembered_keys_are_exact_and_bounded() {
@@ -301,17 +300,7 @@ mod tests {
     }
 
     fn keyset(generation: u64, drop_kid: Option<&str>) -> KeySet {
-        let mut doc: Value = serde_json::from_str(JWKS).unwrap();
-        if let Some(kid) = drop_kid {
-            doc["keys"]
-                .as_array_mut()
-                .unwrap()
-                .retain(|k| k["kid"] != kid);
-        }
-        decode_jwks(doc.to_string().as_bytes(), DEFAULT_MAX_JWKS_BYTES)
-            .unwrap()
-            .keys
-            .with_generation(generation)
+        fixture_keys(drop_kid, |_| {}).with_generation(generation)
     }
 
     fn verified(token: &str, keys: &KeySet) -> Arc<VerifiedToken> {
@@ -396,19 +385,7 @@ mod tests {
         cache.insert(k, verified(&t, &keys), &keys);
         // Generation 2 swaps the kids of the two RSA keys: the key is still in the set, under
         // another kid, so verify() would refuse the token; the cache must not answer for it.
-        let mut doc: Value = serde_json::from_str(JWKS).unwrap();
-        let list = doc["keys"].as_array_mut().unwrap();
-        let rsa: Vec<usize> = (0..list.len())
-            .filter(|&i| list[i]["kty"] == "RSA")
-            .collect();
-        let (a, b) = (rsa[0], rsa[1]);
-        let ka = list[a]["kid"].clone();
-        list[a]["kid"] = list[b]["kid"].clone();
-        list[b]["kid"] = ka;
-        let swapped = decode_jwks(doc.to_string().as_bytes(), DEFAULT_MAX_JWKS_BYTES)
-            .unwrap()
-            .keys
-            .with_generation(2);
+        let swapped = fixture_keys(None, swap_rsa_kids).with_generation(2);
         assert!(cache.get(&k, &swapped, NOW).is_none());
     }
 

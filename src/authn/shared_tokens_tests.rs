@@ -1,29 +1,13 @@
 use super::*;
-use crate::authn::jwks::{decode_jwks, DEFAULT_MAX_JWKS_BYTES};
 use crate::authn::testkit::*;
 use crate::authn::verify::verify;
 use crate::host::fake::MemStore;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const SLOTS: u32 = 64;
 
 fn keyset(drop_kid: Option<&str>) -> KeySet {
-    keyset_with(|doc| {
-        if let Some(kid) = drop_kid {
-            doc["keys"]
-                .as_array_mut()
-                .unwrap()
-                .retain(|k| k["kid"] != kid);
-        }
-    })
-}
-
-fn keyset_with(edit: impl FnOnce(&mut Value)) -> KeySet {
-    let mut doc: Value = serde_json::from_str(JWKS).unwrap();
-    edit(&mut doc);
-    decode_jwks(doc.to_string().as_bytes(), DEFAULT_MAX_JWKS_BYTES)
-        .unwrap()
-        .keys
+    fixture_keys(drop_kid, |_| {})
 }
 
 /// A token verified by one worker and published.
@@ -137,17 +121,7 @@ fn a_kid_moved_to_other_material_or_other_settings_are_misses() {
     // Swap the kids of the two RSA keys: the token's key is still in the set, under another
     // kid; verify() would refuse it, so must the store.
     let kid = v.kid.clone().unwrap();
-    let swapped = keyset_with(|doc| {
-        let keys = doc["keys"].as_array_mut().unwrap();
-        let rsa: Vec<usize> = (0..keys.len())
-            .filter(|&i| keys[i]["kty"] == "RSA")
-            .collect();
-        assert!(rsa.len() >= 2, "the fixture has two RSA keys");
-        let (a, b) = (rsa[0], rsa[1]);
-        let ka = keys[a]["kid"].clone();
-        keys[a]["kid"] = keys[b]["kid"].clone();
-        keys[b]["kid"] = ka;
-    });
+    let swapped = fixture_keys(None, swap_rsa_kids);
     assert!(swapped.contains(&v.key));
     assert!(verify(&token, &p, &swapped, NOW).is_err());
     assert!(get(&store, SLOTS, &key, &token, &p, &swapped, NOW).is_none());

@@ -8,6 +8,7 @@
 )]
 
 use super::config::{compile_providers, Provider, ProviderId, Providers, RawJwtProvider};
+use super::jwks::{decode_jwks, KeySet, DEFAULT_MAX_JWKS_BYTES};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ring::{hmac, rand, signature};
@@ -215,4 +216,33 @@ pub fn provider_with(edit: impl FnOnce(&mut Value)) -> Arc<Provider> {
 /// The fixture provider.
 pub fn provider() -> Arc<Provider> {
     provider_with(|_| {})
+}
+
+/// The fixture key set (`JWKS`) after `edit` on its JSON, and without the key `drop_kid`.
+pub fn fixture_keys(drop_kid: Option<&str>, edit: impl FnOnce(&mut Value)) -> KeySet {
+    let mut doc: Value = serde_json::from_str(JWKS).unwrap();
+    if let Some(kid) = drop_kid {
+        doc["keys"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|k| k["kid"] != kid);
+    }
+    edit(&mut doc);
+    decode_jwks(doc.to_string().as_bytes(), DEFAULT_MAX_JWKS_BYTES)
+        .unwrap()
+        .keys
+}
+
+/// Gives the fixture's two RSA keys each other's `kid`: the same material, under other names
+/// (a key set that `verify` judges differently for a token naming either kid).
+pub fn swap_rsa_kids(doc: &mut Value) {
+    let keys = doc["keys"].as_array_mut().unwrap();
+    let rsa: Vec<usize> = (0..keys.len())
+        .filter(|&i| keys[i]["kty"] == "RSA")
+        .collect();
+    assert!(rsa.len() >= 2, "the fixture has two RSA keys");
+    let (a, b) = (rsa[0], rsa[1]);
+    let ka = keys[a]["kid"].clone();
+    keys[a]["kid"] = keys[b]["kid"].clone();
+    keys[b]["kid"] = ka;
 }
